@@ -1,0 +1,32 @@
+# Every target that runs code first makes sure .venv exists and holds the project,
+# so a fresh clone needs nothing but `make demo` or `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo plan typecheck venv clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory typecheck
+
+typecheck: $(STAMP)
+	$(BIN)/python -m mypy
+
+plan: $(STAMP)
+	$(BIN)/python scripts/plan
+
+demo: $(STAMP)
+	$(BIN)/python scripts/plan --print
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache

@@ -1,0 +1,170 @@
+"""Assemble one site (primary or DR) from the components and return its flat outputs.
+
+The output names are the contract with `recovery/stack.py`, documented in the README and
+docs/stack-outputs.md, and checked by tests/test_contract.py.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from typing import Any
+
+import pulumi
+
+from aurora import PORT as DB_PORT
+from aurora import AuroraArgs, AuroraSite
+from backup_vault import BackupVault, BackupVaultArgs
+from dns_failover import DnsFailover, DnsFailoverArgs
+from recovery_access import RecoveryAccess, RecoveryAccessArgs
+from redis_cache import PORT as CACHE_PORT
+from redis_cache import RedisCache, RedisCacheArgs
+from replication import CrossRegionReplication, ReplicationArgs, replication_role
+from secrets_store import generated_password, managed_secret
+from stack_config import StackConfig
+
+Outputs = dict[str, Any]
+
+
+def replica_secret_arn(primary_secret_arn: str, region: str) -> str:
+    """A Secrets Manager replica keeps the primary's ARN with the replica's region."""
+    return re.sub(r"^(arn:aws[\w-]*:secretsmanager:)[a-z0-9-]+(:)", rf"\g<1>{region}\g<2>", primary_secret_arn)
+
+
+def build(cfg: StackConfig) -> Outputs:
+    if cfg.is_primary:
+        return _primary(cfg)
+    return _dr(cfg)
+
+
+def _common_outputs(cfg: StackConfig) -> Outputs:
+    return {
+        "role": cfg.role,
+        "region": cfg.region,
+        "peer_stack": cfg.peer_stack.rsplit("/", 1)[-1],
+        "backup_retention_days": cfg.backup.retention_days,
+        "offsite_retention_days": cfg.backup.offsite_retention_days,
+        "backup_interval_minutes": dict(cfg.backup.interval_minutes),
+        "db_port": DB_PORT,
+        "db_name": cfg.database.database_name,
+        "db_username": cfg.database.master_username,
+        "cache_port": CACHE_PORT,
+        "dns_zone_id": cfg.dns.zone_id,
+        "dns_record_name": cfg.dns.record_name,
+        "node_api_url": f"https://{cfg.dns.node_api_fqdn}",
+        "vpc_id": cfg.network.vpc_id,
+        "trail_name": cfg.recovery.trail_name,
+        "objectives": {k: asdict(v) for k, v in cfg.objectives.items()},
+    }
+
+
+def _app_secrets(cfg: StackConfig, vault: BackupVault) -> list[pulumi.Output[str]]:
+    arns = []
+    for i, secret_name in enumerate(cfg.recovery.app_secret_names):
+        value = generated_password(f"app-secret-{i + 1}-value", vault)
+        arns.append(
+            managed_secret(
+                f"app-secret-{i + 1}",
+                secret_name=secret_name,
+                description="Application secret (rotated by `recovery rotate app`)",
+                kms_key_id=None,
+                value=value.result,
+                parent=vault,
+            ).arn
+        )
+    return arns
+
+
+def _site(cfg: StackConfig, vault: BackupVault, db: AuroraSite, db_secret_arn: pulumi.Input[str],
+          extra_health_check_ids: list[pulumi.Input[str]]) -> Outputs:
+    """Cache, DNS, app secrets and recovery access: the same in both roles."""
+    cache = RedisCache("cache", RedisCacheArgs(cache=cfg.cache, network=cfg.network, stack=cfg.stack))
+    dns = DnsFailover("dns", DnsFailoverArgs(dns=cfg.dns, role=cfg.role, stack=cfg.stack))
+    app_secret_arns = _app_secrets(cfg, vault)
+    access = RecoveryAccess(
+        "recovery",
+        RecoveryAccessArgs(
+            stack=cfg.stack,
+            region=cfg.region,
+            trusted_principal_arns=cfg.recovery.trusted_principal_arns,
+            bucket_arn=vault.bucket.arn,
+            bucket_key_arn=vault.key.arn,
+            global_cluster_id=db.global_cluster_id,
+            cluster_arn=db.cluster.arn,
+            cache_group_arn=cache.group.arn,
+            secret_arns=[db_secret_arn, cache.secret.arn, *app_secret_arns],
+            zone_id=cfg.dns.zone_id,
+            health_check_ids=[dns.health_check.id, *extra_health_check_ids],
+            vpc_id=cfg.network.vpc_id,
+            trail_name=cfg.recovery.trail_name,
+        ),
+    )
+    return {
+        **_common_outputs(cfg),
+        "backup_bucket_name": vault.bucket.bucket,
+        "backup_bucket_arn": vault.bucket.arn,
+        "backup_kms_key_arn": vault.key.arn,
+        "global_cluster_id": db.global_cluster_id,
+        "db_cluster_id": db.cluster.cluster_identifier,
+        "db_cluster_arn": db.cluster.arn,
+        "db_endpoint": db.cluster.endpoint,
+        "db_reader_endpoint": db.cluster.reader_endpoint,
+        "db_secret_arn": db_secret_arn,
+        "db_instance_ids": [i.identifier for i in db.instances],
+        "cache_replication_group_id": cache.group.replication_group_id,
+        "cache_endpoint": cache.group.primary_endpoint_address,
+        "cache_secret_arn": cache.secret.arn,
+        "app_secret_arns": app_secret_arns,
+        "health_check_id": dns.health_check.id,
+        "recovery_role_arn": access.role.arn,
+    }
+
+
+def _primary(cfg: StackConfig) -> Outputs:
+    vault = BackupVault("backups", BackupVaultArgs(backup=cfg.backup))
+    db = AuroraSite("database", AuroraArgs(database=cfg.database, network=cfg.network, stack=cfg.stack))
+    assert db.secret is not None
+    return _site(cfg, vault, db, db.secret.arn, [])
+
+
+def _dr(cfg: StackConfig) -> Outputs:
+    primary = pulumi.StackReference("primary", stack_name=cfg.peer_stack)
+
+    def from_primary(name: str) -> pulumi.Output[str]:
+        return primary.require_output(name)  # type: ignore[return-value]
+
+    role = replication_role("replication-role")
+    vault = BackupVault("backups", BackupVaultArgs(backup=cfg.backup, replication_writer_arns=[role.arn]))
+    CrossRegionReplication(
+        "replication",
+        ReplicationArgs(
+            source_bucket_name=from_primary("backup_bucket_name"),
+            source_bucket_arn=from_primary("backup_bucket_arn"),
+            source_key_arn=from_primary("backup_kms_key_arn"),
+            source_region=from_primary("region"),
+            destination_bucket_arn=vault.bucket.arn,
+            destination_key_arn=vault.key.arn,
+            destination_region=cfg.region,
+            role=role,
+        ),
+        # Replication requires versioning on the destination first.
+        opts=pulumi.ResourceOptions(depends_on=[vault.versioning]),
+    )
+    db = AuroraSite(
+        "database",
+        AuroraArgs(database=cfg.database, network=cfg.network, stack=cfg.stack,
+                   join_global_cluster_id=from_primary("global_cluster_id")),
+    )
+    db_secret_arn = from_primary("db_secret_arn").apply(lambda arn: replica_secret_arn(arn, cfg.region))
+    outputs = _site(cfg, vault, db, db_secret_arn, [from_primary("health_check_id")])
+    outputs["replication_source_bucket_name"] = from_primary("backup_bucket_name")
+    outputs["replication_role_arn"] = role.arn
+    return outputs
+
+
+def export(outputs: Outputs) -> None:
+    for name, value in outputs.items():
+        pulumi.export(name, value)
+
+
+

@@ -1,0 +1,119 @@
+"""The one place that maps what went wrong to an exit code.
+
+Every failure an operator can act on is a RecoveryError subclass. Its message is one
+line that names the problem and, after " - ", what to do about it. The CLI prints that
+line and exits with the class's code; tracebacks appear only with --debug. Codes are
+distinct per class so that cron, systemd and CI can tell failures apart.
+"""
+
+from __future__ import annotations
+
+
+class RecoveryError(Exception):
+    """Base class. Subclasses set exit_code; never reuse a code."""
+
+    exit_code = 1
+
+    def __init__(self, problem: str, fix: str | None = None) -> None:
+        self.problem = problem.strip().replace("\n", " ")
+        self.fix = fix.strip().replace("\n", " ") if fix else None
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        return f"{self.problem} - {self.fix}" if self.fix else self.problem
+
+
+class StackOutputsError(RecoveryError):
+    """Unknown stack, or its outputs are missing, malformed, mistyped or secret-only."""
+
+    exit_code = 3
+
+
+class InputError(RecoveryError):
+    """A bad argument or unreadable local input (path, data dir, time, peer list)."""
+
+    exit_code = 4
+
+
+class AwsAccessError(RecoveryError):
+    """AWS refused or could not find what the stack says exists (bucket, key, permission)."""
+
+    exit_code = 5
+
+
+class DatabaseError(RecoveryError):
+    """PostgreSQL unreachable, refused the credentials, or a SQL step failed."""
+
+    exit_code = 6
+
+
+class LockHeldError(RecoveryError):
+    """Another run holds the lock for this job."""
+
+    exit_code = 7
+
+
+class IntegrityError(RecoveryError):
+    """A backup or restored copy does not match its manifest (checksum, rows, structure)."""
+
+    exit_code = 8
+
+
+class RefusedError(RecoveryError):
+    """The operator declined, no TTY without --yes, or a preflight check said no."""
+
+    exit_code = 9
+
+
+class StepFailedError(RecoveryError):
+    """A runbook step failed; the message names the step."""
+
+    exit_code = 10
+
+
+class DeadlineError(RecoveryError):
+    """Something did not happen before its deadline (sync, healing, a waiter)."""
+
+    exit_code = 11
+
+
+class NodeApiError(RecoveryError):
+    """The XAI node API is unreachable or answered something unusable."""
+
+    exit_code = 12
+
+
+class VerificationFailed(RecoveryError):
+    """One or more verification checks failed (details were printed per check)."""
+
+    exit_code = 13
+
+
+class BackupFailedError(RecoveryError):
+    """A backup stream failed part-way (pg_dump, tar or the upload); nothing was catalogued."""
+
+    exit_code = 14
+
+
+class ServiceControlError(RecoveryError):
+    """A dependent service (xai-node, xai-explorer...) failed to stop or start in time."""
+
+    exit_code = 15
+
+
+ALL_ERRORS: tuple[type[RecoveryError], ...] = (
+    RecoveryError,
+    StackOutputsError,
+    InputError,
+    AwsAccessError,
+    DatabaseError,
+    LockHeldError,
+    IntegrityError,
+    RefusedError,
+    StepFailedError,
+    DeadlineError,
+    NodeApiError,
+    VerificationFailed,
+    BackupFailedError,
+    ServiceControlError,
+)
