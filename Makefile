@@ -19,14 +19,17 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory typecheck
 
+# infra/ and policy/ each have a __main__.py (Pulumi entry points), so they are checked
+# one at a time. A misspelt pulumi_aws argument fails here.
 typecheck: $(STAMP)
-	$(BIN)/python -m mypy
+	$(BIN)/python -m mypy infra
+	$(BIN)/python -m mypy policy
 
 plan: $(STAMP)
-	$(BIN)/python scripts/plan
+	$(BIN)/python scripts/plan --update
 
 demo: $(STAMP)
-	$(BIN)/python scripts/plan --print
+	$(BIN)/python scripts/plan
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache

@@ -11,7 +11,7 @@ import pulumi_aws as aws
 from secrets_store import generated_password, managed_secret
 from stack_config import Database, Network
 
-ENGINE = "aurora-postgresql"
+ENGINE = aws.rds.EngineType.AURORA_POSTGRESQL
 PORT = 5432
 
 
@@ -51,26 +51,8 @@ class AuroraSite(pulumi.ComponentResource):
             opts=child,
         )
 
-        common = dict(
-            engine=ENGINE,
-            engine_version=db.engine_version,
-            db_subnet_group_name=subnets.name,
-            vpc_security_group_ids=net.database_security_group_ids,
-            port=PORT,
-            storage_encrypted=True,
-            kms_key_id=self.key.arn,
-            deletion_protection=True,
-            backup_retention_period=db.backup_retention_days,
-            preferred_backup_window="03:00-04:00",
-            copy_tags_to_snapshot=True,
-            iam_database_authentication_enabled=True,
-            enabled_cloudwatch_logs_exports=["postgresql"],
-            skip_final_snapshot=False,
-            final_snapshot_identifier=f"{db.cluster_id}-final",
-            apply_immediately=False,
-        )
-
         self.secret = None
+        password = None
         if primary:
             assert db.global_cluster_id, "validated by stack_config"
             glob = aws.rds.GlobalCluster(
@@ -87,23 +69,42 @@ class AuroraSite(pulumi.ComponentResource):
             # A global cluster cannot use an RDS-managed master password, so we generate one
             # and keep it in Secrets Manager, where `recovery rotate` takes over.
             password = generated_password(f"{name}-master-password", self)
-            self.cluster = aws.rds.Cluster(
-                f"{name}-cluster",
-                cluster_identifier=db.cluster_id,
-                global_cluster_identifier=glob.id,
-                database_name=db.database_name,
-                master_username=db.master_username,
-                master_password=password.result,
-                **common,  # type: ignore[arg-type]
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    protect=True,
-                    # The password is rotated by `recovery rotate db`: do not roll it back on
-                    # the next `up`. After a failover this cluster is a secondary, with a
-                    # replication source AWS sets.
-                    ignore_changes=["masterPassword", "replicationSourceIdentifier"],
-                ),
-            )
+            # The password is rotated by `recovery rotate db`: do not roll it back on the next
+            # `up`. After a failover this cluster is a secondary, with a source AWS sets.
+            ignore = ["masterPassword", "replicationSourceIdentifier"]
+        else:
+            self.global_cluster_id = pulumi.Output.from_input(args.join_global_cluster_id).apply(str)
+            # AWS sets the replication source on a secondary; it changes after a failover.
+            ignore = ["replicationSourceIdentifier"]
+
+        # One call for both roles, so the type checker sees every argument. A secondary
+        # inherits database name and master user from the global cluster: they stay None.
+        self.cluster = aws.rds.Cluster(
+            f"{name}-cluster",
+            cluster_identifier=db.cluster_id,
+            global_cluster_identifier=self.global_cluster_id,
+            database_name=db.database_name if primary else None,
+            master_username=db.master_username if primary else None,
+            master_password=password.result if password else None,
+            engine=ENGINE,
+            engine_version=db.engine_version,
+            db_subnet_group_name=subnets.name,
+            vpc_security_group_ids=net.database_security_group_ids,
+            port=PORT,
+            storage_encrypted=True,
+            kms_key_id=self.key.arn,
+            deletion_protection=True,
+            backup_retention_period=db.backup_retention_days,
+            preferred_backup_window="03:00-04:00",
+            copy_tags_to_snapshot=True,
+            iam_database_authentication_enabled=True,
+            enabled_cloudwatch_logs_exports=["postgresql"],
+            skip_final_snapshot=False,
+            final_snapshot_identifier=f"{db.cluster_id}-final",
+            apply_immediately=False,
+            opts=pulumi.ResourceOptions(parent=self, protect=True, ignore_changes=ignore),
+        )
+        if password is not None:
             self.secret = managed_secret(
                 f"{name}-master-secret",
                 secret_name=f"xai-dr/{args.stack}/db-master",
@@ -121,21 +122,6 @@ class AuroraSite(pulumi.ComponentResource):
                 ),
                 parent=self,
                 replica_region=db.secret_replica_region,
-            )
-        else:
-            self.global_cluster_id = pulumi.Output.from_input(args.join_global_cluster_id)  # type: ignore[arg-type]
-            # A secondary inherits database name and master user from the global cluster.
-            self.cluster = aws.rds.Cluster(
-                f"{name}-cluster",
-                cluster_identifier=db.cluster_id,
-                global_cluster_identifier=args.join_global_cluster_id,
-                **common,  # type: ignore[arg-type]
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    protect=True,
-                    # AWS sets this on a secondary; after a failover it changes under us.
-                    ignore_changes=["replicationSourceIdentifier"],
-                ),
             )
 
         self.instances = [

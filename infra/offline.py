@@ -40,6 +40,8 @@ class Registered:
     region: str
     provider: str | None
     urn: str = ""
+    ignore_changes: list[str] = field(default_factory=list)
+    protect: bool = False
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -122,7 +124,8 @@ def _mocks(default_region: str, stack_refs: dict[str, dict[str, Any]], sink: lis
 def computed(typ: str, name: str, inputs: dict[str, Any], region: str) -> tuple[str, dict[str, Any]]:
     """What AWS would return: ID plus computed attributes, deterministic per resource."""
     s = dict(inputs)
-    rid = f"{name}-{_digest(typ, name, n=8)}"
+    name = f"{region}/{name}"  # IDs differ per site, as they do in AWS
+    rid = f"{name.split('/')[1]}-{_digest(typ, name, n=8)}"
     if typ == "aws:kms/key:Key":
         rid = f"{_digest(name, n=8)}-{_digest(name, 'k', n=4)}-4{_digest(name, 'e', n=3)}-8{_digest(name, 'f', n=3)}-{_digest(name, 'g')}"
         s.update(keyId=rid, arn=f"arn:aws:kms:{region}:{ACCOUNT}:key/{rid}")
@@ -153,11 +156,11 @@ def computed(typ: str, name: str, inputs: dict[str, Any], region: str) -> tuple[
         rid = f"{_digest(name, n=8)}-{_digest(name, 'a', n=4)}-{_digest(name, 'b', n=4)}-{_digest(name, 'c', n=4)}-{_digest(name, 'd')}"
         s.update(arn=f"arn:aws:route53:::healthcheck/{rid}")
     elif typ == "aws:iam/role:Role":
-        rid = inputs.get("name") or f"{name}-{_digest(name, n=7)}"
+        rid = inputs.get("name") or f"{name.split('/')[1]}-{_digest(name, n=7)}"
         s.update(name=rid, arn=f"arn:aws:iam::{ACCOUNT}:role/{rid}")
     elif typ == "random:index/randomPassword:RandomPassword":
         s.update(result=f"mock-{_digest(name, n=16)}")
-    s.setdefault("arn", f"arn:aws:mock:{region}:{ACCOUNT}:{name}")
+    s.setdefault("arn", f"arn:aws:mock:{region}:{ACCOUNT}:{rid}")
     return rid, s
 
 
@@ -177,8 +180,7 @@ def _run(stack: str, config: dict[str, Any], stack_refs: dict[str, dict[str, Any
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
-    import sites
-    import stack_config as cfgmod
+    import runpy
 
     project = project_name()
     sink: list[Registered] = []
@@ -190,15 +192,28 @@ def _run(stack: str, config: dict[str, Any], stack_refs: dict[str, dict[str, Any
     SETTINGS.outputs.clear()
 
     resolved: dict[str, Any] = {}
+    options: dict[str, pulumi.ResourceOptions] = {}
+
+    def record_options(args: pulumi.ResourceTransformationArgs) -> None:
+        # Resource options never reach the mocks; a stack transformation sees them.
+        options[args.name] = args.opts
 
     def program() -> Any:
-        outputs = sites.build(cfgmod.from_pulumi())
+        pulumi.runtime.register_stack_transformation(record_options)
+        # Run the real entry point, exactly as `pulumi up` does, then read what it exported.
+        runpy.run_path(str(INFRA / "__main__.py"), run_name="__main__")
+        root = pulumi.runtime.get_root_resource()
+        outputs = dict(root.outputs) if root is not None else {}  # type: ignore[attr-defined]
         return pulumi.Output.all(**outputs).apply(resolved.update)
 
     _sync_await(run_pulumi_func(lambda: _sync_await(pulumi.Output.from_input(program()).future())))
     by_name = {urn.rsplit("::", 1)[-1]: urn for urn in monitor.get_registered_resources()}
     for r in sink:
         r.urn = by_name.get(r.name, "")
+        opts = options.get(r.name)
+        if opts is not None:
+            r.ignore_changes = sorted(opts.ignore_changes or [])
+            r.protect = bool(opts.protect)
     return StackRun(stack, project, config, sink, unwrap_secrets(resolved))
 
 

@@ -33,6 +33,7 @@ def replication_role(name: str, opts: pulumi.ResourceOptions | None = None) -> a
     """The role S3 assumes to replicate. Created before the DR vault so its policy can name it."""
     return aws.iam.Role(
         name,
+        name=f"xai-s3-replication-{pulumi.get_stack()}",
         description="S3 cross-region replication of XAI backups into the DR vault",
         assume_role_policy=json.dumps(
             {

@@ -131,7 +131,7 @@ def _dr(cfg: StackConfig) -> Outputs:
     primary = pulumi.StackReference("primary", stack_name=cfg.peer_stack)
 
     def from_primary(name: str) -> pulumi.Output[str]:
-        return primary.require_output(name)  # type: ignore[return-value]
+        return primary.require_output(name).apply(str)
 
     role = replication_role("replication-role")
     vault = BackupVault("backups", BackupVaultArgs(backup=cfg.backup, replication_writer_arns=[role.arn]))

@@ -145,7 +145,7 @@ class _Reader:
         leaf = key.rsplit(".", 1)[-1]
         if leaf not in source or source[leaf] is None:
             if default is not ...:
-                return default  # type: ignore[no-any-return]
+                return default
             raise self.fail(key, "is missing", f"`pulumi config set --path {key} <{expect or kind.__name__}>`")
         value = source[leaf]
         if kind is int and isinstance(value, float) and value.is_integer():
@@ -153,7 +153,8 @@ class _Reader:
         if kind is int and isinstance(value, bool):
             raise self.fail(key, f"must be an integer, not {value!r}", f"{key}: 7")
         if not isinstance(value, kind):
-            raise self.fail(key, f"must be {expect or kind.__name__}, not {value!r}", f"{key}: <{kind.__name__}>")
+            what = {int: "an integer", str: "a string", list: "a list"}.get(kind, kind.__name__)
+            raise self.fail(key, f"must be {what}, not {value!r}", f"{key}: <{expect or what}>")
         if kind is str and not value:
             raise self.fail(key, "is empty", f"{key}: <{expect or 'value'}>")
         if check is not None and not check(value):
