@@ -292,8 +292,8 @@ def test_objectives_are_the_plans_table(stack: str) -> None:
 
 
 def documented_outputs() -> tuple[set[str], set[str]]:
-    text = (ROOT / "docs" / "stack-outputs.md").read_text()
-    both, dr_only = text.split("## DR role only")
+    text = (ROOT / "README.md").read_text().split("## Stack outputs", 1)[1].split("\n## ", 1)[0]
+    both, dr_only = text.split("### DR role only")
     names = lambda part: set(re.findall(r"^\| `([a-z_]+)` \|", part, re.M))  # noqa: E731
     return names(both), names(dr_only)
 
