@@ -1,13 +1,350 @@
-"""The `recovery` command line. Thin on purpose: parse options, call a runbook, render, map errors."""
+"""The `recovery` command line. Thin on purpose: parse options, call a runbook, render, map errors.
+
+Exit codes: 0 success; 2 usage; otherwise the RecoveryError class's code (recovery/errors.py).
+Results go to stdout (`--json`: one JSON document); logs, progress and errors go to stderr.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import signal
+import sys
+import traceback
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
 import click
 
-from recovery import __version__
+from recovery import __version__, redact
+from recovery.errors import RecoveryError, VerificationFailed
+
+log = logging.getLogger("recovery")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# ------------------------------------------------------------------------------------- plumbing
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _setup_logging(verbose: int, debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("recovery: %(levelname)s: %(message)s"))
+    handler.addFilter(redact.RedactingFilter())
+    root = logging.getLogger("recovery")
+    root.handlers[:] = [handler]
+    root.propagate = False
+    root.setLevel(logging.DEBUG if debug or verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    # botocore's DEBUG log prints response bodies (secrets!); never raise it above WARNING.
+    for noisy in ("botocore", "boto3", "s3transfer", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class Main(click.Group):
+    """Maps RecoveryError (and stray AWS errors) to a one-line message and the class's exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except RecoveryError as exc:
+            self._fail(ctx, exc, exc.line(), exc.exit_code)
+        except KeyboardInterrupt:
+            self._fail(ctx, None, "interrupted", 130)
+        except Exception as exc:  # noqa: BLE001
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            if isinstance(exc, (BotoCoreError, ClientError)):
+                from recovery.aws import aws_error
+
+                err = aws_error(exc, "talking to AWS")
+                self._fail(ctx, exc, err.line(), err.exit_code)
+            self._fail(ctx, exc, f"unexpected {type(exc).__name__}: {exc} - rerun with --debug and report it", 1)
+
+    @staticmethod
+    def _fail(ctx: click.Context, exc: BaseException | None, line: str, code: int) -> None:
+        obj = ctx.obj or {}
+        if obj.get("json") and not obj.get("emitted"):  # machines get the failure on stdout too
+            click.echo(json.dumps({"ok": False, "error": redact.scrub(line), "exit_code": code}))
+        if obj.get("debug") and exc is not None:
+            sys.stderr.write(redact.scrub("".join(traceback.format_exception(exc))))
+        sys.stderr.write("error: " + redact.scrub(line) + "\n")
+        sys.stderr.flush()
+        ctx.exit(code)
+
+
+def _note_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    root = ctx.find_root()
+    if root.obj is not None:
+        root.obj["json"] = value
+    return value
+
+
+def stack_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--json", "as_json", is_flag=True, callback=_note_json, is_eager=True,
+                     help="Print a machine-readable result on stdout.")(f)
+    f = click.option("--outputs", "outputs_file", type=click.Path(dir_okay=False), envvar="RECOVERY_OUTPUTS",
+                     help="JSON of `pulumi stack output --json` or `pulumi stack export` [env RECOVERY_OUTPUTS].")(f)
+    f = click.option("--stack", required=True, envvar="RECOVERY_STACK",
+                     help="Pulumi stack name, e.g. production [env RECOVERY_STACK].")(f)
+    return f
+
+
+def _outputs(stack: str, outputs_file: str | None) -> Any:
+    from recovery.stack import load_outputs
+
+    return load_outputs(stack, outputs_file)
+
+
+def _emit_json(doc: Any) -> None:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().obj is not None:
+        ctx.find_root().obj["emitted"] = True
+    click.echo(redact.scrub(json.dumps(doc, indent=2, sort_keys=True, default=str)))
+
+
+def _out(line: str) -> None:
+    click.echo(redact.scrub(line))
+
+
+def _interactive(as_json: bool) -> bool:
+    return not as_json and sys.stdout.isatty() and sys.stderr.isatty()
+
+
+@contextmanager
+def _progress(enabled: bool, description: str) -> Iterator[Callable[[int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TransferSpeedColumn)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as p:
+        task = p.add_task(description, total=None)
+        yield lambda n: p.advance(task, n)
+
+
+def _mb(n: int | float) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+# ------------------------------------------------------------------------------------- commands
+
+
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="recovery")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
+@click.pass_context
+def main(ctx: click.Context, debug: bool, verbose: int) -> None:
     """Carry out the XAI disaster recovery plan against a Pulumi stack's outputs."""
+    ctx.obj = {"debug": debug}
+    _setup_logging(verbose, debug)
+    # systemd stops a unit with SIGTERM: unwind like Ctrl-C, so uploads are aborted and locks released.
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+@main.group()
+def backup() -> None:
+    """Stream a backup into the stack's bucket (database, chain data or configuration)."""
+
+
+def _render_manifest(m: Any, as_json: bool, extra: dict[str, Any]) -> None:
+    if as_json:
+        doc = m.to_json()
+        if extra.get("took_over"):
+            doc["took_over_stale_lock"] = extra["took_over"]
+        _emit_json(doc)
+        return
+    rate = m.raw_bytes / m.duration_seconds / 1e6 if m.duration_seconds else 0
+    detail = ""
+    if m.kind == "db":
+        detail = f", {m.db_rows} rows, max height {m.db_max_height}, PostgreSQL {m.pg_server_version}"
+    elif m.file_count is not None:
+        detail = f", {m.file_count} files ({_mb(m.file_bytes or 0)})"
+    _out(f"✓ {m.kind} backup s3://{m.bucket}/{m.key}")
+    _out(f"  {_mb(m.raw_bytes)} -> {_mb(m.stored_bytes)} {m.format} in {m.duration_seconds:.1f} s "
+         f"({rate:.0f} MB/s){detail}")
+    _out(f"  sha256 {m.sha256}  SSE-KMS {m.kms_key_id}")
+
+
+_FORMAT = click.Choice(["gzip", "zstd"])
+
+
+@backup.command("db")
+@stack_options
+@click.option("--format", "fmt", type=_FORMAT, default="gzip", show_default=True,
+              help="gzip: plain SQL .sql.gz (the plan's gunzip|psql works); zstd: .sql.zst, faster.")
+@click.option("--level", type=int, help="Compression level (default gzip 1, zstd 3).")
+@click.option("--workers", type=int, help="Compression threads (default: CPU count).")
+@click.option("--dsn", help="PostgreSQL connection string overriding the stack's (PG* env vars also override).")
+def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, level: int | None,
+                  workers: int | None, dsn: str | None) -> None:
+    """pg_dump of the chain database -> compression -> S3 multipart (SSE-KMS)."""
+    from recovery.runbooks.backup import BackupOptions, backup_db
+
+    outputs = _outputs(stack, outputs_file)
+    with _progress(_interactive(as_json), "pg_dump") as cb:
+        opts = BackupOptions(fmt=fmt, level=level, workers=workers, on_bytes=cb)
+        m = backup_db(outputs, opts, dsn=dsn)
+    _render_manifest(m, as_json, opts.extra)
+
+
+@backup.command("chain")
+@stack_options
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False),
+              help="The node's data directory, e.g. /var/lib/xai/blockchain.")
+@click.option("--member-prefix", help="Path inside the archive (default: the data dir's absolute path without '/').")
+@click.option("--format", "fmt", type=_FORMAT, default="gzip", show_default=True)
+@click.option("--level", type=int, help="Compression level (default gzip 1, zstd 3).")
+def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_dir: str,
+                     member_prefix: str | None, fmt: str, level: int | None) -> None:
+    """tar.gz of the node's data directory (chain.db copied consistently)."""
+    from recovery.runbooks.backup import BackupOptions, backup_chain
+
+    outputs = _outputs(stack, outputs_file)
+    with _progress(_interactive(as_json), "tar") as cb:
+        opts = BackupOptions(fmt=fmt, level=level, on_bytes=cb)
+        m = backup_chain(outputs, data_dir, opts, member_prefix=member_prefix)
+    _render_manifest(m, as_json, opts.extra)
+
+
+@backup.command("config")
+@stack_options
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def backup_config_cmd(stack: str, outputs_file: str | None, as_json: bool, paths: tuple[str, ...]) -> None:
+    """tar.gz of deployment configuration (run on every deployment)."""
+    from recovery.runbooks.backup import BackupOptions, backup_config
+
+    outputs = _outputs(stack, outputs_file)
+    opts = BackupOptions()
+    m = backup_config(outputs, list(paths), opts)
+    _render_manifest(m, as_json, opts.extra)
+
+
+@main.command("list")
+@stack_options
+@click.option("--kind", type=click.Choice(["db", "chain", "config"]), help="Only this kind.")
+def list_cmd(stack: str, outputs_file: str | None, as_json: bool, kind: str | None) -> None:
+    """Catalogued backups: time, size, age, sha256 prefix, verified."""
+    from recovery.runbooks.listing import list_backups
+
+    rows = list_backups(_outputs(stack, outputs_file), kind)
+    if as_json:
+        _emit_json([r.to_json() for r in rows])
+        return
+    if not rows:
+        _out("no backups in the catalogue" + (f" of kind {kind}" if kind else ""))
+        return
+
+    def age(minutes: float) -> str:
+        return f"{minutes:.0f}m" if minutes < 120 else f"{minutes / 60:.1f}h" if minutes < 2880 else f"{minutes / 1440:.1f}d"
+
+    table = [("KIND", "TIME", "SIZE", "AGE", "SHA256", "VERIFIED", "NAME")]
+    for r in rows:
+        ver = {True: "✓ yes", False: "✗ FAILED", None: "- never"}[r.verified]
+        table.append((r.kind, r.time[:19].replace("T", " ") + "Z", _mb(r.stored_bytes), age(r.age_minutes),
+                      r.sha256[:12], ver, r.name))
+    if _interactive(as_json):
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(*table[0])
+        for row in table[1:]:
+            t.add_row(*row)
+        Console().print(t)
+        return
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        _out("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+@main.command("verify")
+@stack_options
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["db", "chain", "config"]),
+              help="Only these kinds (repeatable; default all).")
+@click.option("--max-age-db", type=float, help="Max age of the latest db backup in minutes (default 1.5 x interval).")
+@click.option("--max-age-chain", type=float, help="Max age of the latest chain backup in minutes (default 1.5 x interval).")
+@click.option("--no-record", is_flag=True, help="Do not record this verification in the bucket.")
+def verify_cmd(stack: str, outputs_file: str | None, as_json: bool, kinds: tuple[str, ...],
+               max_age_db: float | None, max_age_chain: float | None, no_record: bool) -> None:
+    """Check the latest backup of each kind and the bucket; exit 13 if any check fails."""
+    from recovery.catalog import KINDS
+    from recovery.runbooks.verify import verify
+
+    outputs = _outputs(stack, outputs_file)
+    ages = {k: v for k, v in (("db", max_age_db), ("chain", max_age_chain)) if v is not None}
+
+    def line(c: Any) -> None:
+        if not as_json:
+            _out(f"{c.mark} {c.scope:<6} {c.name:<11} {c.detail}")
+
+    report = verify(outputs, kinds=kinds or KINDS, max_age_minutes=ages, record=not no_record, on_check=line)
+    if as_json:
+        _emit_json(report.to_json())
+    failed = [c for c in report.checks if c.ok is False]
+    if failed:
+        if not as_json:
+            _out(f"✗ verification FAILED: {len(failed)} of {len(report.checks)} checks")
+        raise VerificationFailed(f"{len(failed)} verification check(s) failed on stack '{stack}' "
+                                 f"(first: {failed[0].scope} {failed[0].name})",
+                                 "read the ✗ lines above; take a new backup if the latest one is bad")
+    if not as_json:
+        _out(f"✓ all {len(report.checks)} checks passed")
+
+
+@main.group()
+def offsite() -> None:
+    """Off-site copies of the backups (the plan's on-premise location)."""
+
+
+@offsite.command("sync")
+@stack_options
+@click.option("--dest", required=True, type=click.Path(file_okay=False), help="Local directory, e.g. /var/backups/off-site.")
+@click.option("--retention-days", type=int, help="Prune copies older than this (default: the stack's offsite_retention_days).")
+def offsite_sync_cmd(stack: str, outputs_file: str | None, as_json: bool, dest: str, retention_days: int | None) -> None:
+    """Copy new verified backups to DEST (sha256 rechecked, atomic), prune old ones."""
+    from recovery.errors import IntegrityError
+    from recovery.runbooks.offsite import offsite_sync
+
+    outputs = _outputs(stack, outputs_file)
+
+    def line(i: Any) -> None:
+        if not as_json and i.action != "present":
+            mark = {"copied": "✓", "failed": "✗"}.get(i.action, "-")
+            _out(f"{mark} {i.action:<8} {i.name}" + (f"  {_mb(i.bytes)}" if i.bytes else "") + (f"  {i.detail}" if i.detail else ""))
+
+    report = offsite_sync(outputs, dest, retention_days=retention_days, on_item=line)
+    if as_json:
+        _emit_json(report.to_json())
+    else:
+        for i in report.items:
+            if i.action == "pruned":
+                _out(f"- pruned   {i.name}  {i.detail}")
+        _out(f"{'✓' if report.ok else '✗'} {dest}: {report.count('copied')} copied, {report.count('present')} already "
+             f"present, {report.count('pruned')} pruned, {report.count('failed')} failed")
+    if not report.ok:
+        first = next(i for i in report.items if i.action == "failed")
+        raise IntegrityError(f"offsite sync failed for {report.count('failed')} backup(s) (first: {first.name}: {first.detail})",
+                             "run `recovery verify`; failed copies were not written")
+
+
+def _register_command_groups() -> None:
+    """Command groups that live in recovery/commands/ (they import helpers from this module)."""
+    from recovery.commands.restore import restore
+
+    main.add_command(restore)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m recovery.cli`: run the real module's group
+    from recovery.cli import main as _main
+
+    _main()
+else:
+    _register_command_groups()

@@ -1,0 +1,238 @@
+"""The backup catalogue in the stack's bucket: keys, manifests, listing, latest, verification records.
+
+Layout (all under the backup bucket)::
+
+    backups/db/database-20261125T171451Z.sql.gz                  the object (plan's file name)
+    backups/db/database-20261125T171451Z.sql.gz.manifest.json    written last; no manifest = no backup
+    backups/db/database-20261125T171451Z.sql.gz.verify.json      latest verification of that backup
+    backups/chain/blockchain-20261125T171451Z.tar.gz (+ .manifest.json, .verify.json)
+    backups/config/config-20261125T171451Z.tar.gz    (+ .manifest.json, .verify.json)
+    locks/backup-db.lock                                         S3Lock objects
+    verifications/2026/11/25/verify-20261125T040000Z.json        every verify run (success-rate metrics)
+
+Restores (issue 4) resolve ``latest`` or a key through ``Catalog.latest`` / ``Catalog.get``
+and trust only what a manifest describes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from botocore.exceptions import ClientError
+
+from recovery.aws import aws_error, error_code
+from recovery.errors import InputError, IntegrityError
+
+MANIFEST_SUFFIX = ".manifest.json"
+VERIFY_SUFFIX = ".verify.json"
+MANIFEST_VERSION = 1
+KINDS = ("db", "chain", "config")
+BASENAME = {"db": "database", "chain": "blockchain", "config": "config"}
+TS_FORMAT = "%Y%m%dT%H%M%SZ"
+_NAME_RE = re.compile(r"^(database|blockchain|config)-(\d{8}T\d{6}Z)\.(sql|tar|dump)\.(gz|zst)$")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(s: str) -> datetime:
+    for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return datetime.strptime(s, fmt).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+    raise ValueError(s)
+
+
+def object_name(kind: str, when: datetime, fmt: str) -> str:
+    """The plan's file name: database-YYYYMMDDTHHMMSSZ.sql.gz, blockchain-....tar.gz, ..."""
+    inner = "sql" if kind == "db" else "tar"
+    ext = {"gzip": "gz", "zstd": "zst"}[fmt]
+    return f"{BASENAME[kind]}-{when.strftime(TS_FORMAT)}.{inner}.{ext}"
+
+
+def parse_name(name: str) -> tuple[str, datetime] | None:
+    """(kind, time) from a backup file name, or None if it is not one of ours."""
+    m = _NAME_RE.match(name)
+    if not m:
+        return None
+    kind = {v: k for k, v in BASENAME.items()}[m.group(1)]
+    return kind, datetime.strptime(m.group(2), TS_FORMAT).replace(tzinfo=timezone.utc)
+
+
+def prefix(kind: str) -> str:
+    return f"backups/{kind}/"
+
+
+@dataclass
+class Manifest:
+    kind: str
+    key: str
+    bucket: str
+    format: str  # gzip | zstd
+    content: str  # "sql" (plain pg_dump) | "tar"
+    source: str  # what was backed up: db host/name, data dir, config paths
+    stored_bytes: int
+    raw_bytes: int
+    sha256: str
+    kms_key_id: str
+    started_at: str
+    ended_at: str
+    tool_version: str
+    stack: str
+    compression_level: int | None = None
+    compressor: str | None = None  # the library that wrote it: isal, zlib (both plain gzip) or zstd
+    duration_seconds: float = 0.0
+    version_id: str | None = None
+    pg_server_version: str | None = None
+    db_rows: int | None = None
+    db_max_height: int | None = None
+    file_count: int | None = None
+    file_bytes: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    manifest_version: int = MANIFEST_VERSION
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+    @property
+    def time(self) -> datetime:
+        return parse_iso(self.ended_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Manifest":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class Entry:
+    """A catalogued backup: its manifest and its latest verification (None if never verified)."""
+
+    manifest: Manifest
+    verification: dict[str, Any] | None = None
+
+    @property
+    def verified(self) -> bool | None:
+        return None if self.verification is None else bool(self.verification.get("ok"))
+
+
+class Catalog:
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+
+    # -- reading
+    def _get_json(self, key: str) -> dict[str, Any] | None:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if error_code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise aws_error(exc, f"reading s3://{self.bucket}/{key}", bucket=self.bucket) from None
+        try:
+            d = json.loads(body)
+        except ValueError:
+            raise IntegrityError(f"s3://{self.bucket}/{key} is not valid JSON", "inspect or delete that object") from None
+        return d if isinstance(d, dict) else None
+
+    def _keys(self, pfx: str) -> Iterator[str]:
+        try:
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=pfx):
+                for o in page.get("Contents", []):
+                    yield str(o["Key"])
+        except ClientError as exc:
+            raise aws_error(exc, f"listing s3://{self.bucket}/{pfx}", bucket=self.bucket) from None
+
+    def entries(self, kind: str | None = None, *, with_verification: bool = True) -> list[Entry]:
+        """Every backup with a manifest, oldest first. Objects without a manifest are ignored."""
+        kinds = [kind] if kind else list(KINDS)
+        out: list[Entry] = []
+        for k in kinds:
+            keys = set(self._keys(prefix(k)))
+            for mkey in sorted(x for x in keys if x.endswith(MANIFEST_SUFFIX)):
+                obj_key = mkey[: -len(MANIFEST_SUFFIX)]
+                if obj_key not in keys:
+                    continue  # manifest of a deleted/expired object: not a backup any more
+                d = self._get_json(mkey)
+                if d is None:
+                    continue
+                ver = self._get_json(obj_key + VERIFY_SUFFIX) if with_verification and obj_key + VERIFY_SUFFIX in keys else None
+                out.append(Entry(Manifest.from_json(d), ver))
+        out.sort(key=lambda e: (e.manifest.ended_at, e.manifest.key))
+        return out
+
+    def latest(self, kind: str) -> Entry | None:
+        entries = self.entries(kind)
+        return entries[-1] if entries else None
+
+    def get(self, key_or_name: str) -> Entry:
+        """A backup by key or by file name; InputError if it is not a catalogued backup."""
+        key = key_or_name
+        if "/" not in key:
+            parsed = parse_name(key)
+            if not parsed:
+                raise InputError(f"'{key_or_name}' is not a backup name", "use `recovery list` to see them")
+            key = prefix(parsed[0]) + key
+        d = self._get_json(key + MANIFEST_SUFFIX)
+        if d is None:
+            raise InputError(f"no catalogued backup {key} in s3://{self.bucket}",
+                             "an object without a manifest is not a backup; use `recovery list`")
+        return Entry(Manifest.from_json(d), self._get_json(key + VERIFY_SUFFIX))
+
+    # -- writing
+    def new_key(self, kind: str, fmt: str, when: datetime | None = None) -> str:
+        """A fresh object key; never one that already holds an object or manifest."""
+        from datetime import timedelta
+
+        t = (when or utc_now()).replace(microsecond=0)
+        existing = set(self._keys(prefix(kind) + BASENAME[kind] + "-" + t.strftime("%Y%m%d")))
+        while True:
+            key = prefix(kind) + object_name(kind, t, fmt)
+            if key not in existing and key + MANIFEST_SUFFIX not in existing:
+                return key
+            t += timedelta(seconds=1)
+
+    def put_manifest(self, m: Manifest) -> None:
+        body = json.dumps(m.to_json(), indent=2, sort_keys=True).encode()
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=m.key + MANIFEST_SUFFIX, Body=body,
+                               ContentType="application/json", IfNoneMatch="*",
+                               ServerSideEncryption="aws:kms", SSEKMSKeyId=m.kms_key_id)
+        except ClientError as exc:
+            raise aws_error(exc, f"writing manifest for {m.key}", bucket=self.bucket) from None
+
+    def put_verification(self, key: str, record: dict[str, Any], kms_key_id: str) -> None:
+        body = json.dumps(record, indent=2, sort_keys=True).encode()
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key + VERIFY_SUFFIX, Body=body,
+                               ContentType="application/json", ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key_id)
+        except ClientError as exc:
+            raise aws_error(exc, f"recording verification of {key}", bucket=self.bucket) from None
+
+    def put_run_record(self, when: datetime, record: dict[str, Any], kms_key_id: str) -> str:
+        key = f"verifications/{when:%Y/%m/%d}/verify-{when.strftime(TS_FORMAT)}.json"
+        body = json.dumps(record, indent=2, sort_keys=True).encode()
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json",
+                               ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key_id)
+        except ClientError as exc:
+            raise aws_error(exc, "recording the verification run", bucket=self.bucket) from None
+        return key
+
+    def verification_runs(self) -> list[dict[str, Any]]:
+        """Every recorded verify run, oldest first (for metrics: success rate)."""
+        return [d for k in sorted(self._keys("verifications/")) if (d := self._get_json(k)) is not None]

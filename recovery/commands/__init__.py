@@ -1,0 +1,1 @@
+"""Command groups registered on `recovery.cli.main` (one module per group)."""

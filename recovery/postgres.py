@@ -1,0 +1,159 @@
+"""PostgreSQL helpers: connection parameters, the DB secret, consistent stats, pg_dump.
+
+Connection parameters come from the stack outputs (db_endpoint, db_port, db_name, db_username)
+and the master password from Secrets Manager (VersionStage='AWSCURRENT'). PG* environment
+variables override single fields; ``--dsn`` overrides on top of that. The password never goes on
+a command line or into a log: subprocesses get it in PGPASSWORD, and every value read from a
+secret is registered with `recovery.redact` so log lines are scrubbed as a last defence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from recovery import redact
+from recovery.aws import aws_error, client
+from recovery.errors import DatabaseError, InputError
+from recovery.stack import StackOutputs
+
+log = logging.getLogger(__name__)
+
+_ENV_MAP = {"PGHOST": "host", "PGPORT": "port", "PGDATABASE": "dbname", "PGUSER": "user",
+            "PGPASSWORD": "password", "PGSSLMODE": "sslmode"}
+
+
+@dataclass
+class ConnParams:
+    params: dict[str, str]
+    password: str | None
+
+    @property
+    def target(self) -> str:
+        """Human description without the password: user@host:port/db."""
+        p = self.params
+        return f"{p.get('user', '?')}@{p.get('host', '?')}:{p.get('port', '5432')}/{p.get('dbname', '?')}"
+
+    def conninfo(self) -> str:
+        return make_conninfo(**self.params)
+
+    def env(self) -> dict[str, str]:
+        """Environment for libpq subprocesses: inherits ours, password only via PGPASSWORD."""
+        env = {k: v for k, v in os.environ.items() if k not in _ENV_MAP}
+        if self.password is not None:
+            env["PGPASSWORD"] = self.password
+        return env
+
+
+def read_secret(outputs: StackOutputs, arn: str) -> str:
+    """The secret's AWSCURRENT value (registered for redaction). JSON secrets return 'password'."""
+    sm = client("secretsmanager", outputs.region)
+    try:
+        resp = sm.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")
+    except Exception as exc:  # noqa: BLE001
+        raise aws_error(exc, f"reading secret {arn}") from None
+    raw = resp.get("SecretString")
+    if raw is None:
+        raise DatabaseError(f"secret {arn} has no SecretString", "store the DB password as a string or JSON")
+    redact.register(raw)
+    try:
+        d = json.loads(raw)
+    except ValueError:
+        return str(raw)
+    if isinstance(d, dict) and "password" in d:
+        pw = str(d["password"])
+        redact.register(pw)
+        return pw
+    return str(raw)
+
+
+def resolve(outputs: StackOutputs, dsn: str | None = None) -> ConnParams:
+    """Connection parameters: outputs, then PG* env overrides, then --dsn; the secret only if needed."""
+    params: dict[str, str] = {"host": outputs.db_endpoint, "port": str(outputs.db_port),
+                              "dbname": outputs.db_name, "user": outputs.db_username,
+                              "connect_timeout": "10", "application_name": "recovery"}
+    password: str | None = None
+    for env, key in _ENV_MAP.items():
+        if os.environ.get(env):
+            if key == "password":
+                password = os.environ[env]
+                redact.register(password)
+            else:
+                params[key] = os.environ[env]
+    if dsn:
+        try:
+            extra = conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError:
+            raise InputError("--dsn is not a valid PostgreSQL connection string", "use 'host=... dbname=...' or a postgresql:// URL") from None
+        if "password" in extra:
+            password = str(extra.pop("password"))
+            redact.register(password)
+        params.update({k: str(v) for k, v in extra.items() if v is not None})
+    if password is None and not os.environ.get("PGPASSFILE"):
+        password = read_secret(outputs, outputs.db_secret_arn)
+    return ConnParams(params, password)
+
+
+def connect(cp: ConnParams, **kw: Any) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(cp.conninfo(), password=cp.password, **kw)
+    except psycopg.OperationalError as exc:
+        first = redact.scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        raise DatabaseError(f"cannot connect to PostgreSQL {cp.target}: {first}",
+                            "check the DB is up, the network path and the DB secret (or pass --dsn)") from None
+
+
+@dataclass
+class SnapshotStats:
+    snapshot: str
+    server_version: str
+    rows: int | None
+    max_height: int | None
+
+
+def export_snapshot(conn: psycopg.Connection[Any]) -> SnapshotStats:
+    """Open a REPEATABLE READ transaction, export its snapshot, and count `blockchain` in it.
+
+    pg_dump --snapshot then dumps exactly the state the counts describe. The caller keeps
+    `conn` open (transaction in progress) until pg_dump has finished.
+    """
+    conn.autocommit = False
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+    try:
+        snap = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+        exists = conn.execute("SELECT to_regclass('public.blockchain') IS NOT NULL").fetchone()[0]  # type: ignore[index]
+        rows = max_height = None
+        if exists:
+            r = conn.execute("SELECT count(*), max(height) FROM public.blockchain").fetchone()
+            assert r is not None
+            rows, max_height = int(r[0]), (int(r[1]) if r[1] is not None else None)
+        else:
+            log.warning("table blockchain not found; the manifest will carry no row count")
+    except psycopg.Error as exc:
+        raise DatabaseError(f"could not take a consistent snapshot: {redact.scrub(str(exc).splitlines()[0])}",
+                            "check the DB user's privileges") from None
+    return SnapshotStats(snap, version, rows, max_height)
+
+
+def pg_dump_cmd(cp: ConnParams, snapshot: str | None) -> list[str]:
+    cmd = ["pg_dump", "--format=plain", "--no-password", "--quote-all-identifiers", "--dbname", cp.conninfo()]
+    if snapshot:
+        cmd += ["--snapshot", snapshot]
+    return cmd
+
+
+def start_pg_dump(cp: ConnParams, snapshot: str | None) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(pg_dump_cmd(cp, snapshot), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=cp.env(), bufsize=0)
+    except FileNotFoundError:
+        raise InputError("pg_dump is not installed or not on PATH", "install the PostgreSQL client (15 or newer)") from None

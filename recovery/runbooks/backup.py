@@ -1,0 +1,239 @@
+"""Backups of the database, the chain data directory and deployment configuration.
+
+Steps of every backup, in order:
+
+1. preflight: the bucket exists and is reachable; the inputs are readable (data dir walked,
+   database connected and a consistent snapshot exported). Nothing is written before this.
+2. lock: `locks/backup-<kind>.lock` in the bucket (S3Lock), so two backups of one kind on one
+   stack never interleave; a stale lock is taken over and the takeover is reported.
+3. stream: source -> compression -> s3transfer multipart upload with SSE-KMS (stack key).
+   Any failure aborts the multipart upload; the command fails.
+4. manifest: written last (IfNoneMatch='*'). Until it exists the object is not a backup.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from recovery import __version__, redact
+from recovery import postgres
+from recovery.archive import Member, TarSource, plan_tree
+from recovery.aws import aws_error, client, error_code
+from recovery.catalog import Catalog, Manifest, iso, utc_now
+from recovery.errors import AwsAccessError, BackupFailedError, InputError, RecoveryError
+from recovery.locks import S3Lock
+from recovery.stack import StackOutputs
+from recovery.stream import FORMATS, CompressedReader, gzip_backend_name
+from recovery.transfer import delete_object_version, upload_stream
+
+log = logging.getLogger(__name__)
+
+LOCK_TTL_SECONDS = 900
+
+
+@dataclass
+class BackupOptions:
+    fmt: str = "gzip"
+    level: int | None = None
+    workers: int | None = None
+    lock_ttl: int = LOCK_TTL_SECONDS
+    on_bytes: Callable[[int], None] | None = None  # raw (uncompressed) bytes read from the source
+    s3: Any = None  # a boto3 S3 client; default: recovery.aws.client("s3", region)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_bucket(s3: Any, bucket: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception as exc:  # noqa: BLE001
+        code = error_code(exc)
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise AwsAccessError(f"bucket '{bucket}' does not exist",
+                                 "check the stack's backup_bucket_name output, the region and AWS_ENDPOINT_URL") from None
+        raise aws_error(exc, f"checking bucket {bucket}", bucket=bucket) from None
+
+
+def _content_type(fmt: str) -> str:
+    return "application/gzip" if fmt == "gzip" else "application/zstd"
+
+
+def _stream_backup(outputs: StackOutputs, kind: str, opts: BackupOptions, *, content: str, source_desc: str,
+                   open_source: Callable[[], tuple[IO[bytes], Callable[[], None], Callable[[], None]]],
+                   describe: Callable[[], dict[str, Any]]) -> Manifest:
+    """Lock, stream source -> compressor -> S3, write the manifest. `open_source` returns
+    (stream, finish, kill): finish raises if the producer failed; kill stops it on error."""
+    if opts.fmt not in FORMATS:
+        raise InputError(f"unknown format '{opts.fmt}'", f"use one of: {', '.join(FORMATS)}")
+    s3 = opts.s3 or client("s3", outputs.region)
+    bucket = outputs.backup_bucket_name
+    cat = Catalog(s3, bucket)
+    lock = S3Lock(s3, bucket, f"locks/backup-{kind}.lock", ttl_seconds=opts.lock_ttl,
+                  purpose=f"{kind} backup lock of stack '{outputs.stack}'")
+    with lock:
+        key = cat.new_key(kind, opts.fmt)
+        started = utc_now()
+        t0 = time.monotonic()
+        stream, finish, kill = open_source()
+        reader = CompressedReader(stream, opts.fmt, opts.level, opts.workers, finish=finish, on_raw=opts.on_bytes)
+        log.info("streaming %s backup to s3://%s/%s (%s)", kind, bucket, key, opts.fmt)
+        try:
+            head = upload_stream(s3, bucket, key, reader, kms_key_id=outputs.backup_kms_key_arn,
+                                 content_type=_content_type(opts.fmt),
+                                 metadata={"recovery-kind": kind, "recovery-version": __version__})
+        except BaseException as exc:
+            reader.abort()
+            kill()
+            if isinstance(exc, RecoveryError):
+                raise
+            if isinstance(exc, KeyboardInterrupt):
+                raise BackupFailedError(f"{kind} backup interrupted (Ctrl-C or SIGTERM); the upload of {key} was aborted",
+                                        "nothing was catalogued; rerun when ready") from None
+            err = aws_error(exc, f"uploading s3://{bucket}/{key}", bucket=bucket)
+            if "denied" in err.problem:
+                raise err from None
+            raise BackupFailedError(f"upload of {key} failed ({err.problem}); the multipart upload was aborted"
+                                    " and nothing was catalogued", "retry; if it persists check S3 health") from None
+        upload_s = time.monotonic() - t0
+        version_id = head.get("VersionId")
+        try:
+            lock.check()
+            if int(head.get("ContentLength", -1)) != reader.stats.stored_bytes:
+                raise BackupFailedError(f"S3 holds {head.get('ContentLength')} bytes for {key} but "
+                                        f"{reader.stats.stored_bytes} were sent", "retry the backup")
+            ended = utc_now()
+            m = Manifest(
+                kind=kind, key=key, bucket=bucket, format=opts.fmt, content=content, source=source_desc,
+                stored_bytes=reader.stats.stored_bytes, raw_bytes=reader.stats.raw_bytes,
+                sha256=reader.stats.sha256, kms_key_id=outputs.backup_kms_key_arn,
+                started_at=iso(started), ended_at=iso(ended), tool_version=__version__, stack=outputs.stack,
+                compression_level=reader.level,
+                compressor=gzip_backend_name(reader.level) if opts.fmt == "gzip" else "zstd",
+                duration_seconds=round(time.monotonic() - t0, 3),
+                version_id=version_id, timings={"stream_seconds": round(upload_s, 3)}, **describe())
+            cat.put_manifest(m)
+        except BaseException:
+            delete_object_version(s3, bucket, key, version_id)
+            raise
+    if lock.took_over:
+        opts.extra["took_over"] = {"owner": lock.took_over.owner, "acquired_at": lock.took_over.acquired_at,
+                                   "expires_at": lock.took_over.expires_at}
+    return m
+
+
+# --------------------------------------------------------------------------------------- database
+
+
+def backup_db(outputs: StackOutputs, opts: BackupOptions | None = None, *, dsn: str | None = None) -> Manifest:
+    opts = opts or BackupOptions()
+    s3 = opts.s3 = opts.s3 or client("s3", outputs.region)
+    check_bucket(s3, outputs.backup_bucket_name)
+    cp = postgres.resolve(outputs, dsn)
+    conn = postgres.connect(cp)
+    try:
+        stats = postgres.export_snapshot(conn)
+        errlines: collections.deque[str] = collections.deque(maxlen=5)
+        proc_box: dict[str, subprocess.Popen[bytes]] = {}
+        drain_box: dict[str, threading.Thread] = {}
+
+        def open_source() -> tuple[IO[bytes], Callable[[], None], Callable[[], None]]:
+            proc = postgres.start_pg_dump(cp, stats.snapshot)
+            proc_box["p"] = proc
+
+            def drain() -> None:
+                assert proc.stderr is not None
+                for line in proc.stderr:
+                    text = redact.scrub(line.decode(errors="replace").rstrip())
+                    errlines.append(text)
+                    log.debug("pg_dump: %s", text)
+
+            t = threading.Thread(target=drain, name="pg_dump-stderr", daemon=True)
+            t.start()
+            drain_box["t"] = t
+
+            def finish() -> None:
+                rc = proc.wait()
+                t.join(timeout=5)
+                if rc != 0:
+                    why = f"signal {-rc}" if rc < 0 else f"status {rc}"
+                    last = errlines[-1] if errlines else "no message"
+                    raise BackupFailedError(f"pg_dump exited with {why} ({last}); the upload was aborted",
+                                            "check the database and retry; nothing was catalogued")
+
+            def kill() -> None:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+
+            assert proc.stdout is not None
+            return proc.stdout, finish, kill
+
+        m = _stream_backup(
+            outputs, "db", opts, content="sql",
+            source_desc=f"postgresql://{cp.params.get('host')}:{cp.params.get('port')}/{cp.params.get('dbname')}",
+            open_source=open_source,
+            describe=lambda: {"pg_server_version": stats.server_version, "db_rows": stats.rows,
+                              "db_max_height": stats.max_height})
+        return m
+    finally:
+        try:
+            conn.rollback()
+            conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+# ------------------------------------------------------------------------------ chain and config
+
+
+def _tar_backup(outputs: StackOutputs, kind: str, members: list[Member], source_desc: str,
+                opts: BackupOptions) -> Manifest:
+    s3 = opts.s3 = opts.s3 or client("s3", outputs.region)
+    check_bucket(s3, outputs.backup_bucket_name)
+    box: dict[str, TarSource] = {}
+
+    def open_source() -> tuple[IO[bytes], Callable[[], None], Callable[[], None]]:
+        src = TarSource(members)
+        box["s"] = src
+
+        def finish() -> None:
+            src.finish()
+
+        return src.reader, finish, src.close
+
+    try:
+        return _stream_backup(outputs, kind, opts, content="tar", source_desc=source_desc, open_source=open_source,
+                              describe=lambda: {"file_count": box["s"].file_count, "file_bytes": box["s"].file_bytes})
+    finally:
+        if "s" in box:
+            box["s"].close()
+
+
+def backup_chain(outputs: StackOutputs, data_dir: str | Path, opts: BackupOptions | None = None, *,
+                 member_prefix: str | None = None) -> Manifest:
+    """tar.gz of the node's data directory; chain.db is copied with SQLite's backup API."""
+    opts = opts or BackupOptions()
+    path = Path(data_dir)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path} is not a directory", "pass the node's data directory, e.g. /var/lib/xai/blockchain")
+    members = plan_tree(path, member_prefix)
+    if not any(m.arcname.endswith("/chain.db") for m in members):
+        log.warning("no chain.db in %s; archiving it anyway", path)
+    return _tar_backup(outputs, "chain", members, str(path.absolute()), opts)
+
+
+def backup_config(outputs: StackOutputs, paths: list[str | Path], opts: BackupOptions | None = None) -> Manifest:
+    """tar.gz of deployment configuration files and directories (absolute member names)."""
+    opts = opts or BackupOptions()
+    if not paths:
+        raise InputError("no configuration paths given", "pass the files or directories to archive")
+    members: list[Member] = []
+    for p in paths:
+        members.extend(plan_tree(Path(p)))
+    return _tar_backup(outputs, "config", members, ", ".join(str(Path(p).absolute()) for p in paths), opts)

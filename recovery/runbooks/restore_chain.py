@@ -1,0 +1,472 @@
+"""`recovery restore chain`: the DR plan's scenario 2 (blockchain data loss) as a runbook.
+
+Steps (each journaled and timed; the engine resumes after a crash):
+
+1. ``preflight``       the data dir's parent exists; the data dir is not a mount point (the swap is a
+                       rename, so staging must be on the same filesystem); the --owner exists (root).
+2. ``verify-backup``   resolve the backup (``latest`` = newest with a manifest) and stream it once:
+                       sha256, size, decompression, tar structure against the manifest. Nothing written.
+3. ``extract-staging`` stream it again into ``<parent>/.<name>.restore-<run>.partial`` (sha256 checked
+                       again at the end; members confined to the archive's root directory; only
+                       directories and regular files), then rename it to ``.<name>.restore-<run>``.
+4. ``check-chain-db``  ``chain.db`` is there and opens read-only; ``PRAGMA integrity_check`` is ok.
+5. ``chown-staging``   as root, chown the staging tree to --owner (the plan's ``chown -R xai:xai``).
+6. ``stop-services``   stop the node (and the other configured dependents).
+7. ``archive-current`` only with --archive-current: the plan's "backup current state" step, a tar.gz
+                       of the current data dir (raw files, as they are) to
+                       ``s3://<bucket>/quarantine/chain/corrupted-blockchain-<run start>.tar.gz``.
+8. ``swap-in``         atomically exchange the staging dir and the data dir (``renameat2`` with
+                       RENAME_EXCHANGE), then rename the old one to ``<data dir>.quarantine-<run start>``.
+                       The data dir path always holds either the old tree or the verified new one.
+                       The commit point. The quarantined dir is never deleted.
+9. ``start-services``  start the node again.
+10. ``wait-sync``      poll the node API until it is synced, with a deadline (--sync-timeout).
+11. ``verify-node``    the node's verify endpoint must say ``is_valid``.
+
+Order versus the plan: the backup is verified, extracted and checked *before* the node is stopped,
+so the node is down only for the swap, and any failure before the swap leaves the data dir and the
+node exactly as they were (the staging dir is removed, stopped services are started again).
+Failures after the swap (node does not start, sync deadline, verify) leave the restored, checked
+data in place and the old data quarantined; a rerun resumes (e.g. keeps waiting for sync).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import grp
+import os
+import pwd
+import shutil
+import sqlite3
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from recovery.archive import Member, TarSource
+from recovery.aws import client, error_code
+from recovery.catalog import Catalog, Entry
+from recovery.errors import InputError, IntegrityError
+from recovery.node import NodeClient, describe_progress
+from recovery.runbook import Journal, JournalStore, Runbook, Step, StepContext, Target
+from recovery.runbooks.restore_common import (
+    BackupStream, LocalLock, done, enospc, execute, fault, hooked, is_production, resolve_backup, stamp,
+    verify_backup,
+)
+from recovery.services import ServiceControl
+from recovery.stack import StackOutputs
+from recovery.stream import FeedReader
+
+NAME = "restore-chain"
+AT_FDCWD = -100
+RENAME_EXCHANGE = 2
+COPY_CHUNK = 1024 * 1024
+
+
+@dataclass
+class ChainRestoreOptions:
+    data_dir: str
+    backup: str = "latest"
+    owner: str = "xai:xai"
+    archive_current: bool = False
+    node_url: str = "http://localhost:8080"
+    sync_timeout_s: float = 900.0
+    sync_interval_s: float = float(os.environ.get("RECOVERY_SYNC_POLL_SECONDS", "5"))
+
+
+# ------------------------------------------------------------------------------------- file helpers
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(libc, "renameat2", None)
+    if fn is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available", str(a))
+    if fn(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), str(a))
+
+
+def _safe_rel(name: str, base: str) -> PurePosixPath | None:
+    """The member's path below the archive's root directory; None for the root itself."""
+    if name.rstrip("/") == base:
+        return None
+    if not name.startswith(base + "/"):
+        raise IntegrityError(f"archive member {name!r} is outside the archive's root {base!r}",
+                             "this is not a chain backup made by `recovery backup chain`")
+    rel = PurePosixPath(name[len(base) + 1:])
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        raise IntegrityError(f"archive member {name!r} escapes its directory", "refusing to extract it")
+    return rel
+
+
+def extract_tar(stream: BackupStream, dest: Path) -> dict[str, Any]:
+    """Extract the backup's tar stream into ``dest`` (created): directories and regular files only.
+
+    The whole object is read (also past the tar end marker), so its sha256 is checked end to end.
+    """
+    t_start = time.monotonic()
+    dest.mkdir(mode=0o750)
+    files = 0
+    nbytes = 0
+    dirs: list[tuple[Path, tarfile.TarInfo]] = []
+    base: str | None = None
+    gen = stream.chunks()
+    with tarfile.open(fileobj=FeedReader(gen), mode="r|") as tar:
+        for member in tar:
+            if base is None:
+                if not member.isdir():
+                    raise IntegrityError("the archive does not start with its root directory",
+                                         "this is not a chain backup made by `recovery backup chain`")
+                base = member.name.rstrip("/")
+                dirs.append((dest, member))
+                continue
+            rel = _safe_rel(member.name, base)
+            if rel is None:
+                continue
+            target = dest.joinpath(*rel.parts)
+            if member.isdir():
+                target.mkdir(mode=0o750, exist_ok=True)
+                dirs.append((target, member))
+            elif member.isfile():
+                src = tar.extractfile(member)
+                assert src is not None
+                with open(target, "xb") as out:
+                    while block := src.read(COPY_CHUNK):
+                        out.write(block)
+                        if fault("enospc") and files >= 1:
+                            raise enospc(str(target))
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.chmod(target, member.mode & 0o7777)
+                os.utime(target, (member.mtime, member.mtime))
+                files += 1
+                nbytes += member.size
+            else:
+                raise IntegrityError(f"archive member {member.name!r} is not a file or directory",
+                                     "chain backups hold only directories and regular files")
+    for _ in gen:  # drain: the sha256 check runs when the object is fully read
+        pass
+    for d, info in reversed(dirs):
+        os.chmod(d, info.mode & 0o7777)
+        os.utime(d, (info.mtime, info.mtime))
+    ph = stream.phases
+    ph.apply = max(0.0, time.monotonic() - t_start - ph.download - ph.decompress)
+    return {"files": files, "file_bytes": nbytes, **ph.as_detail("extract")}
+
+
+def sqlite_check(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise IntegrityError(f"the restored data has no {path.name}", "this backup is not a node data dir; pick another")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+        try:
+            result = [r[0] for r in db.execute("PRAGMA integrity_check").fetchall()]
+            tables = sorted(r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+            height = None
+            if "blocks" in tables:
+                height = db.execute("SELECT max(height) FROM blocks").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise IntegrityError(f"{path.name} does not open as SQLite: {exc}", "pick another backup with --backup KEY") from None
+    if result != ["ok"]:
+        raise IntegrityError(f"{path.name} fails PRAGMA integrity_check: {'; '.join(result[:3])}",
+                             "pick another backup with --backup KEY")
+    return {"integrity_check": "ok", "tables": tables, "max_height": height}
+
+
+def raw_members(root: Path) -> list[Member]:
+    """Every directory and regular file under root, archived raw (no SQLite snapshot: the node is
+    stopped and the point is to keep the damaged state exactly as it is)."""
+    base = str(root).lstrip("/")
+    members = [Member(root, base, True, 0)]
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        d = Path(dirpath)
+        for n in dirnames:
+            members.append(Member(d / n, f"{base}/{(d / n).relative_to(root).as_posix()}", True, 0))
+        for n in sorted(filenames):
+            p = d / n
+            if p.is_file() and not p.is_symlink():
+                members.append(Member(p, f"{base}/{p.relative_to(root).as_posix()}", False, p.stat().st_size))
+    return members
+
+
+# ------------------------------------------------------------------------------------- the runbook
+
+
+@dataclass
+class ChainRestore:
+    outputs: StackOutputs
+    opts: ChainRestoreOptions
+    s3: Any
+    services: ServiceControl
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(os.path.abspath(self.opts.data_dir))
+
+    def staging(self, run_id: str) -> Path:
+        return self.data_dir.parent / f".{self.data_dir.name}.restore-{run_id}"
+
+    def partial(self, run_id: str) -> Path:
+        return self.data_dir.parent / f".{self.data_dir.name}.restore-{run_id}.partial"
+
+    def quarantine(self, run_id: str) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}.quarantine-{stamp(run_id)}"
+
+    def archive_key(self, run_id: str) -> str:
+        return f"quarantine/chain/corrupted-blockchain-{stamp(run_id)}.tar.gz"
+
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(self.s3, self.outputs.backup_bucket_name)
+
+    def entry(self, ctx: StepContext) -> Entry:
+        key = ctx.results.get("verify-backup", {}).get("key")
+        return self.catalog.get(key) if key else resolve_backup(self.catalog, "chain", self.opts.backup)
+
+    def owner_ids(self) -> tuple[int, int] | None:
+        if os.geteuid() != 0:
+            return None
+        user, _, group = self.opts.owner.partition(":")
+        try:
+            uid = pwd.getpwnam(user).pw_uid
+            gid = grp.getgrnam(group).gr_gid if group else pwd.getpwnam(user).pw_gid
+        except KeyError:
+            raise InputError(f"owner {self.opts.owner} does not exist on this host",
+                             "create the node's user or pass --owner USER:GROUP") from None
+        return uid, gid
+
+    # -- checks (read-only)
+    def swapped(self, ctx: StepContext) -> bool:
+        ino = ctx.results.get("extract-staging", {}).get("inode")
+        try:
+            return ino is not None and os.stat(self.data_dir).st_ino == ino
+        except FileNotFoundError:
+            return False
+
+    def staged(self, ctx: StepContext) -> dict[str, Any] | bool:
+        s = self.staging(ctx.run_id)
+        if s.is_dir() and not self.swapped(ctx):
+            prev = ctx.results.get("extract-staging") or {}
+            return {**prev, "staging": str(s), "inode": os.stat(s).st_ino}
+        return bool(self.swapped(ctx))
+
+    # -- actions
+    def preflight(self, ctx: StepContext) -> dict[str, Any]:
+        d = self.data_dir
+        if not d.parent.is_dir():
+            raise InputError(f"{d.parent} does not exist", "check --data-dir (e.g. /var/lib/xai/blockchain)")
+        if d.exists() and not d.is_dir():
+            raise InputError(f"{d} is not a directory", "check --data-dir")
+        if d.is_dir() and os.stat(d).st_dev != os.stat(d.parent).st_dev:
+            raise InputError(f"{d} is a mount point, so it cannot be swapped by rename",
+                             "pass the directory inside the mount (or restore into a subdirectory)")
+        ids = self.owner_ids()
+        return {"data_dir": str(d), "exists": d.is_dir(), "owner": self.opts.owner if ids else "unchanged (not root)"}
+
+    def verify_backup(self, ctx: StepContext) -> dict[str, Any]:
+        e = resolve_backup(self.catalog, "chain", self.opts.backup)
+        if e.manifest.content != "tar":
+            raise InputError(f"{e.manifest.name} is not a tar archive", "pass a chain backup")
+        detail = verify_backup(self.s3, e)
+        detail.update(files=e.manifest.file_count)
+        return detail
+
+    def extract(self, ctx: StepContext) -> dict[str, Any]:
+        e = self.entry(ctx)
+        part, s = self.partial(ctx.run_id), self.staging(ctx.run_id)
+        for leftover in (part, s):  # a crash mid-extraction leaves a partial tree
+            if leftover.exists():
+                shutil.rmtree(leftover)
+        stream = BackupStream(self.s3, e.manifest, progress=ctx.info)
+        try:
+            detail = _extract_all(stream, part)
+            if e.manifest.file_count is not None and detail["files"] != e.manifest.file_count:
+                raise IntegrityError(f"extracted {detail['files']} files, the manifest says {e.manifest.file_count}",
+                                     "the data dir was not touched; pick another backup")
+            os.rename(part, s)
+        except BaseException:
+            shutil.rmtree(part, ignore_errors=True)
+            raise
+        return {"staging": str(s), "inode": os.stat(s).st_ino, **detail}
+
+    def check_chain_db(self, ctx: StepContext) -> dict[str, Any]:
+        root = self.data_dir if self.swapped(ctx) else self.staging(ctx.run_id)
+        return sqlite_check(root / "chain.db")
+
+    def chown(self, ctx: StepContext) -> dict[str, Any]:
+        ids = self.owner_ids()
+        if ids is None:
+            return {"owner": "unchanged (not root)"}
+        root = self.data_dir if self.swapped(ctx) else self.staging(ctx.run_id)
+        n = 0
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in [dirpath, *(os.path.join(dirpath, f) for f in dirnames + filenames)]:
+                os.lchown(name, *ids)
+                n += 1
+        return {"owner": self.opts.owner, "paths": n}
+
+    def stop_services(self, ctx: StepContext) -> dict[str, Any]:
+        r = self.services.stop_all()
+        return {"stopped": [x.service for x in r], "seconds": round(sum(x.duration_s for x in r), 3)}
+
+    def stopped_or_swapped(self, ctx: StepContext) -> bool:
+        return self.swapped(ctx) or self.services.all_stopped()
+
+    def archived(self, ctx: StepContext) -> bool:
+        if self.swapped(ctx) or not self.data_dir.exists():
+            return True
+        try:
+            self.s3.head_object(Bucket=self.outputs.backup_bucket_name, Key=self.archive_key(ctx.run_id))
+            return True
+        except Exception as exc:  # noqa: BLE001
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def archive_current(self, ctx: StepContext) -> dict[str, Any]:
+        from recovery.stream import CompressedReader
+        from recovery.transfer import upload_stream
+
+        if not self.data_dir.exists():
+            return {"archived": "nothing (the data dir is gone)"}
+        key = self.archive_key(ctx.run_id)
+        src = TarSource(raw_members(self.data_dir))
+        reader = CompressedReader(src.reader, "gzip", finish=src.finish)
+        try:
+            upload_stream(self.s3, self.outputs.backup_bucket_name, key, reader,
+                          kms_key_id=self.outputs.backup_kms_key_arn, content_type="application/gzip",
+                          metadata={"recovery-kind": "chain-quarantine"})
+        finally:
+            reader.abort()
+            src.close()
+        return {"archived": f"s3://{self.outputs.backup_bucket_name}/{key}", "bytes": reader.stats.stored_bytes,
+                "files": src.file_count}
+
+    def swap_done(self, ctx: StepContext) -> bool:
+        return self.swapped(ctx) and not self.staging(ctx.run_id).exists()
+
+    def swap_in(self, ctx: StepContext) -> dict[str, Any]:
+        s, d, q = self.staging(ctx.run_id), self.data_dir, self.quarantine(ctx.run_id)
+        if not self.swapped(ctx):
+            if d.exists():
+                try:
+                    exchange(s, d)  # d is now the new tree, s the old one
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+                        raise
+                    os.rename(d, q)  # no RENAME_EXCHANGE here: two renames, a short window
+                    os.rename(s, d)
+                    return {"live": str(d), "quarantined_as": str(q), "atomic": False}
+            else:
+                os.rename(s, d)
+                return {"live": str(d), "quarantined_as": "(no previous data dir)", "atomic": True}
+        if s.exists():  # the old tree, after the exchange
+            os.rename(s, q)
+        return {"live": str(d), "quarantined_as": str(q), "atomic": True}
+
+    def start_services(self, ctx: StepContext) -> dict[str, Any]:
+        r = self.services.start_all()
+        return {"started": [x.service for x in r], "seconds": round(sum(x.duration_s for x in r), 3)}
+
+    def wait_sync(self, ctx: StepContext) -> dict[str, Any]:
+        last = {"t": 0.0}
+
+        def progress(p: Any) -> None:
+            now = time.monotonic()
+            if now - last["t"] >= 5 or p.is_synced:
+                last["t"] = now
+                ctx.info(f"sync: {describe_progress(p)}")
+
+        with NodeClient(self.opts.node_url, timeout_s=5, retries=1) as node:
+            info = node.wait_for_sync(self.opts.sync_timeout_s, progress=progress, interval_s=self.opts.sync_interval_s)
+        return {"block_height": info.block_height, "consensus_state": info.consensus_state}
+
+    def verify_node(self, ctx: StepContext) -> dict[str, Any]:
+        with NodeClient(self.opts.node_url, timeout_s=10) as node:
+            report = node.verify_report()
+        if not report.get("is_valid"):
+            reason = report.get("reason") or report.get("error") or "no reason given"
+            raise IntegrityError(f"the node says the restored chain is not valid ({reason})",
+                                 f"check the node; the previous data is in {self.data_dir}.quarantine-*")
+        return {"is_valid": True, **{k: v for k, v in report.items() if k in ("block_height",)}}
+
+    # -- failure: put things back as they were (before the swap only)
+    def undo(self, journal: Journal) -> None:
+        ino = journal.step("extract-staging").detail.get("inode")
+        try:
+            swapped = ino is not None and os.stat(self.data_dir).st_ino == ino
+        except FileNotFoundError:
+            swapped = False
+        if swapped or done(journal, "swap-in"):
+            return
+        for p in (self.partial(journal.run_id), self.staging(journal.run_id)):
+            shutil.rmtree(p, ignore_errors=True)
+        if done(journal, "stop-services"):
+            self.services.start_all()
+
+    def runbook(self) -> Runbook:
+        d = self.data_dir
+        steps = [
+            Step("preflight", self.preflight, touches="nothing (reads the data dir and its parent)"),
+            Step("verify-backup", self.verify_backup,
+                 touches=f"nothing (streams backup '{self.opts.backup}' from s3://{self.outputs.backup_bucket_name}, checks sha256)"),
+            Step("extract-staging", self.extract, touches=f"creates {d.parent}/.{d.name}.restore-<run>", check=self.staged),
+            Step("check-chain-db", self.check_chain_db, touches="nothing (opens chain.db read-only)"),
+            Step("chown-staging", self.chown, touches=f"chown -R {self.opts.owner} of the staging dir (as root)"),
+            Step("stop-services", self.stop_services, touches=self.services.describe_stop(), check=self.stopped_or_swapped),
+        ]
+        if self.opts.archive_current:
+            steps.append(Step("archive-current", self.archive_current,
+                              touches=f"uploads {d} to s3://{self.outputs.backup_bucket_name}/quarantine/chain/",
+                              check=self.archived))
+        steps += [
+            Step("swap-in", self.swap_in, touches=f"moves {d} to {d}.quarantine-<run start>, staging to {d}",
+                 check=self.swap_done),
+            Step("start-services", self.start_services, touches=self.services.describe_start(),
+                 check=lambda ctx: self.services.all_running()),
+            Step("wait-sync", self.wait_sync, touches=f"nothing (polls {self.opts.node_url}, up to {self.opts.sync_timeout_s:g}s)"),
+            Step("verify-node", self.verify_node, touches=f"nothing (GET {self.opts.node_url}/api/v1/blockchain/verify)"),
+        ]
+        return Runbook(NAME, [hooked(NAME, s) for s in steps],
+                       Target(str(d), production=is_production(self.outputs.stack)), destructive=True,
+                       params={"stack": self.outputs.stack, "backup": self.opts.backup, "data_dir": str(d),
+                               "owner": self.opts.owner, "archive_current": self.opts.archive_current,
+                               "node_url": self.opts.node_url})
+
+
+def _extract_all(stream: BackupStream, dest: Path) -> dict[str, Any]:
+    """Extract, then read the rest of the object so its sha256 is checked end to end."""
+    try:
+        return extract_tar(stream, dest)
+    except tarfile.TarError as exc:
+        raise IntegrityError(f"the archive is unreadable: {exc}", "pick another backup with --backup KEY") from None
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EPERM, errno.EACCES):
+            raise InputError(f"cannot write the staging dir {dest}: {exc.strerror}",
+                             "free space or fix permissions beside the data dir, then rerun") from None
+        raise
+
+
+def build(outputs: StackOutputs, opts: ChainRestoreOptions, *, s3: Any = None,
+          services: ServiceControl | None = None) -> ChainRestore:
+    return ChainRestore(outputs, opts, s3 or client("s3", outputs.region), services or ServiceControl())
+
+
+def restore_chain(outputs: StackOutputs, opts: ChainRestoreOptions, store: JournalStore, *, yes: bool = False,
+                  dry_run: bool = False, reporter: Any = None) -> tuple[Journal | None, dict[str, Any] | None]:
+    r = build(outputs, opts)
+    rb = r.runbook()
+    if dry_run:
+        return execute(rb, store, yes=yes, dry_run=True, reporter=reporter)
+    lock = LocalLock(f"{NAME}-{str(r.data_dir).strip('/').replace('/', '_')}")
+    return execute(rb, store, yes=yes, dry_run=False, reporter=reporter, lock=lock, on_failure=r.undo)
+
+
+__all__ = ["ChainRestoreOptions", "ChainRestore", "build", "restore_chain"]

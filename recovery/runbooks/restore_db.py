@@ -1,0 +1,396 @@
+"""`recovery restore db`: the DR plan's scenario 1 (database corruption) as a runbook.
+
+Steps (each journaled and timed; the engine resumes after a crash):
+
+1. ``preflight``        the server answers, psql is installed, the target's state; a target that holds
+                        tables needs ``--force``. Nothing is changed.
+2. ``verify-backup``    resolve the backup (``latest`` = newest with a manifest) and stream it once:
+                        sha256, size, decompression and structure against the manifest. No SQL yet.
+3. ``stop-services``    stop the dependent services (``recovery.services``; stop order from config).
+4. ``restore-scratch``  create ``<target>_restore_<run>`` on the same server and stream the backup
+                        into it: S3 -> sha256 -> gunzip/zstd -> ``psql --single-transaction``.
+                        Timed per phase (download, decompression, SQL). The live DB is not touched.
+                        On success the scratch DB gets a COMMENT marking it complete (the step's check).
+5. ``verify-scratch``   ``count(*)`` and ``max(height)`` of ``blockchain`` equal the manifest's.
+6. ``swap``             one transaction, after terminating other connections to both databases:
+                        ``<target>`` -> ``<target>_quarantine_<run start>``, scratch -> ``<target>``.
+                        The commit point. Its check: the target carries this run's COMMENT.
+7. ``drop-old``         only with ``--no-keep-old``: drop the quarantined database.
+8. ``start-services``   start the services again, in start order.
+
+Any failure before the swap drops the scratch database and starts the services this run stopped,
+so the live database and the services are as they were. After the swap a failure leaves the restored
+database in place (it was verified) and the old one quarantined; a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from recovery import redact
+from recovery import postgres
+from recovery.aws import client
+from recovery.catalog import Catalog, Entry
+from recovery.errors import DatabaseError, InputError, IntegrityError, RefusedError
+from recovery.postgres import ConnParams
+from recovery.runbook import Journal, JournalStore, Runbook, Step, StepContext, Target
+from recovery.runbooks.restore_common import (
+    BackupStream, LocalLock, done, execute, hooked, is_production, resolve_backup, stamp, verify_backup,
+)
+from recovery.services import ServiceControl
+from recovery.stack import StackOutputs
+
+log = logging.getLogger(__name__)
+
+NAME = "restore-db"
+MAX_IDENT = 63
+
+
+@dataclass
+class DbRestoreOptions:
+    backup: str = "latest"
+    target_db: str | None = None
+    keep_old: bool = True
+    force: bool = False
+    dsn: str | None = None
+
+
+def scratch_name(target: str, run_id: str) -> str:
+    return f"{target[:30]}_restore_{run_id.lower().replace('-', '_')}"[:MAX_IDENT]
+
+
+def quarantine_name(target: str, run_id: str) -> str:
+    return f"{target[:30]}_quarantine_{stamp(run_id).lower()}"[:MAX_IDENT]
+
+
+def marker(run_id: str, key: str) -> str:
+    return f"xai-recovery {NAME} run {run_id} from {key}"
+
+
+# ------------------------------------------------------------------------------------- SQL helpers
+
+
+class Server:
+    """Maintenance connections to the server that holds the target (database ``postgres``)."""
+
+    def __init__(self, cp: ConnParams) -> None:
+        self.cp = cp
+        self.admin = ConnParams({**cp.params, "dbname": "postgres"}, cp.password)
+
+    def on(self, dbname: str) -> ConnParams:
+        return ConnParams({**self.cp.params, "dbname": dbname}, self.cp.password)
+
+    def connect(self, dbname: str | None = None, **kw: Any) -> psycopg.Connection[Any]:
+        return postgres.connect(self.on(dbname) if dbname else self.admin, autocommit=True, **kw)
+
+    def _sqlerr(self, doing: str, exc: psycopg.Error) -> DatabaseError:
+        first = redact.scrub((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        return DatabaseError(f"{doing} failed on {self.admin.target}: {first}", "check the server and rerun")
+
+    def exists(self, name: str) -> bool:
+        with self.connect() as c:
+            return c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+    def comment(self, name: str) -> str | None:
+        with self.connect() as c:
+            row = c.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                            (name,)).fetchone()
+            return None if row is None else row[0]
+
+    def table_count(self, name: str) -> int:
+        with self.connect(name) as c:
+            row = c.execute(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                "AND n.nspname NOT LIKE 'pg_toast%%'").fetchone()
+            return int(row[0]) if row else 0
+
+    def drop(self, name: str) -> None:
+        try:
+            with self.connect() as c:
+                c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        except psycopg.Error as exc:
+            raise self._sqlerr(f"dropping database {name}", exc) from None
+
+    def create(self, name: str) -> None:
+        try:
+            with self.connect() as c:
+                c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+        except psycopg.Error as exc:
+            raise self._sqlerr(f"creating database {name}", exc) from None
+
+    def set_comment(self, name: str, text: str) -> None:
+        with self.connect() as c:
+            c.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(text)))
+
+    def blockchain_stats(self, name: str) -> tuple[int | None, int | None]:
+        with self.connect(name) as c:
+            if not c.execute("SELECT to_regclass('public.blockchain') IS NOT NULL").fetchone()[0]:  # type: ignore[index]
+                return None, None
+            row = c.execute("SELECT count(*), max(height) FROM public.blockchain").fetchone()
+            assert row is not None
+            return int(row[0]), (int(row[1]) if row[1] is not None else None)
+
+    def swap(self, target: str, scratch: str, quarantine: str | None, attempts: int = 5) -> None:
+        """In one transaction: target -> quarantine (when it exists), scratch -> target."""
+        ident = sql.Identifier
+        last: Exception | None = None
+        for _ in range(attempts):
+            try:
+                with self.connect() as c:
+                    with c.transaction():
+                        c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE datname IN (%s, %s) AND pid <> pg_backend_pid()", (target, scratch))
+                        if quarantine:
+                            c.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(ident(target), ident(quarantine)))
+                        c.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(ident(scratch), ident(target)))
+                return
+            except psycopg.errors.ObjectInUse as exc:  # a client reconnected between terminate and rename
+                last = exc
+                time.sleep(0.5)
+            except psycopg.Error as exc:
+                raise self._sqlerr(f"renaming {scratch} to {target}", exc) from None
+        assert last is not None
+        raise self._sqlerr(f"renaming {scratch} to {target} (clients keep reconnecting)", last)  # type: ignore[arg-type]
+
+
+def psql_into(server: Server, dbname: str, stream: BackupStream) -> dict[str, Any]:
+    """Pipe the backup's SQL into ``psql --single-transaction -v ON_ERROR_STOP=1`` on ``dbname``."""
+    cp = server.on(dbname)
+    cmd = ["psql", "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+           "--dbname", cp.conninfo()]
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                env=cp.env(), bufsize=0)
+    except FileNotFoundError:
+        raise InputError("psql is not installed or not on PATH", "install the PostgreSQL client (15 or newer)") from None
+    errlines: collections.deque[str] = collections.deque(maxlen=5)
+
+    def drain() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            errlines.append(redact.scrub(line.decode(errors="replace").rstrip()))
+
+    t = threading.Thread(target=drain, name="psql-stderr", daemon=True)
+    t.start()
+    ph = stream.phases
+    assert proc.stdin is not None
+    broken = False
+    try:
+        for data in stream.chunks():
+            t0 = time.monotonic()
+            try:
+                proc.stdin.write(data)
+            except BrokenPipeError:
+                broken = True
+                break
+            finally:
+                ph.apply += time.monotonic() - t0
+        t0 = time.monotonic()
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            broken = True
+        rc = proc.wait()
+        ph.apply += time.monotonic() - t0
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        t.join(timeout=5)
+    if rc != 0 or broken:
+        last = next((x for x in reversed(errlines) if "ERROR:" in x or "FATAL:" in x),
+                    next((x for x in reversed(errlines) if x), "no message"))
+        raise DatabaseError(f"psql failed loading the backup into {dbname} (exit {rc}): {last}",
+                            "the live database was not touched; check the error and rerun")
+    return ph.as_detail("sql")
+
+
+# ------------------------------------------------------------------------------------- the runbook
+
+
+@dataclass
+class DbRestore:
+    outputs: StackOutputs
+    opts: DbRestoreOptions
+    s3: Any
+    server: Server
+    services: ServiceControl
+    target: str
+
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(self.s3, self.outputs.backup_bucket_name)
+
+    def entry(self, ctx: StepContext) -> Entry:
+        key = ctx.results.get("verify-backup", {}).get("key")
+        return self.catalog.get(key) if key else resolve_backup(self.catalog, "db", self.opts.backup)
+
+    # -- checks (read-only)
+    def swapped(self, ctx: StepContext) -> bool:
+        key = ctx.results.get("verify-backup", {}).get("key")
+        if not key:
+            return False
+        return self.server.comment(self.target) == marker(ctx.run_id, str(key))
+
+    def scratch_ready(self, ctx: StepContext) -> dict[str, Any] | bool:
+        key = ctx.results.get("verify-backup", {}).get("key")
+        if not key:
+            return False
+        if self.swapped(ctx):
+            return {"scratch": scratch_name(self.target, ctx.run_id), "note": "already swapped in"}
+        s = scratch_name(self.target, ctx.run_id)
+        return {"scratch": s} if self.server.comment(s) == marker(ctx.run_id, key) else False
+
+    def needs_force(self, reporter: Any, dry_run: bool) -> None:
+        """Before anything (journal included): a target holding tables needs --force."""
+        if self.opts.force:
+            return
+        try:
+            tables = self.server.table_count(self.target) if self.server.exists(self.target) else 0
+        except DatabaseError:
+            return  # unreachable: the preflight step reports it
+        if not tables:
+            return
+        err = RefusedError(f"database {self.target} is not empty ({tables} tables)",
+                           "it will be quarantined, not overwritten: rerun with --force to replace it")
+        if not dry_run:
+            raise err
+        if reporter is not None:
+            reporter.message(f"note: {err.line()}")
+
+    # -- actions
+    def preflight(self, ctx: StepContext) -> dict[str, Any]:
+        if self.target in ("postgres", "template0", "template1"):
+            raise InputError(f"refusing to restore over the maintenance database {self.target}",
+                             "pass --target-db with the application database")
+        if shutil.which("psql") is None:
+            raise InputError("psql is not installed or not on PATH", "install the PostgreSQL client (15 or newer)")
+        with self.server.connect() as c:
+            version = str(c.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+        exists = self.server.exists(self.target)
+        tables = self.server.table_count(self.target) if exists else 0
+        if tables and not self.opts.force:
+            raise RefusedError(f"database {self.target} is not empty ({tables} tables)",
+                               "it will be quarantined, not overwritten: rerun with --force to replace it")
+        return {"server": self.server.admin.target.rsplit("/", 1)[0], "server_version": version,
+                "target_exists": exists, "target_tables": tables}
+
+    def verify_backup(self, ctx: StepContext) -> dict[str, Any]:
+        e = resolve_backup(self.catalog, "db", self.opts.backup)
+        detail = verify_backup(self.s3, e)
+        detail.update(rows=e.manifest.db_rows, max_height=e.manifest.db_max_height)
+        return detail
+
+    def stop_services(self, ctx: StepContext) -> dict[str, Any]:
+        done_ = self.services.stop_all()
+        return {"stopped": [r.service for r in done_], "seconds": round(sum(r.duration_s for r in done_), 3)}
+
+    def stopped_or_swapped(self, ctx: StepContext) -> bool:
+        return self.swapped(ctx) or self.services.all_stopped()
+
+    def restore_scratch(self, ctx: StepContext) -> dict[str, Any]:
+        e = self.entry(ctx)
+        s = scratch_name(self.target, ctx.run_id)
+        self.server.drop(s)  # a partial scratch left by a crash
+        self.server.create(s)
+        ctx.info(f"restoring {e.manifest.name} ({e.manifest.format}) into scratch database {s}")
+        stream = BackupStream(self.s3, e.manifest, progress=ctx.info)
+        detail = psql_into(self.server, s, stream)
+        self.server.set_comment(s, marker(ctx.run_id, e.manifest.key))
+        return {"scratch": s, **detail}
+
+    def verify_scratch(self, ctx: StepContext) -> dict[str, Any]:
+        e = self.entry(ctx)
+        s = scratch_name(self.target, ctx.run_id)
+        rows, height = self.server.blockchain_stats(s)
+        m = e.manifest
+        if (rows, height) != (m.db_rows, m.db_max_height):
+            raise IntegrityError(f"restored copy has {rows} rows, max(height) {height}; the manifest says "
+                                 f"{m.db_rows} rows, max(height) {m.db_max_height}",
+                                 "the live database was not touched; try an older backup with --backup KEY")
+        return {"rows": rows, "max_height": height}
+
+    def swap(self, ctx: StepContext) -> dict[str, Any]:
+        s = scratch_name(self.target, ctx.run_id)
+        q = quarantine_name(self.target, ctx.run_id) if self.server.exists(self.target) else None
+        self.server.swap(self.target, s, q)
+        return {"live": self.target, "quarantined_as": q or "(no previous database)"}
+
+    def old_dropped(self, ctx: StepContext) -> bool:
+        return self.swapped(ctx) and not self.server.exists(quarantine_name(self.target, ctx.run_id))
+
+    def drop_old(self, ctx: StepContext) -> dict[str, Any]:
+        q = quarantine_name(self.target, ctx.run_id)
+        self.server.drop(q)
+        return {"dropped": q}
+
+    # -- failure: put things back as they were (before the swap only)
+    def undo(self, journal: Journal) -> None:
+        if done(journal, "swap"):
+            return
+        error: Exception | None = None
+        if journal.step("restore-scratch").status != "pending":  # a scratch database may exist
+            key = journal.step("verify-backup").detail.get("key", "?")
+            try:
+                if self.server.comment(self.target) != marker(journal.run_id, key):
+                    self.server.drop(scratch_name(self.target, journal.run_id))
+            except Exception as exc:  # noqa: BLE001 - still restart the services below
+                error = exc
+        if done(journal, "stop-services"):
+            self.services.start_all()
+        if error is not None:
+            raise error
+
+    def runbook(self) -> Runbook:
+        t = self.target
+        steps = [
+            Step("preflight", self.preflight, touches="nothing (reads the server and the target)"),
+            Step("verify-backup", self.verify_backup,
+                 touches=f"nothing (streams backup '{self.opts.backup}' from s3://{self.outputs.backup_bucket_name}, checks sha256)"),
+            Step("stop-services", self.stop_services, touches=self.services.describe_stop(), check=self.stopped_or_swapped),
+            Step("restore-scratch", self.restore_scratch, touches=f"creates database {t}_restore_<run> and loads the backup",
+                 check=self.scratch_ready),
+            Step("verify-scratch", self.verify_scratch, touches="nothing (counts blockchain rows in the scratch database)"),
+            Step("swap", self.swap, touches=f"renames {t} -> {t}_quarantine_<run start> and the scratch -> {t}",
+                 check=self.swapped),
+        ]
+        if not self.opts.keep_old:
+            steps.append(Step("drop-old", self.drop_old, touches=f"drops {t}_quarantine_<run start>", check=self.old_dropped))
+        steps.append(Step("start-services", lambda ctx: self.services.start_step().action(ctx),
+                          touches=self.services.describe_start(), check=lambda ctx: self.services.all_running()))
+        return Runbook(NAME, [hooked(NAME, s) for s in steps],
+                       Target(t, production=is_production(self.outputs.stack)), destructive=True,
+                       params={"stack": self.outputs.stack, "backup": self.opts.backup, "target_db": t,
+                               "keep_old": self.opts.keep_old, "force": self.opts.force})
+
+
+def build(outputs: StackOutputs, opts: DbRestoreOptions, *, s3: Any = None,
+          services: ServiceControl | None = None) -> DbRestore:
+    cp = postgres.resolve(outputs, opts.dsn)
+    target = opts.target_db or cp.params.get("dbname") or outputs.db_name
+    return DbRestore(outputs, opts, s3 or client("s3", outputs.region), Server(cp), services or ServiceControl(), target)
+
+
+def restore_db(outputs: StackOutputs, opts: DbRestoreOptions, store: JournalStore, *, yes: bool = False,
+               dry_run: bool = False, reporter: Any = None) -> tuple[Journal | None, dict[str, Any] | None]:
+    """Run (or dry-run) the restore; returns (journal, None) or (None, plan)."""
+    r = build(outputs, opts)
+    rb = r.runbook()
+    if rb._resumable(store) is None:  # a resumed run may find its own restored database in place
+        r.needs_force(reporter, dry_run)
+    if dry_run:
+        return execute(rb, store, yes=yes, dry_run=True, reporter=reporter)
+    return execute(rb, store, yes=yes, dry_run=False, reporter=reporter, lock=LocalLock(f"{NAME}-{r.target}"),
+                   on_failure=r.undo)

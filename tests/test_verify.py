@@ -1,0 +1,220 @@
+"""`recovery list`, `recovery verify` and `recovery offsite sync` against real backups in moto."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recovery.runbooks.offsite import offsite_sync
+from recovery.stack import parse_outputs
+
+from conftest import ROOT, Site
+from test_backup import make_chain_dir
+
+SEED_PLAN = ROOT.parent / "shared" / "seed" / "disaster-recovery-plan.md"
+
+
+@pytest.fixture()
+def backed_up(cli: Any, site: Site, tmp_path: Path) -> dict[str, Any]:
+    """One db and one chain backup, as the schedule would leave them."""
+    db = cli("backup", "db", "--json")
+    chain = cli("backup", "chain", "--data-dir", str(make_chain_dir(tmp_path, 200)),
+                "--member-prefix", "var/lib/xai/blockchain", "--json")
+    assert db.code == 0 and chain.code == 0, db.err + chain.err
+    return {"db": db.json(), "chain": chain.json()}
+
+
+def test_verify_passes_and_is_recorded(cli: Any, site: Site, backed_up: dict[str, Any]) -> None:
+    r = cli("verify")
+    assert r.code == 0, r.out + r.err
+    lines = r.out.splitlines()
+    db_name = backed_up["db"]["key"].rsplit("/", 1)[-1]
+    assert f"✓ db     sha256      {db_name}: sha256 {backed_up['db']['sha256'][:12]} matches the manifest" in r.out
+    assert any(line.startswith("✓ db     decompress") and "(gunzip -t)" in line for line in lines)
+    assert "✓ db     structure   " in r.out and "completion marker" in r.out
+    assert "✓ chain  structure   " in r.out and "tar lists 3 file(s)" in r.out
+    for name in ("encryption", "age"):
+        assert f"✓ db     {name}" in r.out and f"✓ chain  {name}" in r.out
+    for name in ("versioning", "encryption", "lifecycle"):
+        assert f"✓ bucket {name}" in r.out
+    assert "- config present     no config backup in the catalogue (taken on deployment only)" in r.out
+    assert lines[-1].startswith("✓ all ") and lines[-1].endswith(" checks passed")
+    runs = site.keys("verifications/")
+    assert len(runs) == 1
+    record = json.loads(site.s3().get_object(Bucket=site.bucket, Key=runs[0])["Body"].read())
+    assert record["ok"] is True and record["backups"]["db"] == backed_up["db"]["key"]
+
+    listing = cli("list")
+    assert listing.code == 0
+    header, *rows = listing.out.splitlines()
+    assert header.split() == ["KIND", "TIME", "SIZE", "AGE", "SHA256", "VERIFIED", "NAME"]
+    assert len(rows) == 2 and all("✓ yes" in row for row in rows)
+    assert rows[0].startswith("db ") and backed_up["db"]["sha256"][:12] in rows[0]
+    js = cli("list", "--kind", "chain", "--json").json()
+    assert [x["key"] for x in js] == [backed_up["chain"]["key"]] and js[0]["verified"] is True
+
+
+def test_objects_without_manifest_are_not_backups(cli: Any, site: Site, backed_up: dict[str, Any]) -> None:
+    site.s3().put_object(Bucket=site.bucket, Key="backups/db/database-29990101T000000Z.sql.gz",
+                         Body=gzip.compress(b"-- half a dump"))
+    rows = cli("list", "--json").json()
+    assert [r["key"] for r in rows] == [backed_up["db"]["key"], backed_up["chain"]["key"]]
+    assert rows[0]["verified"] is None
+    assert cli("verify", "--kind", "db").code == 0  # latest = newest *with* a manifest
+
+
+def _rewrite(site: Site, key: str, body: bytes) -> None:
+    site.s3().put_object(Bucket=site.bucket, Key=key, Body=body, ServerSideEncryption="aws:kms",
+                         SSEKMSKeyId=site.outputs["backup_kms_key_arn"])
+
+
+def test_corrupted_object_fails_verify(cli: Any, site: Site, backed_up: dict[str, Any]) -> None:
+    key = backed_up["db"]["key"]
+    data = bytearray(site.s3().get_object(Bucket=site.bucket, Key=key)["Body"].read())
+    data[len(data) // 2] ^= 0xFF
+    _rewrite(site, key, bytes(data))
+    r = cli("verify")
+    assert r.code == 13
+    assert re.search(r"^✗ db     sha256 .* != manifest", r.out, re.M)
+    assert re.search(r"^✗ db     decompress .*the gzip stream is corrupt", r.out, re.M)
+    assert r.err.strip() == ("error: 3 verification check(s) failed on stack 'production' (first: db sha256) - "
+                             "read the ✗ lines above; take a new backup if the latest one is bad")
+    assert "✗ FAILED" in cli("list", "--kind", "db").out
+
+
+def test_truncated_gzip_fails_verify(cli: Any, site: Site, backed_up: dict[str, Any]) -> None:
+    for kind in ("db", "chain"):
+        key = backed_up[kind]["key"]
+        data = site.s3().get_object(Bucket=site.bucket, Key=key)["Body"].read()
+        _rewrite(site, key, data[: len(data) * 2 // 3])
+    r = cli("verify", "--json")
+    assert r.code == 13
+    failed = {(c["scope"], c["name"]): c["detail"] for c in r.json()["checks"] if c["ok"] is False}
+    assert "the gzip stream is truncated" in failed[("db", "decompress")]
+    assert "the gzip stream is truncated" in failed[("chain", "decompress")]
+    assert ("db", "sha256") in failed and ("db", "structure") in failed
+
+
+def test_stale_backup_fails_the_age_check(cli: Any, backed_up: dict[str, Any]) -> None:
+    r = cli("verify", "--max-age-db", "0", "--no-record")
+    assert r.code == 13 and re.search(r"^✗ db     age +database-.*min old, limit 0 min$", r.out, re.M)
+
+
+def test_missing_backup_and_bucket_drift_fail(cli: Any, site: Site) -> None:
+    site.s3().put_bucket_versioning(Bucket=site.bucket, VersioningConfiguration={"Status": "Suspended"})
+    site.s3().delete_bucket_lifecycle(Bucket=site.bucket)
+    r = cli("verify", "--json")
+    assert r.code == 13
+    failed = {(c["scope"], c["name"]) for c in r.json()["checks"] if c["ok"] is False}
+    assert {("db", "present"), ("chain", "present"), ("bucket", "versioning"), ("bucket", "lifecycle")} <= failed
+
+
+def test_replication_status_is_checked_where_configured(cli: Any, site: Site, backed_up: dict[str, Any]) -> None:
+    s3 = site.s3()
+    s3.create_bucket(Bucket="xai-backups-dr-us-west-2")
+    s3.put_bucket_replication(Bucket=site.bucket, ReplicationConfiguration={
+        "Role": "arn:aws:iam::123456789012:role/s3-replication-role",
+        "Rules": [{"ID": "dr", "Status": "Enabled", "Priority": 1, "Filter": {"Prefix": ""},
+                   "DeleteMarkerReplication": {"Status": "Disabled"},
+                   "Destination": {"Bucket": "arn:aws:s3:::xai-backups-dr-us-west-2"}}]})
+    r = cli("verify", "--kind", "db", "--no-record")
+    assert r.code == 13 and "✗ db     replication database-" in r.out and "not found in DR bucket" in r.out
+    s3.copy_object(Bucket="xai-backups-dr-us-west-2", Key=backed_up["db"]["key"],
+                   CopySource={"Bucket": site.bucket, "Key": backed_up["db"]["key"]})
+    r = cli("verify", "--kind", "db", "--no-record")
+    assert r.code == 0 and "✓ db     replication database-" in r.out
+
+
+def _plan_script(dest: Path, bucket: str) -> str:
+    text = SEED_PLAN.read_text()
+    script = text.split("cat > /usr/local/bin/verify-backups.sh << 'EOF'\n", 1)[1].split("\nEOF", 1)[0]
+    return (script.replace('BACKUP_DIR="/var/backups/pre-deployment"', f'BACKUP_DIR="{dest}"')
+            .replace('LOG_FILE="/var/log/backup-verification.log"', f'LOG_FILE="{dest.parent}/verify.log"')
+            .replace("s3://xai-backups-production/", f"s3://{bucket}/"))
+
+
+def test_offsite_sync_passes_the_plans_verify_script(cli: Any, site: Site, backed_up: dict[str, Any], tmp_path: Path) -> None:
+    assert cli("verify").code == 0
+    dest = tmp_path / "off-site"
+    dest.mkdir()
+    (dest / "database-20200101T000000Z.sql.gz").write_bytes(gzip.compress(b"old"))  # beyond retention
+    (dest / "notes.txt").write_text("not ours")
+    r = cli("offsite", "sync", "--dest", str(dest))
+    assert r.code == 0, r.err
+    db_name = backed_up["db"]["key"].rsplit("/", 1)[-1]
+    assert f"✓ copied   {db_name}" in r.out and "- pruned   database-20200101T000000Z.sql.gz  older than 90 days" in r.out
+    assert r.out.splitlines()[-1] == f"✓ {dest}: 2 copied, 0 already present, 1 pruned, 0 failed"
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        [db_name, db_name + ".manifest.json", "notes.txt",
+         backed_up["chain"]["key"].rsplit("/", 1)[-1], backed_up["chain"]["key"].rsplit("/", 1)[-1] + ".manifest.json"])
+    assert int((dest / db_name).stat().st_mtime) == int(
+        __import__("recovery.catalog", fromlist=["parse_iso"]).parse_iso(backed_up["db"]["ended_at"]).timestamp())
+    if shutil.which("aws"):
+        script = tmp_path / "verify-backups.sh"
+        script.write_text(_plan_script(dest, site.bucket))
+        p = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={**os.environ, **site.env})
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "✓ Database backup verified" in p.stdout and "✓ Blockchain backup verified" in p.stdout
+        assert "All backup verifications passed" in p.stdout
+    again = cli("offsite", "sync", "--dest", str(dest), "--json")
+    assert again.code == 0 and again.json()["copied"] == 0 and again.json()["present"] == 2
+
+
+def test_offsite_sync_refuses_a_corrupted_copy_and_writes_nothing(site: Site, backed_up: dict[str, Any], tmp_path: Path) -> None:
+    key = backed_up["db"]["key"]
+    data = bytearray(site.s3().get_object(Bucket=site.bucket, Key=key)["Body"].read())
+    data[100] ^= 0x01
+    _rewrite(site, key, bytes(data))
+    dest = tmp_path / "off"
+    report = offsite_sync(parse_outputs("production", site.outputs), dest, kinds=("db",))
+    assert not report.ok and report.items[0].action == "failed" and "sha256 on arrival" in report.items[0].detail
+    assert list(dest.iterdir()) == []  # no partial file, no temp file
+
+
+def test_offsite_sync_skips_backups_whose_verification_failed(cli: Any, site: Site, backed_up: dict[str, Any], tmp_path: Path) -> None:
+    key = backed_up["chain"]["key"]
+    data = site.s3().get_object(Bucket=site.bucket, Key=key)["Body"].read()
+    _rewrite(site, key, data[:-20])
+    assert cli("verify").code == 13
+    r = cli("offsite", "sync", "--dest", str(tmp_path / "o"), "--json")
+    assert r.code == 0
+    actions = {i["name"].split("-")[0]: i["action"] for i in r.json()["items"]}
+    assert actions == {"database": "copied", "blockchain": "skipped-failed-verification"}
+
+
+def test_unwritable_dest_is_an_input_error(cli: Any, backed_up: dict[str, Any], tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = cli("offsite", "sync", "--dest", str(f / "sub"))
+    assert r.code == 4 and r.err.startswith("error: cannot create ") and len(r.err.strip().splitlines()) == 1
+
+
+def test_dr_stack_checks_that_the_primary_replicates_into_it(moto_server: Any, site: Site, tmp_path: Path) -> None:
+    from recovery.local.moto_server import provision_site
+
+    dr = provision_site(moto_server, stack="production-dr", role="dr", region="us-west-2",
+                        replication_source_bucket=site.bucket)
+    f = tmp_path / "dr.json"
+    f.write_text(json.dumps(dr))
+    from conftest import run_cli
+
+    def bucket_checks() -> dict[str, Any]:
+        r = run_cli("verify", "--stack", "production-dr", "--outputs", str(f), "--json", "--no-record", env=site.env)
+        return {c["name"]: c for c in r.json()["checks"] if c["scope"] == "bucket"}
+
+    assert bucket_checks()["replication"]["ok"] is False  # the primary does not replicate here yet
+    site.s3().put_bucket_replication(Bucket=site.bucket, ReplicationConfiguration={
+        "Role": dr["replication_role_arn"],
+        "Rules": [{"ID": "dr", "Status": "Enabled", "Priority": 1, "Filter": {"Prefix": ""},
+                   "DeleteMarkerReplication": {"Status": "Disabled"},
+                   "Destination": {"Bucket": dr["backup_bucket_arn"]}}]})
+    check = bucket_checks()["replication"]
+    assert check["ok"] is True and check["detail"] == f"source bucket {site.bucket} replicates into this bucket"
