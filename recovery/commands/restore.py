@@ -2,7 +2,7 @@
 
 Thin: parse options, build the runbook, hand it to the engine with a ConsoleReporter (plan,
 progress and summary on stderr), print the journal (or the dry-run plan) with --json on stdout.
-Errors propagate to `recovery.cli.Main`, which prints one line and exits with the error's code.
+Errors propagate to `recovery.commands.common.Main`, which prints one line and exits with the error's code.
 """
 
 from __future__ import annotations
@@ -11,50 +11,8 @@ from typing import Any, Callable
 
 import click
 
-from recovery.cli import _emit_json, _outputs, stack_options
-from recovery.errors import InputError, StepFailedError
-
-
-def _common(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")(f)
-    f = click.option("--dry-run", is_flag=True, help="Show the plan and change nothing.")(f)
-    return stack_options(f)
-
-
-def _store(outputs: Any, reporter: Any) -> Any:
-    from recovery.aws import client
-    from recovery.runbook import journal_store
-
-    return journal_store(client("s3", outputs.region), outputs.backup_bucket_name, warn=reporter.message)
-
-
-def _finish(run: Callable[[], tuple[Any, Any]], as_json: bool) -> Any:
-    """Run; print the journal (or plan) as JSON when asked, on failure too."""
-    try:
-        journal, plan = run()
-    except StepFailedError as err:
-        if as_json and getattr(err, "journal", None) is not None:
-            _emit_json(err.journal.to_dict())  # type: ignore[attr-defined]
-        raise
-    if as_json:
-        _emit_json(plan if plan is not None else journal.to_dict())
-    return journal
-
-
-def _duration(text: str) -> float:
-    """'15m', '90s', '1h', '300' (seconds) -> seconds."""
-    t = text.strip().lower()
-    mult = {"s": 1, "m": 60, "h": 3600}
-    try:
-        if t and t[-1] in mult:
-            value = float(t[:-1]) * mult[t[-1]]
-        else:
-            value = float(t)
-    except ValueError:
-        raise InputError(f"'{text}' is not a duration", "use e.g. 15m, 90s, 1h or seconds") from None
-    if value <= 0:
-        raise InputError(f"duration '{text}' must be positive", "use e.g. 15m")
-    return value
+from recovery.commands.common import (finish_runbook, journal_store_for, out, outputs_for, parse_duration,
+                                      runbook_options)
 
 
 @click.group()
@@ -63,7 +21,7 @@ def restore() -> None:
 
 
 @restore.command("db")
-@_common
+@runbook_options
 @click.option("--backup", default="latest", show_default=True, help="Backup key or file name, or 'latest'.")
 @click.option("--target-db", help="Database to replace (default: the stack's db_name).")
 @click.option("--no-keep-old", is_flag=True, help="Drop the replaced database instead of quarantining it.")
@@ -75,15 +33,15 @@ def restore_db_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: boo
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.restore_db import DbRestoreOptions, restore_db
 
-    outputs = _outputs(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file)
     reporter = ConsoleReporter()
     opts = DbRestoreOptions(backup=backup, target_db=target_db, keep_old=not no_keep_old, force=force, dsn=dsn)
-    store = _store(outputs, reporter)
-    _finish(lambda: restore_db(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
+    store = journal_store_for(outputs, reporter)
+    finish_runbook(lambda: restore_db(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
 
 
 @restore.command("chain")
-@_common
+@runbook_options
 @click.option("--data-dir", required=True, type=click.Path(file_okay=False),
               help="The node's data directory, e.g. /var/lib/xai/blockchain.")
 @click.option("--backup", default="latest", show_default=True, help="Backup key or file name, or 'latest'.")
@@ -97,16 +55,16 @@ def restore_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: 
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.restore_chain import ChainRestoreOptions, restore_chain
 
-    outputs = _outputs(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file)
     reporter = ConsoleReporter()
     opts = ChainRestoreOptions(data_dir=data_dir, backup=backup, owner=owner, archive_current=archive_current,
-                               node_url=node_url, sync_timeout_s=_duration(sync_timeout))
-    store = _store(outputs, reporter)
-    _finish(lambda: restore_chain(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
+                               node_url=node_url, sync_timeout_s=parse_duration(sync_timeout))
+    store = journal_store_for(outputs, reporter)
+    finish_runbook(lambda: restore_chain(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
 
 
 @restore.command("pitr")
-@_common
+@runbook_options
 @click.option("--to-time", required=True, help="UTC time to restore to, ISO 8601 (e.g. 2026-11-25T17:00:00Z).")
 @click.option("--new-cluster", help="Identifier of the new cluster (default: <source>-pitr-<time>).")
 @click.option("--instance-class", help="Instance class of the new cluster's instance (default: the source's).")
@@ -115,15 +73,14 @@ def restore_pitr_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: b
                      new_cluster: str | None, instance_class: str | None, wait_timeout: str) -> None:
     """Aurora point-in-time restore into a NEW cluster; the source cluster is never modified."""
     from recovery.runbook import ConsoleReporter
-    from recovery.cli import _out
     from recovery.runbooks.restore_pitr import PitrOptions, fmt, next_steps, parse_time, restore_pitr
 
-    outputs = _outputs(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file)
     reporter = ConsoleReporter()
     opts = PitrOptions(to_time=parse_time(to_time), new_cluster=new_cluster, instance_class=instance_class,
-                       wait_timeout_s=_duration(wait_timeout))
-    store = _store(outputs, reporter)
-    journal = _finish(lambda: restore_pitr(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
+                       wait_timeout_s=parse_duration(wait_timeout))
+    store = journal_store_for(outputs, reporter)
+    journal = finish_runbook(lambda: restore_pitr(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
     if journal is not None and not as_json:
         for line in next_steps(outputs, journal.step("report").detail, fmt(opts.to_time)):
-            _out(line)
+            out(line)

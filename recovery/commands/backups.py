@@ -1,0 +1,194 @@
+"""`recovery backup|list|verify|offsite`: the DR plan's backup jobs and their daily verification."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from recovery.commands.common import emit_json, interactive, mb, out, outputs_for, progress, stack_options
+from recovery.errors import VerificationFailed
+
+@click.group()
+def backup() -> None:
+    """Stream a backup into the stack's bucket (database, chain data or configuration)."""
+
+
+def _render_manifest(m: Any, as_json: bool, extra: dict[str, Any]) -> None:
+    if as_json:
+        doc = m.to_json()
+        if extra.get("took_over"):
+            doc["took_over_stale_lock"] = extra["took_over"]
+        emit_json(doc)
+        return
+    rate = m.raw_bytes / m.duration_seconds / 1e6 if m.duration_seconds else 0
+    detail = ""
+    if m.kind == "db":
+        detail = f", {m.db_rows} rows, max height {m.db_max_height}, PostgreSQL {m.pg_server_version}"
+    elif m.file_count is not None:
+        detail = f", {m.file_count} files ({mb(m.file_bytes or 0)})"
+    out(f"✓ {m.kind} backup s3://{m.bucket}/{m.key}")
+    out(f"  {mb(m.raw_bytes)} -> {mb(m.stored_bytes)} {m.format} in {m.duration_seconds:.1f} s "
+         f"({rate:.0f} MB/s){detail}")
+    out(f"  sha256 {m.sha256}  SSE-KMS {m.kms_key_id}")
+
+
+_FORMAT = click.Choice(["gzip", "zstd"])
+
+
+@backup.command("db")
+@stack_options
+@click.option("--format", "fmt", type=_FORMAT, default="gzip", show_default=True,
+              help="gzip: plain SQL .sql.gz (the plan's gunzip|psql works); zstd: .sql.zst, faster.")
+@click.option("--level", type=int, help="Compression level (default gzip 1, zstd 3).")
+@click.option("--workers", type=int, help="Compression threads (default: CPU count).")
+@click.option("--dsn", help="PostgreSQL connection string overriding the stack's (PG* env vars also override).")
+def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, level: int | None,
+                  workers: int | None, dsn: str | None) -> None:
+    """pg_dump of the chain database -> compression -> S3 multipart (SSE-KMS)."""
+    from recovery.runbooks.backup import BackupOptions, backup_db
+
+    outputs = outputs_for(stack, outputs_file)
+    with progress(interactive(as_json), "pg_dump") as cb:
+        opts = BackupOptions(fmt=fmt, level=level, workers=workers, on_bytes=cb)
+        m = backup_db(outputs, opts, dsn=dsn)
+    _render_manifest(m, as_json, opts.extra)
+
+
+@backup.command("chain")
+@stack_options
+@click.option("--data-dir", required=True, type=click.Path(file_okay=False),
+              help="The node's data directory, e.g. /var/lib/xai/blockchain.")
+@click.option("--member-prefix", help="Path inside the archive (default: the data dir's absolute path without '/').")
+@click.option("--format", "fmt", type=_FORMAT, default="gzip", show_default=True)
+@click.option("--level", type=int, help="Compression level (default gzip 1, zstd 3).")
+def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_dir: str,
+                     member_prefix: str | None, fmt: str, level: int | None) -> None:
+    """tar.gz of the node's data directory (chain.db copied consistently)."""
+    from recovery.runbooks.backup import BackupOptions, backup_chain
+
+    outputs = outputs_for(stack, outputs_file)
+    with progress(interactive(as_json), "tar") as cb:
+        opts = BackupOptions(fmt=fmt, level=level, on_bytes=cb)
+        m = backup_chain(outputs, data_dir, opts, member_prefix=member_prefix)
+    _render_manifest(m, as_json, opts.extra)
+
+
+@backup.command("config")
+@stack_options
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+def backup_config_cmd(stack: str, outputs_file: str | None, as_json: bool, paths: tuple[str, ...]) -> None:
+    """tar.gz of deployment configuration (run on every deployment)."""
+    from recovery.runbooks.backup import BackupOptions, backup_config
+
+    outputs = outputs_for(stack, outputs_file)
+    opts = BackupOptions()
+    m = backup_config(outputs, list(paths), opts)
+    _render_manifest(m, as_json, opts.extra)
+
+
+@click.command("list")
+@stack_options
+@click.option("--kind", type=click.Choice(["db", "chain", "config"]), help="Only this kind.")
+def list_cmd(stack: str, outputs_file: str | None, as_json: bool, kind: str | None) -> None:
+    """Catalogued backups: time, size, age, sha256 prefix, verified."""
+    from recovery.runbooks.listing import list_backups
+
+    rows = list_backups(outputs_for(stack, outputs_file), kind)
+    if as_json:
+        emit_json([r.to_json() for r in rows])
+        return
+    if not rows:
+        out("no backups in the catalogue" + (f" of kind {kind}" if kind else ""))
+        return
+
+    def age(minutes: float) -> str:
+        return f"{minutes:.0f}m" if minutes < 120 else f"{minutes / 60:.1f}h" if minutes < 2880 else f"{minutes / 1440:.1f}d"
+
+    table = [("KIND", "TIME", "SIZE", "AGE", "SHA256", "VERIFIED", "NAME")]
+    for r in rows:
+        ver = {True: "✓ yes", False: "✗ FAILED", None: "- never"}[r.verified]
+        table.append((r.kind, r.time[:19].replace("T", " ") + "Z", mb(r.stored_bytes), age(r.age_minutes),
+                      r.sha256[:12], ver, r.name))
+    if interactive(as_json):
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(*table[0])
+        for row in table[1:]:
+            t.add_row(*row)
+        Console().print(t)
+        return
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        out("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+@click.command("verify")
+@stack_options
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["db", "chain", "config"]),
+              help="Only these kinds (repeatable; default all).")
+@click.option("--max-age-db", type=float, help="Max age of the latest db backup in minutes (default 1.5 x interval).")
+@click.option("--max-age-chain", type=float, help="Max age of the latest chain backup in minutes (default 1.5 x interval).")
+@click.option("--no-record", is_flag=True, help="Do not record this verification in the bucket.")
+def verify_cmd(stack: str, outputs_file: str | None, as_json: bool, kinds: tuple[str, ...],
+               max_age_db: float | None, max_age_chain: float | None, no_record: bool) -> None:
+    """Check the latest backup of each kind and the bucket; exit 13 if any check fails."""
+    from recovery.catalog import KINDS
+    from recovery.runbooks.verify import verify
+
+    outputs = outputs_for(stack, outputs_file)
+    ages = {k: v for k, v in (("db", max_age_db), ("chain", max_age_chain)) if v is not None}
+
+    def line(c: Any) -> None:
+        if not as_json:
+            out(f"{c.mark} {c.scope:<6} {c.name:<11} {c.detail}")
+
+    report = verify(outputs, kinds=kinds or KINDS, max_age_minutes=ages, record=not no_record, on_check=line)
+    if as_json:
+        emit_json(report.to_json())
+    failed = [c for c in report.checks if c.ok is False]
+    if failed:
+        if not as_json:
+            out(f"✗ verification FAILED: {len(failed)} of {len(report.checks)} checks")
+        raise VerificationFailed(f"{len(failed)} verification check(s) failed on stack '{stack}' "
+                                 f"(first: {failed[0].scope} {failed[0].name})",
+                                 "read the ✗ lines above; take a new backup if the latest one is bad")
+    if not as_json:
+        out(f"✓ all {len(report.checks)} checks passed")
+
+
+@click.group()
+def offsite() -> None:
+    """Off-site copies of the backups (the plan's on-premise location)."""
+
+
+@offsite.command("sync")
+@stack_options
+@click.option("--dest", required=True, type=click.Path(file_okay=False), help="Local directory, e.g. /var/backups/off-site.")
+@click.option("--retention-days", type=int, help="Prune copies older than this (default: the stack's offsite_retention_days).")
+def offsite_sync_cmd(stack: str, outputs_file: str | None, as_json: bool, dest: str, retention_days: int | None) -> None:
+    """Copy new verified backups to DEST (sha256 rechecked, atomic), prune old ones."""
+    from recovery.errors import IntegrityError
+    from recovery.runbooks.offsite import offsite_sync
+
+    outputs = outputs_for(stack, outputs_file)
+
+    def line(i: Any) -> None:
+        if not as_json and i.action != "present":
+            mark = {"copied": "✓", "failed": "✗"}.get(i.action, "-")
+            out(f"{mark} {i.action:<8} {i.name}" + (f"  {mb(i.bytes)}" if i.bytes else "") + (f"  {i.detail}" if i.detail else ""))
+
+    report = offsite_sync(outputs, dest, retention_days=retention_days, on_item=line)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        for i in report.items:
+            if i.action == "pruned":
+                out(f"- pruned   {i.name}  {i.detail}")
+        out(f"{'✓' if report.ok else '✗'} {dest}: {report.count('copied')} copied, {report.count('present')} already "
+             f"present, {report.count('pruned')} pruned, {report.count('failed')} failed")
+    if not report.ok:
+        first = next(i for i in report.items if i.action == "failed")
+        raise IntegrityError(f"offsite sync failed for {report.count('failed')} backup(s) (first: {first.name}: {first.detail})",
+                             "run `recovery verify`; failed copies were not written")

@@ -1,0 +1,174 @@
+"""Plumbing shared by every command: error mapping, common options, output and progress.
+
+Commands live in the modules of this package, one per area; `recovery/cli.py` only builds the
+top-level group from them. Results go to stdout (`--json`: one JSON document); logs, progress
+and errors go to stderr. Exit codes: 0 success; 2 usage; otherwise the RecoveryError class's
+code (recovery/errors.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import click
+
+from recovery import redact
+from recovery.errors import InputError, RecoveryError, StepFailedError
+
+log = logging.getLogger("recovery")
+
+
+
+def terminate(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def setup_logging(verbose: int, debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("recovery: %(levelname)s: %(message)s"))
+    handler.addFilter(redact.RedactingFilter())
+    root = logging.getLogger("recovery")
+    root.handlers[:] = [handler]
+    root.propagate = False
+    root.setLevel(logging.DEBUG if debug or verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    # botocore's DEBUG log prints response bodies (secrets!); never raise it above WARNING.
+    for noisy in ("botocore", "boto3", "s3transfer", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class Main(click.Group):
+    """Maps RecoveryError (and stray AWS errors) to a one-line message and the class's exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except RecoveryError as exc:
+            self._fail(ctx, exc, exc.line(), exc.exit_code)
+        except KeyboardInterrupt:
+            self._fail(ctx, None, "interrupted", 130)
+        except Exception as exc:  # noqa: BLE001
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            if isinstance(exc, (BotoCoreError, ClientError)):
+                from recovery.aws import aws_error
+
+                err = aws_error(exc, "talking to AWS")
+                self._fail(ctx, exc, err.line(), err.exit_code)
+            self._fail(ctx, exc, f"unexpected {type(exc).__name__}: {exc} - rerun with --debug and report it", 1)
+
+    @staticmethod
+    def _fail(ctx: click.Context, exc: BaseException | None, line: str, code: int) -> None:
+        obj = ctx.obj or {}
+        if obj.get("json") and not obj.get("emitted"):  # machines get the failure on stdout too
+            click.echo(json.dumps({"ok": False, "error": redact.scrub(line), "exit_code": code}))
+        if obj.get("debug") and exc is not None:
+            sys.stderr.write(redact.scrub("".join(traceback.format_exception(exc))))
+        sys.stderr.write("error: " + redact.scrub(line) + "\n")
+        sys.stderr.flush()
+        ctx.exit(code)
+
+
+def _note_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    root = ctx.find_root()
+    if root.obj is not None:
+        root.obj["json"] = value
+    return value
+
+
+def stack_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--json", "as_json", is_flag=True, callback=_note_json, is_eager=True,
+                     help="Print a machine-readable result on stdout.")(f)
+    f = click.option("--outputs", "outputs_file", type=click.Path(dir_okay=False), envvar="RECOVERY_OUTPUTS",
+                     help="JSON of `pulumi stack output --json` or `pulumi stack export` [env RECOVERY_OUTPUTS].")(f)
+    f = click.option("--stack", required=True, envvar="RECOVERY_STACK",
+                     help="Pulumi stack name, e.g. production [env RECOVERY_STACK].")(f)
+    return f
+
+
+def outputs_for(stack: str, outputs_file: str | None) -> Any:
+    from recovery.stack import load_outputs
+
+    return load_outputs(stack, outputs_file)
+
+
+def emit_json(doc: Any) -> None:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().obj is not None:
+        ctx.find_root().obj["emitted"] = True
+    click.echo(redact.scrub(json.dumps(doc, indent=2, sort_keys=True, default=str)))
+
+
+def out(line: str) -> None:
+    click.echo(redact.scrub(line))
+
+
+def interactive(as_json: bool) -> bool:
+    return not as_json and sys.stdout.isatty() and sys.stderr.isatty()
+
+
+@contextmanager
+def progress(enabled: bool, description: str) -> Iterator[Callable[[int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TransferSpeedColumn)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as p:
+        task = p.add_task(description, total=None)
+        yield lambda n: p.advance(task, n)
+
+
+def mb(n: int | float) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def runbook_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")(f)
+    f = click.option("--dry-run", is_flag=True, help="Show the plan and change nothing.")(f)
+    return stack_options(f)
+
+
+def journal_store_for(outputs: Any, reporter: Any) -> Any:
+    from recovery.aws import client
+    from recovery.runbook import journal_store
+
+    return journal_store(client("s3", outputs.region), outputs.backup_bucket_name, warn=reporter.message)
+
+
+def finish_runbook(run: Callable[[], tuple[Any, Any]], as_json: bool) -> Any:
+    """Run; print the journal (or plan) as JSON when asked, on failure too."""
+    try:
+        journal, plan = run()
+    except StepFailedError as err:
+        if as_json and getattr(err, "journal", None) is not None:
+            emit_json(err.journal.to_dict())  # type: ignore[attr-defined]
+        raise
+    if as_json:
+        emit_json(plan if plan is not None else journal.to_dict())
+    return journal
+
+
+def parse_duration(text: str) -> float:
+    """'15m', '90s', '1h', '300' (seconds) -> seconds."""
+    t = text.strip().lower()
+    mult = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if t and t[-1] in mult:
+            value = float(t[:-1]) * mult[t[-1]]
+        else:
+            value = float(t)
+    except ValueError:
+        raise InputError(f"'{text}' is not a duration", "use e.g. 15m, 90s, 1h or seconds") from None
+    if value <= 0:
+        raise InputError(f"duration '{text}' must be positive", "use e.g. 15m")
+    return value
