@@ -1,7 +1,7 @@
 """Assemble one site (primary or DR) from the components and return its flat outputs.
 
 The output names are the contract with `recovery/stack.py`, documented in the README and
-docs/stack-outputs.md, and checked by tests/test_contract.py.
+the README ("Stack outputs"), and checked by tests/test_contract.py.
 """
 
 from __future__ import annotations

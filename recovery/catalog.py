@@ -100,6 +100,8 @@ class Manifest:
     file_bytes: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
     manifest_version: int = MANIFEST_VERSION
+    # Set when read from a replica: the bucket the backup was originally written to.
+    source_bucket: str | None = None
 
     @property
     def name(self) -> str:
@@ -149,6 +151,19 @@ class Catalog:
             raise IntegrityError(f"s3://{self.bucket}/{key} is not valid JSON", "inspect or delete that object") from None
         return d if isinstance(d, dict) else None
 
+    def _here(self, m: Manifest) -> Manifest:
+        """A manifest found in this bucket describes the object in this bucket.
+
+        Replication copies object and manifest together, so in the DR bucket the manifest
+        still names the primary bucket it was written for. Reading from there would need the
+        primary region, which a DR restore cannot count on; the replica (same key, same
+        version ID, same bytes) is the object to read.
+        """
+        if m.bucket != self.bucket:
+            m.source_bucket = m.bucket
+            m.bucket = self.bucket
+        return m
+
     def _keys(self, pfx: str) -> Iterator[str]:
         try:
             for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=pfx):
@@ -171,7 +186,7 @@ class Catalog:
                 if d is None:
                     continue
                 ver = self._get_json(obj_key + VERIFY_SUFFIX) if with_verification and obj_key + VERIFY_SUFFIX in keys else None
-                out.append(Entry(Manifest.from_json(d), ver))
+                out.append(Entry(self._here(Manifest.from_json(d)), ver))
         out.sort(key=lambda e: (e.manifest.ended_at, e.manifest.key))
         return out
 
@@ -191,7 +206,7 @@ class Catalog:
         if d is None:
             raise InputError(f"no catalogued backup {key} in s3://{self.bucket}",
                              "an object without a manifest is not a backup; use `recovery list`")
-        return Entry(Manifest.from_json(d), self._get_json(key + VERIFY_SUFFIX))
+        return Entry(self._here(Manifest.from_json(d)), self._get_json(key + VERIFY_SUFFIX))
 
     # -- writing
     def new_key(self, kind: str, fmt: str, when: datetime | None = None) -> str:

@@ -10,7 +10,7 @@ Sources, in order (the first that applies wins):
    ``.pulumi/stacks/<stack>.json[.gz]``. With nothing but this tool and AWS credentials an operator
    can still find the backup bucket.
 
-The names and types are the contract in docs/stack-outputs.md. Anything missing, mistyped or
+The names and types are the contract in the README's "Stack outputs". Anything missing, mistyped or
 secret-only raises StackOutputsError naming the output and the stack.
 """
 
@@ -32,11 +32,12 @@ from recovery.errors import StackOutputsError
 # Pulumi marks secret values in state and exports with this signature key.
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 STACK_RESOURCE_TYPE = "pulumi:pulumi:Stack"
+LOCAL_STACKS = ("local", "local-dr")
 
 
 @dataclass(frozen=True)
 class StackOutputs:
-    """Every output of docs/stack-outputs.md, typed. DR-only outputs are None on a primary."""
+    """Every output of the README's contract, typed. DR-only outputs are None on a primary."""
 
     stack: str
     role: str
@@ -73,6 +74,9 @@ class StackOutputs:
     objectives: dict[str, Any]
     replication_source_bucket_name: str | None = None
     replication_role_arn: str | None = None
+    # Only the local environment's stacks export these (recovery/local/sandbox.py).
+    node_data_dir: str | None = None
+    services_config: str | None = None
     source: str = field(default="", compare=False)
 
     def interval_minutes(self, kind: str) -> int | None:
@@ -118,10 +122,13 @@ _SPEC: dict[str, tuple[str, bool]] = {
     "objectives": ("object", True),
     "replication_source_bucket_name": ("str", False),
     "replication_role_arn": ("str", False),
+    "node_data_dir": ("str", False),
+    "services_config": ("str", False),
 }
 
 REQUIRED_OUTPUTS: frozenset[str] = frozenset(n for n, (_, req) in _SPEC.items() if req)
-DR_ONLY_OUTPUTS: frozenset[str] = frozenset(n for n, (_, req) in _SPEC.items() if not req)
+LOCAL_ONLY_OUTPUTS: frozenset[str] = frozenset({"node_data_dir", "services_config"})
+DR_ONLY_OUTPUTS: frozenset[str] = frozenset(n for n, (_, req) in _SPEC.items() if not req) - LOCAL_ONLY_OUTPUTS
 
 
 def _is_secret(value: Any) -> bool:
@@ -340,6 +347,12 @@ def load_outputs(stack: str, outputs_file: str | os.PathLike[str] | None = None)
         raise StackOutputsError("no stack given", "pass --stack NAME (e.g. production)")
     if outputs_file:
         return from_file(stack, outputs_file)
+    if stack in LOCAL_STACKS and not os.environ.get("PULUMI_BACKEND_URL"):
+        # The embedded default: `recovery local up` wrote these stacks' outputs, and activating
+        # it points AWS clients and service control at the local environment.
+        from recovery.local.environment import activate
+
+        return from_backend(stack, activate(stack))
     pulumi = shutil.which("pulumi")
     if pulumi and not os.environ.get("RECOVERY_NO_PULUMI_CLI"):
         return from_pulumi_cli(stack, pulumi)

@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from recovery.commands.common import emit_json, interactive, mb, out, outputs_for, progress, stack_options
+from recovery.commands.common import (emit_json, interactive, mb, node_data_dir, out, outputs_for, progress,
+                                      stack_options)
 from recovery.errors import VerificationFailed
 
 @click.group()
@@ -57,17 +58,18 @@ def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str,
 
 @backup.command("chain")
 @stack_options
-@click.option("--data-dir", required=True, type=click.Path(file_okay=False),
-              help="The node's data directory, e.g. /var/lib/xai/blockchain.")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="The node's data directory, e.g. /var/lib/xai/blockchain (default for local stacks: the local node's).")
 @click.option("--member-prefix", help="Path inside the archive (default: the data dir's absolute path without '/').")
 @click.option("--format", "fmt", type=_FORMAT, default="gzip", show_default=True)
 @click.option("--level", type=int, help="Compression level (default gzip 1, zstd 3).")
-def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_dir: str,
+def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_dir: str | None,
                      member_prefix: str | None, fmt: str, level: int | None) -> None:
     """tar.gz of the node's data directory (chain.db copied consistently)."""
     from recovery.runbooks.backup import BackupOptions, backup_chain
 
     outputs = outputs_for(stack, outputs_file)
+    data_dir = node_data_dir(outputs, data_dir)
     with progress(interactive(as_json), "tar") as cb:
         opts = BackupOptions(fmt=fmt, level=level, on_bytes=cb)
         m = backup_chain(outputs, data_dir, opts, member_prefix=member_prefix)

@@ -98,6 +98,20 @@ def outputs_for(stack: str, outputs_file: str | None) -> Any:
     return load_outputs(stack, outputs_file)
 
 
+def node_data_dir(outputs: Any, given: str | None) -> str:
+    """--data-dir, else the local environment's node data dir; real stacks must say it."""
+    if given:
+        return given
+    if outputs.node_data_dir:
+        return str(outputs.node_data_dir)
+    raise InputError("no --data-dir given", "pass the node's data directory, e.g. --data-dir /var/lib/xai/blockchain")
+
+
+def local_node_url(outputs: Any) -> str:
+    """The node API on this host: the plan's localhost:8080, or the local environment's node."""
+    return str(outputs.node_api_url) if outputs.node_data_dir else "http://localhost:8080"
+
+
 def emit_json(doc: Any) -> None:
     ctx = click.get_current_context(silent=True)
     if ctx is not None and ctx.find_root().obj is not None:

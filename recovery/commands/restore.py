@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 import click
 
-from recovery.commands.common import (finish_runbook, journal_store_for, out, outputs_for, parse_duration,
-                                      runbook_options)
+from recovery.commands.common import (finish_runbook, journal_store_for, local_node_url, node_data_dir, out,
+                                      outputs_for, parse_duration, runbook_options)
 
 
 @click.group()
@@ -42,23 +42,28 @@ def restore_db_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: boo
 
 @restore.command("chain")
 @runbook_options
-@click.option("--data-dir", required=True, type=click.Path(file_okay=False),
-              help="The node's data directory, e.g. /var/lib/xai/blockchain.")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="The node's data directory, e.g. /var/lib/xai/blockchain (default for local stacks: the local node's).")
 @click.option("--backup", default="latest", show_default=True, help="Backup key or file name, or 'latest'.")
-@click.option("--owner", default="xai:xai", show_default=True, help="USER:GROUP to chown the restored data to (as root).")
+@click.option("--owner", help="USER:GROUP to chown the restored data to, as root [default xai:xai as in the plan; "
+                             "local stacks: unchanged].")
 @click.option("--archive-current", is_flag=True, help="First upload the current data dir to s3://BUCKET/quarantine/chain/.")
-@click.option("--node-url", default="http://localhost:8080", show_default=True, help="The node's API.")
+@click.option("--node-url", help="The node's API [default http://localhost:8080, as in the plan; local stacks: the local node].")
 @click.option("--sync-timeout", default="15m", show_default=True, help="How long to wait for the node to sync.")
-def restore_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, data_dir: str,
-                      backup: str, owner: str, archive_current: bool, node_url: str, sync_timeout: str) -> None:
+def restore_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool,
+                      data_dir: str | None, backup: str, owner: str | None, archive_current: bool, node_url: str | None,
+                      sync_timeout: str) -> None:
     """Restore the node's data directory from a chain backup; the current one is quarantined."""
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.restore_chain import ChainRestoreOptions, restore_chain
 
     outputs = outputs_for(stack, outputs_file)
     reporter = ConsoleReporter()
-    opts = ChainRestoreOptions(data_dir=data_dir, backup=backup, owner=owner, archive_current=archive_current,
-                               node_url=node_url, sync_timeout_s=parse_duration(sync_timeout))
+    local = outputs.node_data_dir is not None
+    opts = ChainRestoreOptions(data_dir=node_data_dir(outputs, data_dir), backup=backup,
+                               owner=owner if owner is not None else ("" if local else "xai:xai"),
+                               archive_current=archive_current, node_url=node_url or local_node_url(outputs),
+                               sync_timeout_s=parse_duration(sync_timeout))
     store = journal_store_for(outputs, reporter)
     finish_runbook(lambda: restore_chain(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
 

@@ -231,8 +231,8 @@ class ChainRestore:
         return self.catalog.get(key) if key else resolve_backup(self.catalog, "chain", self.opts.backup)
 
     def owner_ids(self) -> tuple[int, int] | None:
-        if os.geteuid() != 0:
-            return None
+        if os.geteuid() != 0 or not self.opts.owner:
+            return None  # not root, or told to keep the extracting user's ownership
         user, _, group = self.opts.owner.partition(":")
         try:
             uid = pwd.getpwnam(user).pw_uid

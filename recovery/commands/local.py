@@ -1,0 +1,82 @@
+"""`recovery local up|down|status`: the embedded default environment (recovery/local/)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from recovery.commands.common import emit_json, out
+
+_DIR = click.option("--dir", "path", type=click.Path(file_okay=False), envvar="RECOVERY_LOCAL_DIR",
+                    help="Directory of the local environment [default .recovery/local; env RECOVERY_LOCAL_DIR].")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result on stdout.")
+
+
+@click.group()
+def local() -> None:
+    """A complete local DR environment: AWS emulator, PostgreSQL 15 and a simulated XAI node."""
+
+
+def _render(st: dict[str, Any]) -> None:
+    def since(epoch: float | None) -> str:
+        if not epoch:
+            return "-"
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) + f" ({(time.time() - epoch) / 60:.0f} min ago)"
+
+    def mark(ok: bool) -> str:
+        return "✓" if ok else "✗"
+
+    out(f"local environment in {st['dir']}, up since {since(st.get('started_at'))}")
+    out(f"  stacks      {', '.join(st['stacks'])}  (use --stack local / --stack local-dr)")
+    out(f"{mark(st['aws']['running'])} AWS         {st['aws']['endpoint']}  (moto + extensions, pid {st['aws']['pid']})")
+    out(f"{mark(st['postgres']['running'])} PostgreSQL  {st['postgres']['dsn']}  (throwaway sandbox credential)")
+    out(f"{mark(st['node']['running'])} XAI node    {st['node']['url']}  data {st['node']['data_dir']}  (pid {st['node']['pid']})")
+
+
+@local.command("up")
+@_DIR
+@_JSON
+@click.option("--mine-interval", type=float, default=1.0, show_default=True, help="Seconds between mined blocks.")
+def up_cmd(path: str | None, as_json: bool, mine_interval: float) -> None:
+    """Start the environment and provision both sandbox stacks (local, local-dr)."""
+    from recovery.local.environment import up
+
+    st = up(path, mine_interval=mine_interval, progress=lambda m: click.echo(f"… {m}", err=True))
+    if as_json:
+        emit_json(st)
+    else:
+        _render(st)
+
+
+@local.command("down")
+@_DIR
+@_JSON
+def down_cmd(path: str | None, as_json: bool) -> None:
+    """Stop every process of the environment and remove its directory."""
+    from recovery.local.environment import down
+
+    result = down(path)
+    if as_json:
+        emit_json(result)
+    else:
+        out(f"stopped {', '.join(result['stopped']) or 'nothing (was not running)'}; removed {result['dir']}")
+
+
+@local.command("status")
+@_DIR
+@_JSON
+def status_cmd(path: str | None, as_json: bool) -> None:
+    """What runs, where and since when."""
+    from recovery.local.environment import LocalEnvError, status
+
+    st = status(path)
+    if as_json:
+        emit_json(st)
+    else:
+        _render(st)
+    down_parts = [k for k in ("aws", "postgres", "node") if not st[k]["running"]]
+    if down_parts:
+        raise LocalEnvError(f"local environment is degraded: {', '.join(down_parts)} not running",
+                            "restart with `recovery local down && recovery local up`")

@@ -1,0 +1,322 @@
+"""`recovery local up|down|status`: the embedded default DR environment on one machine.
+
+It runs real processes and leaves them running for the other commands:
+
+- the AWS emulator (moto server + our extensions), `aws_daemon.py`;
+- a throwaway PostgreSQL 15 cluster, the chain index database;
+- the simulated XAI node, mining and indexing into PostgreSQL.
+
+Then it provisions a sandbox shaped like both stacks (`sandbox.py`) and writes the outputs
+of the stacks `local` and `local-dr` into a file backend under the directory, which
+`recovery/stack.py` reads for those stack names. `activate()` points this process's AWS
+clients at the emulator and service control at the local node, so every runbook runs
+unchanged with `--stack local`.
+
+Everything lives in one directory (default `.recovery/local`, or `RECOVERY_LOCAL_DIR`):
+`state.json` (what runs, where, since when), `backend/` (stack outputs), `aws.json`,
+`hooks.json`, `pg/`, `node/`, `services.toml`, and logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from recovery.errors import InputError, RecoveryError
+
+LOCAL_STACKS = ("local", "local-dr")
+PROJECT = "xai-dr"
+DEFAULT_DIR = ".recovery/local"
+MAINT_USER = "xai_control_plane"
+
+
+class LocalEnvError(RecoveryError):
+    """The local environment is not running, half up, or a component failed to start."""
+
+    exit_code = 16
+
+
+def local_dir(path: str | os.PathLike[str] | None = None) -> Path:
+    return Path(path or os.environ.get("RECOVERY_LOCAL_DIR") or DEFAULT_DIR).absolute()
+
+
+def _write_json(path: Path, doc: Any, mode: int = 0o600) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f, indent=2, sort_keys=True, default=str)
+    tmp.replace(path)
+
+
+def read_state(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    d = local_dir(path)
+    try:
+        return dict(json.loads((d / "state.json").read_text()))
+    except FileNotFoundError:
+        raise LocalEnvError(f"no local environment in {d}", "start one with `recovery local up`") from None
+    except ValueError as exc:
+        raise LocalEnvError(f"{d}/state.json is unreadable ({exc})", "run `recovery local down` then `recovery local up`") from None
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited child not yet reaped) is not running.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def backend_url(path: str | os.PathLike[str] | None = None) -> str:
+    return f"file://{local_dir(path) / 'backend'}"
+
+
+def activate(stack: str, path: str | os.PathLike[str] | None = None) -> str:
+    """Point this process at the local environment for `stack`; return its backend URL.
+
+    AWS clients go to the emulator with throwaway credentials, and service control uses the
+    local node's start/stop commands unless RECOVERY_SERVICES_CONFIG already says otherwise.
+    """
+    state = read_state(path)
+    endpoint = state["aws"]["endpoint"]
+    if not _alive(state["aws"].get("pid")):
+        raise LocalEnvError(f"the local AWS emulator (pid {state['aws'].get('pid')}) is not running",
+                            "restart it with `recovery local down && recovery local up`")
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+    os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.setdefault("RECOVERY_SERVICES_CONFIG", state["stacks"][stack]["services_config"])
+    return backend_url(path)
+
+
+def _checkpoint(stack: str, outputs: dict[str, Any]) -> dict[str, Any]:
+    """A self-managed backend's state file holding only the stack resource and its outputs."""
+    return {"version": 3, "checkpoint": {"stack": stack, "latest": {"resources": [{
+        "urn": f"urn:pulumi:{stack}::{PROJECT}::pulumi:pulumi:Stack::{PROJECT}-{stack}",
+        "type": "pulumi:pulumi:Stack", "custom": False, "outputs": outputs}]}}}
+
+
+def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as f:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=f, start_new_session=True,
+                                env={**os.environ, **(env or {})})
+
+
+def _wait_file(path: Path, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LocalEnvError(f"{what} exited with {proc.returncode} at start", f"see {log}")
+        try:
+            return dict(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            time.sleep(0.05)
+    raise LocalEnvError(f"{what} did not start within {timeout:g}s", f"see {log}")
+
+
+def _node_services_config(d: Path, node: dict[str, Any]) -> Path:
+    """systemctl's role for the local node: stop/start it through its launcher."""
+    py = sys.executable
+    start = [py, "-m", "recovery.local.node_process", "start", "--data-dir", node["data_dir"], "--run-dir",
+             node["run_dir"], "--name", node["name"], "--port", str(node["port"]), "--pg-dsn", node["pg_dsn"],
+             "--mine-interval", str(node["mine_interval"])]
+    stop = [py, "-m", "recovery.local.node_process", "stop", "--run-dir", node["run_dir"], "--name", node["name"]]
+    status = [py, "-m", "recovery.local.node_process", "status", "--run-dir", node["run_dir"], "--name", node["name"]]
+    path = d / "services.json"
+    _write_json(path, {"timeout_seconds": 60, "services": [
+        {"name": "xai-node", "stop": stop, "start": start, "status": status}]})
+    return path
+
+
+def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0,
+       progress: Any = None) -> dict[str, Any]:
+    """Start everything and provision the sandbox. Refuses when an environment already runs there."""
+    from recovery.local.node_process import start_node
+    from recovery.local.postgres_cluster import PostgresCluster, free_port
+    from recovery.local.sandbox import DR_REGION, PRIMARY_REGION, SiteServices, provision
+
+    say = progress or (lambda _msg: None)
+    d = local_dir(path)
+    if (d / "state.json").exists():
+        previous = read_state(d)
+        if any(_alive(previous.get(k, {}).get("pid")) for k in ("aws", "node")):
+            raise LocalEnvError(f"a local environment already runs in {d}", "use it, or `recovery local down` first")
+        down(d)
+    if shutil.which("initdb") is None and not Path("/usr/lib/postgresql/15/bin/initdb").exists():
+        raise InputError("PostgreSQL 15 server binaries (initdb, pg_ctl) are not installed",
+                         "install postgresql-15 (Debian: apt-get install postgresql-15)")
+    d.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    state: dict[str, Any] = {"dir": str(d), "started_at": started, "stacks": {}}
+    try:
+        say("starting the AWS emulator")
+        aws_log = d / "aws.log"
+        proc = _spawn([sys.executable, "-m", "recovery.local.aws_daemon", "--state-dir", str(d)], aws_log)
+        state["aws"] = _wait_file(d / "aws.json", proc, "AWS emulator", aws_log)
+        _write_json(d / "state.json", state)
+
+        say("starting PostgreSQL 15")
+        # As root the server runs as `postgres`, which cannot enter a private directory such as
+        # /root/...: give it a directory of its own under the system temp dir instead.
+        pg_base = Path(tempfile.mkdtemp(prefix="xai-local-pg-")) if os.geteuid() == 0 else d / "pg"
+        if os.geteuid() == 0:
+            os.chmod(pg_base, 0o755)
+        state["postgres"] = {"base": str(pg_base), "datadir": str(pg_base / "data"), "run_as": "postgres" if os.geteuid() == 0 else None}
+        _write_json(d / "state.json", state)
+        try:
+            pg = PostgresCluster(pg_base, password=secrets.token_urlsafe(24)).start()
+        except subprocess.CalledProcessError as exc:
+            detail = (exc.stderr or exc.stdout or "").strip().splitlines()
+            raise LocalEnvError(f"PostgreSQL failed to start: {detail[-1] if detail else exc}",
+                                f"see {pg_base}/log; is postgresql-15 installed?") from None
+        maint_password = secrets.token_urlsafe(24)
+        with pg.connect("postgres") as conn:
+            from psycopg import sql
+
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+                sql.Identifier(MAINT_USER), sql.Literal(maint_password)))
+        state["postgres"] = {"base": str(pg_base), "host": pg.host, "port": pg.port, "datadir": str(pg.datadir), "user": pg.user,
+                             "password": pg.password, "dbname": pg.dbname, "maint_user": MAINT_USER,
+                             "maint_password": maint_password, "run_as": pg._run_as}
+        _write_json(d / "state.json", state)
+        pgpass = d / "pgpass"
+        fd = os.open(pgpass, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{pg.host}:{pg.port}:*:{pg.user}:{pg.password}\n")
+
+        say("starting the simulated XAI node")
+        data_dir = d / "node" / "var" / "lib" / "xai" / "blockchain"
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        node_port = free_port()
+        pg_dsn = f"host={pg.host} port={pg.port} user={pg.user} dbname={pg.dbname} passfile={pgpass}"
+        node = start_node(data_dir, node_port, pg_dsn, init=True, mine_interval=mine_interval, name="xai-node",
+                          run_dir=d / "node", log_path=d / "node.log")
+        state["node"] = {"pid": node.pid, "url": node.url, "port": node_port, "data_dir": str(data_dir),
+                         "run_dir": str(d / "node"), "name": "xai-node", "pg_dsn": pg_dsn,
+                         "mine_interval": mine_interval}
+        services = _node_services_config(d, state["node"])
+        _write_json(d / "state.json", state)
+
+        say("provisioning the sandbox (both stacks)")
+        sites = [
+            SiteServices(stack=stack, role=role, region=region, db_host=pg.host, db_port=pg.port, db_user=pg.user,
+                         db_password=pg.password, db_name=pg.dbname, node_url=node.url,
+                         node_data_dir=str(data_dir), services_config=str(services))
+            for stack, role, region in (("local", "primary", PRIMARY_REGION), ("local-dr", "dr", DR_REGION))
+        ]
+        outputs = provision(state["aws"]["endpoint"], sites[0], sites[1])
+        stacks_dir = d / "backend" / ".pulumi" / "stacks" / PROJECT
+        stacks_dir.mkdir(parents=True, exist_ok=True)
+        for stack, out in outputs.items():
+            _write_json(stacks_dir / f"{stack}.json", _checkpoint(stack, out))
+        state["stacks"] = {s: {"services_config": str(services)} for s in outputs}
+        hooks = {
+            "db_clusters": {out["db_cluster_id"]: {"host": pg.host, "port": pg.port, "master_user": pg.user,
+                                                    "maint_user": MAINT_USER, "maint_password": maint_password,
+                                                    "pgpass": str(pgpass)}
+                            for out in outputs.values()},
+            "health_checks": {out["health_check_id"]: f"{out['node_api_url']}/api/v1/blockchain/info"
+                              for out in outputs.values()},
+        }
+        _write_json(d / "hooks.json", hooks)
+        state["ready_at"] = time.time()
+        _write_json(d / "state.json", state)
+        return status(d)
+    except BaseException:
+        down(d)
+        raise
+
+
+def _stop_pid(pid: int | None, timeout: float = 10) -> None:
+    if not _alive(pid):
+        return
+    assert pid is not None
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def down(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Stop every process of the environment and remove its directory. Safe to repeat."""
+    from recovery.local.node_process import NodeProcess
+    from recovery.local.postgres_cluster import pg_bin
+
+    d = local_dir(path)
+    stopped: list[str] = []
+    try:
+        state = json.loads((d / "state.json").read_text())
+    except (OSError, ValueError):
+        state = {}
+    node = state.get("node") or {}
+    if node.get("run_dir"):
+        try:
+            n = NodeProcess.attach(node["run_dir"], node.get("name", "xai-node"))
+            if n.is_running():
+                n.stop()
+                stopped.append("node")
+        except (OSError, ValueError, IndexError):
+            pass
+    _stop_pid(node.get("pid"))
+    pg = state.get("postgres") or {}
+    datadir = pg.get("datadir") or str(d / "pg" / "data")
+    if Path(datadir, "postmaster.pid").exists():
+        subprocess.run([pg_bin("pg_ctl"), "-D", datadir, "-m", "fast", "-w", "stop"], capture_output=True,
+                       user=pg.get("run_as"))
+        stopped.append("postgres")
+    if pg.get("base") and not Path(pg["base"]).is_relative_to(d):
+        shutil.rmtree(pg["base"], ignore_errors=True)
+    aws = state.get("aws") or {}
+    if _alive(aws.get("pid")):
+        _stop_pid(aws.get("pid"))
+        stopped.append("aws")
+    if d.exists():
+        shutil.rmtree(d, ignore_errors=True)
+    return {"dir": str(d), "stopped": stopped}
+
+
+def status(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """What runs, where and since when. The sandbox's throwaway PostgreSQL password is shown here."""
+    state = read_state(path)
+    pg = state.get("postgres", {})
+    node = state.get("node", {})
+    pg_running = Path(pg.get("datadir", "/nonexistent"), "postmaster.pid").exists()
+    node_pid = None
+    try:
+        node_pid = int((Path(node["run_dir"]) / f"{node['name']}.pid").read_text().split()[0])
+    except (KeyError, OSError, ValueError, IndexError):
+        pass
+    return {
+        "dir": state["dir"],
+        "started_at": state.get("started_at"),
+        "ready": "ready_at" in state,
+        "stacks": sorted(state.get("stacks", {})),
+        "aws": {"endpoint": state.get("aws", {}).get("endpoint"), "pid": state.get("aws", {}).get("pid"),
+                "running": _alive(state.get("aws", {}).get("pid"))},
+        "postgres": {"dsn": f"postgresql://{pg.get('user')}:{pg.get('password')}@{pg.get('host')}:{pg.get('port')}/{pg.get('dbname')}",
+                     "running": pg_running},
+        "node": {"url": node.get("url"), "data_dir": node.get("data_dir"), "pid": node_pid, "running": _alive(node_pid)},
+    }

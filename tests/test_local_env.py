@@ -1,0 +1,100 @@
+"""`recovery local up|status|down` as a user runs them: real processes, real ports, the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "recovery", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    d = tmp_path_factory.mktemp("local") / "env"
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RECOVERY_", "PULUMI_"))}
+    e["RECOVERY_LOCAL_DIR"] = str(d)
+    up = cli(e, "local", "up", "--mine-interval", "0.2")
+    assert up.returncode == 0, up.stderr
+    yield e
+    down = cli(e, "local", "down")
+    assert down.returncode == 0, down.stderr
+    assert not d.exists()
+
+
+def status(env: dict[str, str]) -> dict[str, Any]:
+    st = cli(env, "local", "status", "--json")
+    assert st.returncode == 0, st.stderr
+    return dict(json.loads(st.stdout))
+
+
+def test_status_shows_every_service_running(env: dict[str, str]) -> None:
+    st = status(env)
+    assert st["aws"]["running"] and st["postgres"]["running"] and st["node"]["running"]
+    assert st["stacks"] == ["local", "local-dr"]
+    # The one place the sandbox's throwaway password may appear, and it works.
+    with psycopg.connect(st["postgres"]["dsn"]) as conn:
+        rows = conn.execute("SELECT count(*) FROM blockchain").fetchone()
+        assert rows is not None and rows[0] > 0, "the node indexes into PostgreSQL"
+
+
+def test_second_up_is_refused_and_changes_nothing(env: dict[str, str]) -> None:
+    before = status(env)
+    again = cli(env, "local", "up")
+    assert again.returncode == 16
+    assert "already runs" in again.stderr and len(again.stderr.strip().splitlines()) <= 1 + again.stderr.count("…")
+    assert status(env)["aws"] == before["aws"]
+
+
+def test_every_command_works_with_stack_local_and_dr_sees_replicated_backups(env: dict[str, str]) -> None:
+    password = status(env)["postgres"]["dsn"].split(":")[2].split("@")[0]
+    backup = cli(env, "backup", "db", "--stack", "local", "--json")
+    assert backup.returncode == 0, backup.stderr
+    key = json.loads(backup.stdout)["key"]
+    # Nothing put the backup in the DR bucket but the emulated replication.
+    dr = cli(env, "verify", "--stack", "local-dr", "--kind", "db")
+    assert dr.returncode == 0, dr.stdout + dr.stderr
+    assert "replicates into this bucket" in dr.stdout
+    listed = cli(env, "list", "--stack", "local-dr", "--json")
+    assert key in [r["key"] for r in json.loads(listed.stdout)]
+    for proc in (backup, dr, listed):
+        assert password not in proc.stdout + proc.stderr
+
+
+def test_master_password_change_reaches_the_real_server(env: dict[str, str]) -> None:
+    st = status(env)
+    dsn = st["postgres"]["dsn"]
+    old = dsn.split(":")[2].split("@")[0]
+    rds = boto3.client("rds", region_name="us-east-1", endpoint_url=st["aws"]["endpoint"],
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    new = "Rotated-" + old[:12]
+    rds.modify_db_cluster(DBClusterIdentifier="xai-local-db-primary", MasterUserPassword=new, ApplyImmediately=True)
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(dsn, connect_timeout=5).close()
+        psycopg.connect(dsn.replace(old, new), connect_timeout=5).close()
+        pgpass = Path(env["RECOVERY_LOCAL_DIR"]) / "pgpass"
+        assert pgpass.read_text().strip().endswith(":" + new), "the node's credential file follows the rotation"
+    finally:
+        rds.modify_db_cluster(DBClusterIdentifier="xai-local-db-primary", MasterUserPassword=old, ApplyImmediately=True)
+    psycopg.connect(dsn, connect_timeout=5).close()
+
+
+def test_status_without_an_environment_is_one_line_and_distinct(tmp_path: Path) -> None:
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RECOVERY_"))}
+    e["RECOVERY_LOCAL_DIR"] = str(tmp_path / "none")
+    st = cli(e, "local", "status")
+    assert st.returncode == 16
+    assert st.stderr.strip().count("\n") == 0 and "recovery local up" in st.stderr
+    backup = cli(e, "backup", "db", "--stack", "local")
+    assert backup.returncode == 16 and "recovery local up" in backup.stderr
