@@ -10,9 +10,10 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-# Key prefixes the tool writes: backups (the plan's file names), their manifests, locks,
-# runbook journals, drill and incident records, verification records.
-WRITE_PREFIXES = ("database-*", "blockchain-*", "config-*", "manifests/*", "locks/*", "runs/*", "drills/*", "incidents/*", "verifications/*")
+# Key prefixes the tool writes (recovery/catalog.py and the runbooks): backups with their
+# manifests and verification results, locks, runbook journals, drill and incident records,
+# verification runs, and quarantined copies of replaced data.
+WRITE_PREFIXES = ("backups/*", "locks/*", "runs/*", "drills/*", "incidents/*", "verifications/*", "quarantine/*")
 
 
 @dataclass
