@@ -100,26 +100,14 @@ def provision_site(
     account = "123456789012"
     suffix = "production" if role == "primary" else f"dr-{region}"
     bucket = bucket or f"xai-backups-{suffix}"
-    kms = server.client("kms", region)
-    key_arn = kms.create_key(Description=f"xai backups {stack}")["KeyMetadata"]["Arn"]
-    s3 = server.client("s3", region)
-    if region == "us-east-1":
-        s3.create_bucket(Bucket=bucket)
-    else:
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
-    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [{
-        "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn},
-        "BucketKeyEnabled": True}]})
-    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [{
-        "ID": "retention", "Status": "Enabled", "Filter": {"Prefix": ""},
-        "Expiration": {"Days": retention_days},
-        "NoncurrentVersionExpiration": {"NoncurrentDays": retention_days}}]})
-    sm = server.client("secretsmanager", region)
-    secret_arn = sm.create_secret(Name=f"xai/{stack}/db-master",
-                                  SecretString=json.dumps({"username": db_user, "password": db_password}))["ARN"]
-    cache_secret = sm.create_secret(Name=f"xai/{stack}/redis-auth", SecretString="redis-token")["ARN"]
-    app_secret = sm.create_secret(Name=f"xai/{stack}/app", SecretString="{}")["ARN"]
+    from recovery.local.sandbox import OBJECTIVES, create_secret, create_vault
+
+    vault = create_vault(server.endpoint, region, bucket, retention_days)
+    key_arn = vault["key_arn"]
+    secret_arn = create_secret(server.endpoint, region, f"xai/{stack}/db-master",
+                               {"username": db_user, "password": db_password})
+    cache_secret = create_secret(server.endpoint, region, f"xai/{stack}/redis-auth", "redis-token")
+    app_secret = create_secret(server.endpoint, region, f"xai/{stack}/app", "{}")
     outputs: dict[str, Any] = {
         "role": role,
         "region": region,
@@ -152,13 +140,7 @@ def provision_site(
         "vpc_id": "vpc-0123456789abcdef0",
         "trail_name": "xai-blockchain-trail",
         "recovery_role_arn": f"arn:aws:iam::{account}:role/xai-recovery",
-        "objectives": {
-            "node": {"rto_minutes": 30, "rpo_minutes": 5},
-            "database": {"rto_minutes": 15, "rpo_minutes": 1},
-            "cache": {"rto_minutes": 10, "rpo_minutes": None},
-            "explorer": {"rto_minutes": 30, "rpo_minutes": 60},
-            "monitoring": {"rto_minutes": 60, "rpo_minutes": None},
-        },
+        "objectives": OBJECTIVES,
     }
     if role == "dr":
         outputs["replication_source_bucket_name"] = replication_source_bucket or "xai-backups-production"

@@ -59,7 +59,8 @@ def _client(endpoint: str, service: str, region: str) -> Any:
     return boto3.client(service, region_name=region, endpoint_url=endpoint, **DUMMY_CREDENTIALS)
 
 
-def _vault(endpoint: str, stack: str, region: str, bucket: str) -> dict[str, str]:
+def create_vault(endpoint: str, region: str, bucket: str, retention_days: int = 30) -> dict[str, str]:
+    """A backup vault as infra/backup_vault.py builds it (minus the bucket policy, see above)."""
     kms = _client(endpoint, "kms", region)
     key = kms.create_key(Description=f"Backups in s3://{bucket}")["KeyMetadata"]
     kms.enable_key_rotation(KeyId=key["KeyId"])
@@ -75,15 +76,15 @@ def _vault(endpoint: str, stack: str, region: str, bucket: str) -> dict[str, str
         "BucketKeyEnabled": True}]})
     s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [{
         "ID": "backup-retention", "Status": "Enabled", "Filter": {},
-        "Expiration": {"Days": 30},
-        "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+        "Expiration": {"Days": retention_days},
+        "NoncurrentVersionExpiration": {"NoncurrentDays": retention_days},
         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]})
     s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
         "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
     return {"bucket": bucket, "bucket_arn": f"arn:aws:s3:::{bucket}", "key_arn": key["Arn"]}
 
 
-def _secret(endpoint: str, region: str, name: str, value: Any, replica_region: str | None = None) -> str:
+def create_secret(endpoint: str, region: str, name: str, value: Any, replica_region: str | None = None) -> str:
     sm = _client(endpoint, "secretsmanager", region)
     kwargs: dict[str, Any] = {}
     if replica_region:
@@ -176,14 +177,14 @@ def provision(endpoint: str, primary: SiteServices, dr: SiteServices) -> dict[st
     zone_id = r53.create_hosted_zone(Name=ZONE_NAME, CallerReference="xai-local")["HostedZone"]["Id"].split("/")[-1]
     db_secret = {"engine": "postgres", "username": primary.db_user, "password": primary.db_password,
                  "host": primary.db_host, "port": primary.db_port, "dbname": primary.db_name}
-    db_secret_arn = _secret(endpoint, PRIMARY_REGION, f"xai-dr/{primary.stack}/db-master", db_secret,
+    db_secret_arn = create_secret(endpoint, PRIMARY_REGION, f"xai-dr/{primary.stack}/db-master", db_secret,
                             replica_region=DR_REGION)
     outputs: dict[str, dict[str, Any]] = {}
     vaults: dict[str, dict[str, str]] = {}
     for site in (primary, dr):
         is_primary = site.role == "primary"
         bucket = "xai-backups-local" if is_primary else f"xai-backups-local-dr-{site.region}"
-        vault = vaults[site.stack] = _vault(endpoint, site.stack, site.region, bucket)
+        vault = vaults[site.stack] = create_vault(endpoint, site.region, bucket)
         cluster_id = f"xai-local-db-{'primary' if is_primary else 'dr'}"
         cluster = _cluster(endpoint, site.region, cluster_id, site, is_primary)
         group_id = f"xai-local-redis{'' if is_primary else '-dr'}"
@@ -191,9 +192,9 @@ def provision(endpoint: str, primary: SiteServices, dr: SiteServices) -> dict[st
 
         token = _secrets.token_urlsafe(32)
         cache = _cache(endpoint, site.region, group_id, token)
-        cache_secret_arn = _secret(endpoint, site.region, f"xai-dr/{site.stack}/cache-auth", token)
+        cache_secret_arn = create_secret(endpoint, site.region, f"xai-dr/{site.stack}/cache-auth", token)
         app_secret_arns = [
-            _secret(endpoint, site.region, f"xai/{site.stack}/{name}", _secrets.token_urlsafe(32))
+            create_secret(endpoint, site.region, f"xai/{site.stack}/{name}", _secrets.token_urlsafe(32))
             for name in ("node-api-key", "explorer-session-key")
         ]
         hc_id = _health_check(endpoint, site.stack, site.node_url)
