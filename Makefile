@@ -28,8 +28,32 @@ typecheck: $(STAMP)
 plan: $(STAMP)
 	$(BIN)/python scripts/plan --update
 
+# One full DR drill on the embedded local environment (no AWS account, no network): start it, inject
+# each disaster, recover, print the RTO/RPO table and the report's path, and ALWAYS stop it again.
+# Exits with the drill's code. The offline plan of the real stacks is `make plan` / `scripts/plan`.
+DEMO_DIR    := $(CURDIR)/.recovery/demo
+REPORT_DIR  := $(CURDIR)/.recovery/reports
+
 demo: $(STAMP)
-	$(BIN)/python scripts/plan
+	@export RECOVERY_LOCAL_DIR='$(DEMO_DIR)'; \
+	trap 'exit 130' INT TERM; \
+	trap '$(BIN)/recovery local down >/dev/null 2>&1 || true' EXIT; \
+	$(BIN)/recovery local down >/dev/null 2>&1 || true; \
+	$(BIN)/recovery local up >/dev/null || exit $$?; \
+	$(BIN)/recovery drill full --stack local --report-dir '$(REPORT_DIR)'; rc=$$?; \
+	echo; \
+	$(BIN)/recovery local down; \
+	exit $$rc
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache
+
+# Benchmarks of issue 8 (not part of `make test`: these machines are noisy). Writes
+# docs/benchmarks.md and docs/benchmarks.json; data is generated once into bench/.data/.
+# awscli 1.x (the plan's `aws s3 cp`) is pinned to the botocore already in .venv, so boto3 is
+# untouched; psutil measures the process tree. BENCH_ARGS="--sizes 250M --runs 1" for a quick look.
+.PHONY: bench
+bench: $(STAMP)
+	test -x $(BIN)/aws || $(BIN)/python -m pip install -qq awscli "botocore==$$($(BIN)/python -c 'import botocore; print(botocore.__version__)')"
+	$(BIN)/python -c 'import psutil' 2>/dev/null || $(BIN)/python -m pip install -qq psutil
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench $(BENCH_ARGS)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 from botocore.exceptions import ClientError
@@ -171,6 +171,39 @@ class Catalog:
                     yield str(o["Key"])
         except ClientError as exc:
             raise aws_error(exc, f"listing s3://{self.bucket}/{pfx}", bucket=self.bucket) from None
+
+    def recent(self, kind: str, since: datetime) -> list[Entry]:
+        """Catalogued backups of `kind` that ended at or after `since`, plus the newest good one before
+        it (for the age), oldest first. Reads only the manifests it needs, newest first."""
+        keys = set(self._keys(prefix(kind)))
+        manifests = []
+        for mkey in keys:
+            if not mkey.endswith(MANIFEST_SUFFIX):
+                continue
+            obj = mkey[: -len(MANIFEST_SUFFIX)]
+            parsed = parse_name(obj.rsplit("/", 1)[-1])
+            if parsed is None or obj not in keys:
+                continue  # not one of ours, or the object expired: not a backup any more
+            manifests.append((parsed[1], obj))
+        out: list[Entry] = []
+        found_good_before = False
+        slack = timedelta(days=1)  # the name carries the start time; a backup may end later
+        for started, obj in sorted(manifests, reverse=True):
+            if started < since - slack and found_good_before:
+                break
+            d = self._get_json(obj + MANIFEST_SUFFIX)
+            if d is None:
+                continue
+            ver = self._get_json(obj + VERIFY_SUFFIX) if obj + VERIFY_SUFFIX in keys else None
+            e = Entry(self._here(Manifest.from_json(d)), ver)
+            if e.manifest.time < since:
+                if found_good_before:
+                    continue
+                if e.verified is not False:
+                    found_good_before = True
+            out.append(e)
+        out.sort(key=lambda e: (e.manifest.ended_at, e.manifest.key))
+        return out
 
     def entries(self, kind: str | None = None, *, with_verification: bool = True) -> list[Entry]:
         """Every backup with a manifest, oldest first. Objects without a manifest are ignored."""

@@ -101,6 +101,98 @@ class ServiceControlError(RecoveryError):
     exit_code = 15
 
 
+# ---- issue 7: rotation and containment (codes 41-46) -------------------------------------------
+
+
+class CacheError(RecoveryError):
+    """The cache (Redis/ElastiCache) is unreachable or answered something unusable."""
+
+    exit_code = 41
+
+
+class UnknownInstanceError(RecoveryError):
+    """The EC2 instance named for containment does not exist in the stack's region."""
+
+    exit_code = 42
+
+
+class UnknownUserError(RecoveryError):
+    """An IAM user or role named for containment does not exist (or is not the stack's)."""
+
+    exit_code = 43
+
+
+class WrongVpcError(RecoveryError):
+    """The instance is not in the stack's VPC: containment refuses to touch another network."""
+
+    exit_code = 44
+
+
+class TrailMissingError(RecoveryError):
+    """The stack's CloudTrail trail does not exist, so forensic logging cannot be ensured."""
+
+    exit_code = 45
+
+
+class EvidenceMissingError(RecoveryError):
+    """An incident's evidence (record, image, snapshots) is missing: termination is refused."""
+
+    exit_code = 46
+
+
+# ---- issue 5: drills (codes 20-21) -------------------------------------------------------------------
+
+
+class NotLocalStackError(RefusedError):
+    """`recovery drill full` injects real damage: it runs only on the local environment's stacks."""
+
+    exit_code = 20
+
+
+class DrillFailedError(RecoveryError):
+    """A drill ran and wrote its record and report, but a scenario failed or missed an objective."""
+
+    exit_code = 21
+
+
+# ---- issue 5: metrics and status (code 29) --------------------------------------------------------
+
+
+class StatusRedError(RecoveryError):
+    """`recovery status` found at least one red line (node, database, backup age, health, replication)."""
+
+    exit_code = 29
+
+
+
+# ---- issue 6: failover, failback and partition (codes 31-34) ---------------------------------------
+
+
+class NotDrStackError(RefusedError):
+    """`recovery failover` was aimed at a stack whose role does not fit (failover: a DR stack;
+    failback: a primary stack)."""
+
+    exit_code = 31
+
+
+class SiteNotReadyError(RefusedError):
+    """Preflight: the site to promote is not ready (not in the global cluster, not available,
+    node unreachable, no chain data or backup); nothing was changed."""
+
+    exit_code = 32
+
+
+class ReplicationLagError(RefusedError):
+    """Preflight: replication lag is over the limit, so a failover would lose more than allowed."""
+
+    exit_code = 33
+
+
+class PartitionNotHealedError(DeadlineError):
+    """`recovery partition wait|rejoin`: the node did not regain peers and sync before the timeout."""
+
+    exit_code = 34
+
 ALL_ERRORS: tuple[type[RecoveryError], ...] = (
     RecoveryError,
     StackOutputsError,
@@ -116,4 +208,17 @@ ALL_ERRORS: tuple[type[RecoveryError], ...] = (
     VerificationFailed,
     BackupFailedError,
     ServiceControlError,
+    CacheError,
+    UnknownInstanceError,
+    UnknownUserError,
+    WrongVpcError,
+    TrailMissingError,
+    EvidenceMissingError,
+    NotLocalStackError,
+    DrillFailedError,
+    StatusRedError,
+    NotDrStackError,
+    SiteNotReadyError,
+    ReplicationLagError,
+    PartitionNotHealedError,
 )

@@ -284,7 +284,9 @@ class FeedReader(io.RawIOBase):
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._it = chunks
-        self._buf = b""
+        # a view, not bytes: tarfile reads 10 KiB at a time, and slicing bytes would copy the rest
+        # of a multi-MiB chunk on every read (quadratic; half the CPU of a chain restore)
+        self._buf = memoryview(b"")
 
     def readable(self) -> bool:
         return True
@@ -292,7 +294,7 @@ class FeedReader(io.RawIOBase):
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         while not self._buf:
             try:
-                self._buf = next(self._it)
+                self._buf = memoryview(next(self._it))
             except StopIteration:
                 return 0
         n = min(len(b), len(self._buf))

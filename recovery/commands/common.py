@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
 from contextlib import contextmanager
@@ -53,6 +54,11 @@ class Main(click.Group):
             self._fail(ctx, exc, exc.line(), exc.exit_code)
         except KeyboardInterrupt:
             self._fail(ctx, None, "interrupted", 130)
+        except BrokenPipeError:
+            # `recovery list | head`: the reader left. Exit like any Unix tool killed by SIGPIPE,
+            # without a message, and keep Python from complaining while flushing stdout.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)
         except Exception as exc:  # noqa: BLE001
             from botocore.exceptions import BotoCoreError, ClientError
 

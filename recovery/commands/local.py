@@ -33,6 +33,15 @@ def _render(st: dict[str, Any]) -> None:
     out(f"{mark(st['aws']['running'])} AWS         {st['aws']['endpoint']}  (moto + extensions, pid {st['aws']['pid']})")
     out(f"{mark(st['postgres']['running'])} PostgreSQL  {st['postgres']['dsn']}  (throwaway sandbox credential)")
     out(f"{mark(st['node']['running'])} XAI node    {st['node']['url']}  data {st['node']['data_dir']}  (pid {st['node']['pid']})")
+    redis = st.get("redis") or {}
+    if redis:  # issue 7: the cache group's redis-server
+        out(f"{mark(redis['running'])} Redis       {redis.get('address') or '-'}  "
+            f"({'cache group ' + str(redis.get('group')) if redis['running'] else redis.get('note')})")
+    dr = st.get("dr")
+    if dr:  # the DR site (issue 6): hot standby and DR node
+        pg_role = dr["postgres"].get("role") or "not answering"
+        out(f"{mark(dr['postgres']['running'])} DR database port {dr['postgres']['port']}  ({pg_role}; stack local-dr)")
+        out(f"{mark(dr['node']['running'])} DR node     {dr['node']['url']}  data {dr['node']['data_dir']}  (pid {dr['node']['pid']})")
 
 
 @local.command("up")
@@ -77,6 +86,8 @@ def status_cmd(path: str | None, as_json: bool) -> None:
     else:
         _render(st)
     down_parts = [k for k in ("aws", "postgres", "node") if not st[k]["running"]]
+    if st.get("dr"):  # the DR site (issue 6)
+        down_parts += [f"dr {k}" for k in ("postgres", "node") if not st["dr"][k]["running"]]
     if down_parts:
         raise LocalEnvError(f"local environment is degraded: {', '.join(down_parts)} not running",
                             "restart with `recovery local down && recovery local up`")

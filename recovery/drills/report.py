@@ -105,7 +105,9 @@ def _timeline_svg(record: dict[str, Any]) -> str:
     t0 = min(st["started_at"] for _, st in steps)
     t1 = max((st.get("ended_at") or st["started_at"]) for _, st in steps)
     span = max(t1 - t0, 1e-6)
-    label_w, chart_w, row_h = 330, 560, 22
+    # Labels are right-aligned against the chart: make room for the longest (~7 px a character at 12 px).
+    longest = max(len(f"{scenario} / {st['name']}") for scenario, st in steps)
+    label_w, chart_w, row_h = max(330, 7 * longest + 16), 560, 22
     height = row_h * len(steps) + 40
     colors = {"ok": "#2e7d32", "skipped": "#9e9e9e", "failed": "#c62828", "held": "#6d4c41"}
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + chart_w + 80}" height="{height}" '

@@ -9,6 +9,10 @@ backends live. They make control-plane calls act on the real local services:
 
 - modify_db_cluster(MasterUserPassword=...) changes the real PostgreSQL role's password,
   using a separate maintenance superuser the way AWS's control plane has its own access.
+- modify_replication_group(AuthToken, AuthTokenUpdateStrategy) changes which passwords the
+  local redis-server's default user accepts (recovery/local/redis_cache.py).
+- failover_global_cluster / switchover_global_cluster fence the old writer and promote the
+  target cluster's real PostgreSQL (the DR site's hot standby), see recovery/local/dr_site.py.
 
 The hooks read `hooks.json` from the state directory at call time, so `local up` can start
 this daemon first and describe the services once they run.
@@ -50,6 +54,16 @@ def _set_master_password(state_dir: Path, cluster_id: str, password: str) -> Non
         conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(db["master_user"]), sql.Literal(password)))
     # The local node and explorer read their credential from this file, as real services would
     # from their config after a rotation's secret update: keep it current so they keep working.
+    # issue 6: the global cluster's sites share the role by physical replication, so the other
+    # site's services (the DR node) need the new password too.
+    for other in _hooks(state_dir).get("db_clusters", {}).values():
+        if other.get("pgpass") == db.get("pgpass") or other.get("master_user") != db["master_user"]:
+            continue
+        _write_pgpass(other, password)
+    _write_pgpass(db, password)
+
+
+def _write_pgpass(db: dict[str, Any], password: str) -> None:
     pgpass = db.get("pgpass")
     if pgpass:
         tmp = Path(pgpass + ".tmp")
@@ -57,6 +71,27 @@ def _set_master_password(state_dir: Path, cluster_id: str, password: str) -> Non
         with os.fdopen(fd, "w") as f:
             f.write(f"{db['host']}:{db['port']}:*:{db['master_user']}:{password}\n")
         tmp.replace(pgpass)
+
+
+def _promotion_mode(target_cluster_id: str) -> str:
+    """'switchover' or 'failover': what the global cluster holding the target is doing now."""
+    from moto.rds.models import rds_backends
+
+    for account in list(rds_backends.keys()):
+        for gc in list(rds_backends[account]["us-east-1"].global_clusters.values()):
+            if any(m.db_cluster_identifier == target_cluster_id for m in gc.members):
+                return "switchover" if gc.status == "switching-over" else "failover"
+    return "failover"
+
+
+def _promote(state_dir: Path, target_cluster_id: str) -> None:
+    """Fence the old writer and promote the target's PostgreSQL (a fault makes the call fail)."""
+    from recovery.local import dr_site
+
+    sites = dr_site.sites_from_hooks(_hooks(state_dir))
+    if target_cluster_id not in sites:
+        return  # a cluster with no local backing: moving the writer flag is all there is
+    dr_site.promote(sites, target_cluster_id, switchover=_promotion_mode(target_cluster_id) == "switchover")
 
 
 def _register_health_probes(state_dir: Path) -> None:
@@ -73,6 +108,10 @@ def serve(state_dir: Path) -> None:
     ext.install()
     ext.configure(record_file=str(state_dir / "emulator-calls.jsonl"))
     ext.set_master_password_hook(lambda cluster, pw: _set_master_password(state_dir, cluster, pw))
+    from recovery.local.redis_cache import apply_auth_token  # issue 7: ROTATE/SET -> Redis ACL passwords
+
+    ext.set_auth_token_hook(lambda group, token, strategy: apply_auth_token(state_dir, group, token, strategy))
+    ext.set_promotion_hook(lambda cluster: _promote(state_dir, cluster))
     server = MotoServer().start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

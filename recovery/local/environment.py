@@ -215,24 +215,44 @@ def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0
         services = _node_services_config(d, state["node"])
         _write_json(d / "state.json", state)
 
+        # --- DR site (issue 6, recovery/local/dr_site.py): hot standby + DR node ----------------
+        from recovery.local import dr_site
+
+        state["dr"] = dr_site.start(d, state["postgres"], mine_interval, say)
+        _write_json(d / "state.json", state)
+        dr_pg, dr_node = state["dr"]["postgres"], state["dr"]["node"]
+        # --- end DR site ------------------------------------------------------------------------
+
         say("provisioning the sandbox (both stacks)")
         sites = [
-            SiteServices(stack=stack, role=role, region=region, db_host=pg.host, db_port=pg.port, db_user=pg.user,
-                         db_password=pg.password, db_name=pg.dbname, node_url=node.url,
-                         node_data_dir=str(data_dir), services_config=str(services))
-            for stack, role, region in (("local", "primary", PRIMARY_REGION), ("local-dr", "dr", DR_REGION))
+            SiteServices(stack=stack, role=role, region=region, db_host=pg.host, db_port=port, db_user=pg.user,
+                         db_password=pg.password, db_name=pg.dbname, node_url=url,
+                         node_data_dir=ddir, services_config=svc)
+            for stack, role, region, port, url, ddir, svc in (
+                ("local", "primary", PRIMARY_REGION, pg.port, node.url, str(data_dir), str(services)),
+                ("local-dr", "dr", DR_REGION, dr_pg["port"], dr_node["url"], dr_node["data_dir"],
+                 state["dr"]["services_config"]))
         ]
         outputs = provision(state["aws"]["endpoint"], sites[0], sites[1])
+        # -- issue 7: a real redis-server behind the cache group (recovery/local/redis_cache.py) --
+        from recovery.local.redis_cache import start_redis
+
+        state["redis"] = start_redis(d, state["aws"]["endpoint"], outputs, say)
+        _write_json(d / "state.json", state)
+        # -- end issue 7 --
         stacks_dir = d / "backend" / ".pulumi" / "stacks" / PROJECT
         stacks_dir.mkdir(parents=True, exist_ok=True)
         for stack, out in outputs.items():
             _write_json(stacks_dir / f"{stack}.json", _checkpoint(stack, out))
-        state["stacks"] = {s: {"services_config": str(services)} for s in outputs}
+        state["stacks"] = {s: {"services_config": out["services_config"]} for s, out in outputs.items()}
         hooks = {
-            "db_clusters": {out["db_cluster_id"]: {"host": pg.host, "port": pg.port, "master_user": pg.user,
+            "db_clusters": {out["db_cluster_id"]: {"host": pg.host, "port": out["db_port"], "master_user": pg.user,
                                                     "maint_user": MAINT_USER, "maint_password": maint_password,
-                                                    "pgpass": str(pgpass)}
+                                                    "pgpass": str(pgpass) if out["role"] == "primary" else dr_node["pgpass"]}
                             for out in outputs.values()},
+            # the global-cluster promotion hook (aws_daemon.py -> dr_site.promote)
+            "pg_sites": {outputs["local"]["db_cluster_id"]: {**state["postgres"], "name": "xai-local-db-primary"},
+                         outputs["local-dr"]["db_cluster_id"]: dr_pg},
             "health_checks": {out["health_check_id"]: f"{out['node_api_url']}/api/v1/blockchain/info"
                               for out in outputs.values()},
         }
@@ -281,6 +301,10 @@ def down(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         except (OSError, ValueError, IndexError):
             pass
     _stop_pid(node.get("pid"))
+    if state.get("dr"):  # DR site (issue 6)
+        from recovery.local import dr_site
+
+        stopped += dr_site.stop(state["dr"])
     pg = state.get("postgres") or {}
     datadir = pg.get("datadir") or str(d / "pg" / "data")
     if Path(datadir, "postmaster.pid").exists():
@@ -289,6 +313,9 @@ def down(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         stopped.append("postgres")
     if pg.get("base") and not Path(pg["base"]).is_relative_to(d):
         shutil.rmtree(pg["base"], ignore_errors=True)
+    from recovery.local.redis_cache import stop_redis  # issue 7
+
+    stopped += stop_redis(state)
     aws = state.get("aws") or {}
     if _alive(aws.get("pid")):
         _stop_pid(aws.get("pid"))
@@ -298,8 +325,19 @@ def down(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     return {"dir": str(d), "stopped": stopped}
 
 
+def _current_password(state: dict[str, Any]) -> str:
+    """The master password now: the pgpass file follows rotations (aws_daemon's hook)."""
+    try:
+        line = (Path(state["dir"]) / "pgpass").read_text().strip().splitlines()[0]
+        return line.split(":", 4)[4]
+    except (KeyError, OSError, IndexError):
+        return str(state.get("postgres", {}).get("password", ""))
+
+
 def status(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """What runs, where and since when. The sandbox's throwaway PostgreSQL password is shown here."""
+    from recovery.local.redis_cache import redis_status  # issue 7
+
     state = read_state(path)
     pg = state.get("postgres", {})
     node = state.get("node", {})
@@ -316,7 +354,18 @@ def status(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         "stacks": sorted(state.get("stacks", {})),
         "aws": {"endpoint": state.get("aws", {}).get("endpoint"), "pid": state.get("aws", {}).get("pid"),
                 "running": _alive(state.get("aws", {}).get("pid"))},
-        "postgres": {"dsn": f"postgresql://{pg.get('user')}:{pg.get('password')}@{pg.get('host')}:{pg.get('port')}/{pg.get('dbname')}",
+        "postgres": {"dsn": f"postgresql://{pg.get('user')}:{_current_password(state)}@{pg.get('host')}:{pg.get('port')}/{pg.get('dbname')}",
                      "running": pg_running},
         "node": {"url": node.get("url"), "data_dir": node.get("data_dir"), "pid": node_pid, "running": _alive(node_pid)},
+        "redis": redis_status(state),  # issue 7
+        "dr": _dr_status(state),  # DR site (issue 6)
     }
+
+
+def _dr_status(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The DR site's standby and node (recovery/local/dr_site.py), None before it started."""
+    if not state.get("dr"):
+        return None
+    from recovery.local import dr_site
+
+    return dr_site.status(state["dr"], state.get("postgres"))

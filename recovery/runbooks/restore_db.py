@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import collections
 import logging
+import queue
 import shutil
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import psycopg
 from psycopg import sql
@@ -164,6 +165,47 @@ class Server:
         raise self._sqlerr(f"renaming {scratch} to {target} (clients keep reconnecting)", last)  # type: ignore[arg-type]
 
 
+def _prefetch(chunks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
+    """Run `chunks` (download + sha256 + decompress) on a thread, `depth` chunks ahead, so that
+    psql ingests one chunk while the next is decompressed (isal/zstd release the GIL). Errors,
+    such as the final sha256 check's, are re-raised here; closing this generator stops the thread."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for c in chunks:
+                if not put(("data", c)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(("error", exc))
+
+    t = threading.Thread(target=produce, name="restore-prefetch", daemon=True)
+    t.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "data":
+                yield item
+            elif kind == "error":
+                raise item
+            else:
+                return
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
 def psql_into(server: Server, dbname: str, stream: BackupStream) -> dict[str, Any]:
     """Pipe the backup's SQL into ``psql --single-transaction -v ON_ERROR_STOP=1`` on ``dbname``."""
     cp = server.on(dbname)
@@ -186,8 +228,9 @@ def psql_into(server: Server, dbname: str, stream: BackupStream) -> dict[str, An
     ph = stream.phases
     assert proc.stdin is not None
     broken = False
+    chunks = _prefetch(stream.chunks())
     try:
-        for data in stream.chunks():
+        for data in chunks:
             t0 = time.monotonic()
             try:
                 proc.stdin.write(data)
@@ -208,6 +251,7 @@ def psql_into(server: Server, dbname: str, stream: BackupStream) -> dict[str, An
         proc.wait()
         raise
     finally:
+        chunks.close()
         t.join(timeout=5)
     if rc != 0 or broken:
         last = next((x for x in reversed(errlines) if "ERROR:" in x or "FATAL:" in x),

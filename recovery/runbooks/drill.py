@@ -1,0 +1,310 @@
+"""`recovery drill db|chain|full`: rehearse the DR plan and keep a record of how it went.
+
+- ``drill db`` (the plan's monthly database restore test): take a backup or the latest one, check it
+  against its manifest, restore it into a scratch database ``xai_drill_<ts>`` on the target server,
+  compare count(*) and max(height) with the manifest, drop the scratch database. The stack's own
+  database is only read (its max(height), for the record), never written.
+- ``drill chain``: restore the latest chain backup into a temp directory, check chain.db (SQLite
+  integrity) and the hash chain (``verify_chain_file``), remove the directory.
+- ``drill full`` (the annual exercise; local stacks only): every registered scenario of
+  ``recovery.drills`` in order. Each injects a real disaster, detects it through a real check,
+  recovers with the runbooks and measures RTO (detection -> verified service) and RPO.
+
+Every drill writes its record (JSON) to ``s3://<bucket>/drills/YYYY/MM/DD/drill-<kind>-<ts>.json``
+and a human report (Markdown + self-contained HTML, ``recovery.drills.report``) to ``--report-dir``.
+
+Cleanup: whatever a drill creates (scratch databases ``xai_drill_*``, work directories) is removed by
+the scenario's cleanups, on failure and on SIGTERM/Ctrl-C too. A SIGKILLed drill cannot clean up, so
+every drill first *sweeps* the leftovers of earlier ones, under a per-stack lock so it never sweeps a
+drill that is still running. On a local stack the sweep also drops what a killed ``drill full``
+leaves mid-restore (``<db>_restore_*`` / ``<db>_quarantine_*`` databases, the chain restore's staging
+and quarantine directories) and starts the node again if it was left stopped; ``recovery local down``
+removes everything in any case.
+
+The restores a drill runs journal into the drill's own work directory (and the journal is copied into
+the record), so a killed drill's half-done restore is never resumed by a later, unrelated run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from recovery import redact
+from recovery.drills.base import DrillRun, ScenarioSpec, load_all, run_scenario
+from recovery.errors import DatabaseError, DrillFailedError, LockHeldError, NotLocalStackError, RecoveryError
+from recovery.stack import LOCAL_STACKS, StackOutputs
+
+TS_FORMAT = "%Y%m%dT%H%M%SZ"
+DEFAULT_REPORT_DIR = ".recovery/reports"
+SCRATCH_PREFIX = "xai_drill_"
+TMP_PREFIX = "xai-drill-"
+PID_FILE = "drill.pid"
+
+
+def is_local(stack: str) -> bool:
+    return stack in LOCAL_STACKS
+
+
+def _stamp(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime(TS_FORMAT)
+
+
+# ------------------------------------------------------------------------------------- work dirs
+
+
+def work_root(stack: str) -> Path:
+    """Local stacks: inside the local environment's directory (so `local down` removes it);
+    real stacks: the system temp dir (each drill dir is named xai-drill-* and holds its pid)."""
+    if is_local(stack):
+        from recovery.local.environment import local_dir
+
+        return local_dir() / "drills"
+    return Path(tempfile.gettempdir())
+
+
+def make_work_dir(stack: str, drill_id: str) -> Path:
+    root = work_root(stack)
+    root.mkdir(parents=True, exist_ok=True)
+    d = root / f"{TMP_PREFIX}{drill_id}"
+    d.mkdir(mode=0o700)
+    (d / PID_FILE).write_text(str(os.getpid()))
+    return d
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+# ------------------------------------------------------------------------------------- sweeping
+
+
+def sweep(outputs: StackOutputs, say: Callable[[str], None] = lambda _m: None) -> dict[str, list[str]]:
+    """Remove what killed drills left behind (see the module docstring). Never raises for one item."""
+    from recovery import postgres
+    from recovery.runbooks.restore_db import Server
+
+    local = is_local(outputs.stack)
+    removed: dict[str, list[str]] = {"databases": [], "dirs": [], "started": []}
+    # work dirs of drills whose process is gone
+    root = work_root(outputs.stack)
+    for d in sorted(root.glob(f"{TMP_PREFIX}*")) if root.is_dir() else []:
+        try:
+            pid = int((d / PID_FILE).read_text().strip())
+        except (OSError, ValueError):
+            pid = 0
+        if pid and pid != os.getpid() and _pid_alive(pid):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed["dirs"].append(str(d))
+    if local and outputs.node_data_dir:
+        data = Path(outputs.node_data_dir)
+        for p in [*data.parent.glob(f".{data.name}.restore-*"), *data.parent.glob(f"{data.name}.quarantine-*")]:
+            shutil.rmtree(p, ignore_errors=True)
+            removed["dirs"].append(str(p))
+    # scratch databases
+    try:
+        server = Server(postgres.resolve(outputs))
+        patterns = [SCRATCH_PREFIX.replace("_", r"\_") + "%"]
+        if local:
+            db = outputs.db_name.replace("_", r"\_")
+            patterns += [db + r"\_restore\_%", db + r"\_quarantine\_%"]
+        with server.connect() as c:
+            names = sorted({r[0] for p in patterns for r in c.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (p,)).fetchall()})
+        for n in names:
+            server.drop(n)
+            removed["databases"].append(n)
+    except DatabaseError as exc:
+        say(f"sweep: could not check for leftover scratch databases: {exc.line()}")
+    if local:  # a drill killed mid-restore may have left the node stopped
+        from recovery.services import ServiceControl
+
+        try:
+            sc = ServiceControl()
+            if not sc.all_running():
+                sc.start_all()
+                removed["started"].append("services")
+        except RecoveryError as exc:
+            say(f"sweep: could not start the local services: {exc.line()}")
+    if any(removed.values()):
+        say("swept leftovers of earlier drills: " + "; ".join(f"{k} {', '.join(v)}" for k, v in removed.items() if v))
+    return removed
+
+
+class DrillLock:
+    """One drill per stack on this host (an flock, released by the kernel even on SIGKILL)."""
+
+    def __init__(self, stack: str) -> None:
+        from recovery.runbooks.restore_common import LocalLock
+
+        self._lock = LocalLock(f"drill-{stack.replace('/', '_')}")
+        self.stack = stack
+
+    def __enter__(self) -> "DrillLock":
+        try:
+            self._lock.__enter__()
+        except LockHeldError as exc:
+            raise LockHeldError(f"another drill on stack {self.stack} is running ({exc.problem})",
+                                "wait for it to finish") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.__exit__(*exc)
+
+
+# ------------------------------------------------------------------------------------- records
+
+
+def record_key(kind: str, started: float) -> str:
+    when = datetime.fromtimestamp(started, tz=timezone.utc)
+    return f"drills/{when:%Y/%m/%d}/drill-{kind}-{when.strftime(TS_FORMAT)}.json"
+
+
+def put_record(outputs: StackOutputs, record: dict[str, Any], s3: Any = None) -> str:
+    from botocore.exceptions import ClientError
+
+    from recovery.aws import aws_error, client
+
+    s3 = s3 or client("s3", outputs.region)
+    key = record["record_key"]
+    body = redact.scrub(json.dumps(record, indent=2, sort_keys=True, default=str)).encode()
+    try:
+        s3.put_object(Bucket=outputs.backup_bucket_name, Key=key, Body=body, ContentType="application/json",
+                      ServerSideEncryption="aws:kms", SSEKMSKeyId=outputs.backup_kms_key_arn)
+    except ClientError as exc:
+        raise aws_error(exc, "writing the drill record", bucket=outputs.backup_bucket_name) from None
+    return key
+
+
+def write_reports(record: dict[str, Any], report_dir: str | os.PathLike[str]) -> dict[str, str]:
+    from recovery.drills.report import render_html, render_markdown
+
+    d = Path(report_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    base = f"drill-{record['drill']}-{record['stack']}-{_stamp(record['started_at'])}"
+    md, page, doc = d / f"{base}.md", d / f"{base}.html", d / f"{base}.json"
+    md.write_text(redact.scrub(render_markdown(record)))
+    page.write_text(redact.scrub(render_html(record)))
+    doc.write_text(redact.scrub(json.dumps(record, indent=2, sort_keys=True, default=str)))  # the record, offline
+    return {"markdown": str(md.absolute()), "html": str(page.absolute()), "json": str(doc.absolute())}
+
+
+@dataclass
+class DrillResult:
+    record: dict[str, Any]
+    reports: dict[str, str] = field(default_factory=dict)
+    record_error: str | None = None  # the record could not be written to the bucket
+    record_bucket: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.record.get("passed"))
+
+
+# ------------------------------------------------------------------------------------- running
+
+
+def specs_for(kind: str, stack: str) -> list[ScenarioSpec]:
+    if kind == "full":
+        if not is_local(stack):
+            raise NotLocalStackError(f"drill full injects real damage and runs only on {', '.join(LOCAL_STACKS)}, "
+                                     f"not on stack {stack}",
+                                     "use `recovery drill db|chain` on real stacks, or `recovery local up` and --stack local")
+        return [s for s in load_all() if not s.local_only or is_local(stack)]
+    from recovery.drills import checks
+
+    return [checks.DB_SPEC if kind == "db" else checks.CHAIN_SPEC]
+
+
+def run_drill(kind: str, outputs: StackOutputs, *, report_dir: str | os.PathLike[str] = DEFAULT_REPORT_DIR,
+              say: Callable[[str], None] = lambda _m: None, only: list[str] | None = None,
+              **params: Any) -> DrillResult:
+    """Run drill ``kind`` (db | chain | full), write its record and reports; never raises for a
+    scenario's failure (see ``DrillResult.passed``)."""
+    specs = specs_for(kind, outputs.stack)
+    if only:
+        unknown = sorted(set(only) - {s.name for s in specs})
+        if unknown:
+            from recovery.errors import InputError
+
+            raise InputError(f"unknown drill scenario {', '.join(unknown)}",
+                             f"choose from {', '.join(s.name for s in specs)}")
+        specs = [s for s in specs if s.name in only]
+    with DrillLock(outputs.stack):
+        sweep(outputs, say)
+        started = time.time()
+        drill_id = f"{kind}-{_stamp(started)}-{os.getpid()}"
+        work = make_work_dir(outputs.stack, drill_id)
+        runs: list[DrillRun] = []
+        interrupted: BaseException | None = None
+        try:
+            for i, spec in enumerate(specs, 1):
+                say(f"[{i}/{len(specs)}] scenario {spec.name}: {spec.description}")
+                sdir = work / spec.name
+                sdir.mkdir()
+                try:
+                    d = run_scenario(spec, outputs.stack, outputs, sdir, say, **params)
+                except KeyboardInterrupt as exc:  # SIGTERM / Ctrl-C: its cleanups ran; keep a partial record
+                    d = DrillRun(spec.name, spec.component, spec.description, outputs.stack, outputs, sdir, say)
+                    d.error = f"interrupted ({exc or 'Ctrl-C'}) before the scenario finished; its cleanups ran"
+                    runs.append(d)
+                    interrupted = exc
+                    break
+                runs.append(d)
+                sc = d.to_json()
+                verdict = "skipped: " + str(d.skipped) if d.skipped else ("passed" if sc["passed"] else
+                                                                        f"FAILED: {d.error or 'objective missed'}")
+                say(f"[{i}/{len(specs)}] scenario {spec.name}: {verdict}")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        ended = time.time()
+    scenarios = [r.to_json() for r in runs]
+    ran = [s for s in scenarios if not s.get("skipped")]
+    record: dict[str, Any] = {
+        "drill": kind, "stack": outputs.stack, "started_at": started, "ended_at": ended,
+        "passed": bool(ran) and all(s["passed"] for s in ran),
+        "objectives": outputs.objectives, "scenarios": scenarios,
+        "record_key": record_key(kind, started),
+        "tool": "recovery drill", "host": os.uname().nodename,
+    }
+    record = json.loads(redact.scrub(json.dumps(record, default=str)))
+    result = DrillResult(record, record_bucket=outputs.backup_bucket_name)
+    try:
+        put_record(outputs, record)
+    except RecoveryError as exc:  # keep the report: it says where the record should have gone
+        result.record_error = exc.line()
+        record["record_key"] = f"(not written: {exc.problem})"
+    result.reports = write_reports(record, report_dir)
+    if interrupted is not None:
+        say(f"drill interrupted; partial record {record['record_key']}, report {result.reports['html']}")
+        raise interrupted
+    return result
+
+
+def install_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C so the scenario cleanups run (the CLI already does this)."""
+    from recovery.commands.common import terminate
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
+__all__ = ["DrillFailedError", "DrillResult", "NotLocalStackError", "run_drill", "sweep", "put_record",
+           "write_reports", "record_key", "specs_for"]
