@@ -247,9 +247,10 @@ def test_killed_drill_leaves_nothing_after_sweep_or_local_down(local: Local) -> 
     assert refused.returncode == 21 and "already damaged" in refused.stdout + refused.stderr
 
 
-def test_drill_full_refuses_a_non_local_stack(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["full", "failover"])
+def test_drills_that_inject_damage_refuse_a_non_local_stack(tmp_path: Path, kind: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RECOVERY_", "PULUMI_"))}
-    r = run(env, "drill", "full", "--stack", "production", "--outputs", str(tmp_path / "none.json"))
+    r = run(env, "drill", kind, "--stack", "production", "--outputs", str(tmp_path / "none.json"))
     assert r.returncode == 20
     assert r.stderr.count("\n") == 1 and "runs only on local" in r.stderr
 

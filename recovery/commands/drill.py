@@ -107,3 +107,11 @@ def drill_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, report_
 def drill_full_cmd(stack: str, outputs_file: str | None, as_json: bool, report_dir: str, only: tuple[str, ...]) -> None:
     """The annual exercise on the local environment: inject each disaster, recover, measure RTO/RPO."""
     _run("full", stack, outputs_file, as_json, report_dir, only=list(only) or None)
+
+
+@drill.command("failover")
+@stack_options
+@_REPORT_DIR
+def drill_failover_cmd(stack: str, outputs_file: str | None, as_json: bool, report_dir: str) -> None:
+    """The quarterly exercise on the local environment: failover, verification, failback, RTO/RPO record."""
+    _run("failover", stack, outputs_file, as_json, report_dir)

@@ -223,6 +223,8 @@ class DrillResult:
 
 
 def specs_for(kind: str, stack: str) -> list[ScenarioSpec]:
+    if kind == "failover":  # the plan's quarterly exercise: the failover scenario of `drill full`
+        return [s for s in specs_for("full", stack) if s.name == "regional-failover"]
     if kind == "full":
         if not is_local(stack):
             raise NotLocalStackError(f"drill full injects real damage and runs only on {', '.join(LOCAL_STACKS)}, "
