@@ -299,7 +299,7 @@ def status(state: dict[str, Any], primary: dict[str, Any] | None = None) -> dict
         node_pid = int((Path(node["run_dir"]) / f"{node['name']}.pid").read_text().split()[0])
     except (KeyError, OSError, ValueError, IndexError):
         pass
-    from recovery.local.environment import _alive
+    from recovery.processes import pid_alive
 
     role = None
     if pg and running(pg):
@@ -308,7 +308,7 @@ def status(state: dict[str, Any], primary: dict[str, Any] | None = None) -> dict
     return {
         "postgres": {"port": pg.get("port"), "running": bool(pg) and running(pg), "role": role},
         "node": {"url": node.get("url"), "data_dir": node.get("data_dir"), "pid": node_pid,
-                 "running": _alive(node_pid)},
+                 "running": pid_alive(node_pid)},
     }
 
 

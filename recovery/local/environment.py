@@ -23,7 +23,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from recovery.errors import InputError, RecoveryError
+from recovery.processes import pid_alive, stop_pid
 
 LOCAL_STACKS = ("local", "local-dr")
 PROJECT = "xai-dr"
@@ -67,22 +67,6 @@ def read_state(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         raise LocalEnvError(f"{d}/state.json is unreadable ({exc})", "run `recovery local down` then `recovery local up`") from None
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited child not yet reaped) is not running.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return True
-
-
 def backend_url(path: str | os.PathLike[str] | None = None) -> str:
     return f"file://{local_dir(path) / 'backend'}"
 
@@ -95,7 +79,7 @@ def activate(stack: str, path: str | os.PathLike[str] | None = None) -> str:
     """
     state = read_state(path)
     endpoint = state["aws"]["endpoint"]
-    if not _alive(state["aws"].get("pid")):
+    if not pid_alive(state["aws"].get("pid")):
         raise LocalEnvError(f"the local AWS emulator (pid {state['aws'].get('pid')}) is not running",
                             "restart it with `recovery local down && recovery local up`")
     os.environ["AWS_ENDPOINT_URL"] = endpoint
@@ -157,7 +141,7 @@ def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0
     d = local_dir(path)
     if (d / "state.json").exists():
         previous = read_state(d)
-        if any(_alive(previous.get(k, {}).get("pid")) for k in ("aws", "node")):
+        if any(pid_alive(previous.get(k, {}).get("pid")) for k in ("aws", "node")):
             raise LocalEnvError(f"a local environment already runs in {d}", "use it, or `recovery local down` first")
         down(d)
     if shutil.which("initdb") is None and not Path("/usr/lib/postgresql/15/bin/initdb").exists():
@@ -265,21 +249,6 @@ def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0
         raise
 
 
-def _stop_pid(pid: int | None, timeout: float = 10) -> None:
-    if not _alive(pid):
-        return
-    assert pid is not None
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.05)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
-
-
 def down(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Stop every process of the environment and remove its directory. Safe to repeat."""
     from recovery.local.node_process import NodeProcess
@@ -300,7 +269,7 @@ def down(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
                 stopped.append("node")
         except (OSError, ValueError, IndexError):
             pass
-    _stop_pid(node.get("pid"))
+    stop_pid(node.get("pid"))
     if state.get("dr"):  # DR site (issue 6)
         from recovery.local import dr_site
 
@@ -317,8 +286,8 @@ def down(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
 
     stopped += stop_redis(state)
     aws = state.get("aws") or {}
-    if _alive(aws.get("pid")):
-        _stop_pid(aws.get("pid"))
+    if pid_alive(aws.get("pid")):
+        stop_pid(aws.get("pid"))
         stopped.append("aws")
     if d.exists():
         shutil.rmtree(d, ignore_errors=True)
@@ -353,10 +322,10 @@ def status(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         "ready": "ready_at" in state,
         "stacks": sorted(state.get("stacks", {})),
         "aws": {"endpoint": state.get("aws", {}).get("endpoint"), "pid": state.get("aws", {}).get("pid"),
-                "running": _alive(state.get("aws", {}).get("pid"))},
+                "running": pid_alive(state.get("aws", {}).get("pid"))},
         "postgres": {"dsn": f"postgresql://{pg.get('user')}:{_current_password(state)}@{pg.get('host')}:{pg.get('port')}/{pg.get('dbname')}",
                      "running": pg_running},
-        "node": {"url": node.get("url"), "data_dir": node.get("data_dir"), "pid": node_pid, "running": _alive(node_pid)},
+        "node": {"url": node.get("url"), "data_dir": node.get("data_dir"), "pid": node_pid, "running": pid_alive(node_pid)},
         "redis": redis_status(state),  # issue 7
         "dr": _dr_status(state),  # DR site (issue 6)
     }

@@ -19,6 +19,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+
+from recovery.processes import pid_alive
 from pathlib import Path
 from typing import Any
 
@@ -60,16 +62,7 @@ class NodeProcess:
     def is_running(self) -> bool:
         if self._popen is not None:
             return self._popen.poll() is None
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        try:  # a zombie (exited, not yet reaped by whoever adopted it) is not running
-            return Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except (OSError, IndexError):
-            return True
+        return pid_alive(self.pid)
 
     def get(self, path: str, timeout: float = 5.0) -> dict[str, Any]:
         with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:

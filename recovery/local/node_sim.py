@@ -55,6 +55,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
+from recovery.processes import pid_alive
 from recovery.local.chain import (
     GENESIS, Block, ChainMissing, ChainStore, init_chain, verify_chain_file,
 )
@@ -648,16 +649,6 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m recovery.local.node_sim", description="Simulated XAI node")
     p.add_argument("--data-dir", required=True, help="node data directory (holds chain.db, node.json, peers.json)")
@@ -693,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         other = int(pid_file.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         other = 0
-    if other and other != os.getpid() and _pid_alive(other):
+    if other and other != os.getpid() and pid_alive(other):
         print(f"node {args.name} already runs as pid {other} ({pid_file}); stop it first", file=sys.stderr)
         return 2
 

@@ -148,19 +148,19 @@ def backed_target(outputs: Any) -> Any:
 
 
 def stop_redis(state: dict[str, Any]) -> list[str]:
-    from recovery.local.environment import _alive, _stop_pid
+    from recovery.processes import pid_alive, stop_pid
 
     pid = (state.get("redis") or {}).get("pid")
-    if _alive(pid):
-        _stop_pid(pid)
+    if pid_alive(pid):
+        stop_pid(pid)
         return ["redis"]
     return []
 
 
 def redis_status(state: dict[str, Any]) -> dict[str, Any]:
-    from recovery.local.environment import _alive
+    from recovery.processes import pid_alive
 
     r = state.get("redis") or {}
     if not r.get("running"):
         return {"running": False, "note": r.get("note", NOT_INSTALLED)}
-    return {"running": _alive(r.get("pid")), "address": f"{r.get('host')}:{r.get('port')}", "group": r.get("group_id")}
+    return {"running": pid_alive(r.get("pid")), "address": f"{r.get('host')}:{r.get('port')}", "group": r.get("group_id")}

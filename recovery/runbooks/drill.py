@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from recovery import redact
+from recovery.processes import pid_alive
 from recovery.drills.base import DrillRun, ScenarioSpec, load_all, run_scenario
 from recovery.errors import DatabaseError, DrillFailedError, LockHeldError, NotLocalStackError, RecoveryError
 from recovery.stack import LOCAL_STACKS, StackOutputs
@@ -80,22 +81,6 @@ def make_work_dir(stack: str, drill_id: str) -> Path:
     return d
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return True
-
-
-# ------------------------------------------------------------------------------------- sweeping
-
-
 def sweep(outputs: StackOutputs, say: Callable[[str], None] = lambda _m: None) -> dict[str, list[str]]:
     """Remove what killed drills left behind (see the module docstring). Never raises for one item."""
     from recovery import postgres
@@ -110,7 +95,7 @@ def sweep(outputs: StackOutputs, say: Callable[[str], None] = lambda _m: None) -
             pid = int((d / PID_FILE).read_text().strip())
         except (OSError, ValueError):
             pid = 0
-        if pid and pid != os.getpid() and _pid_alive(pid):
+        if pid and pid != os.getpid() and pid_alive(pid):
             continue
         shutil.rmtree(d, ignore_errors=True)
         removed["dirs"].append(str(d))

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from recovery.processes import pid_alive
 from recovery.aws import client, error_code
 from recovery.errors import (LockHeldError, NodeApiError, NotDrStackError, RecoveryError, ReplicationLagError,
                              SiteNotReadyError, StackOutputsError, VerificationFailed)
@@ -451,12 +452,7 @@ def _holder_dead_here(owner: str) -> bool:
         return False
     if host != socket.gethostname() or pid == os.getpid():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
+    return not pid_alive(pid)
     return False
 
 
