@@ -24,7 +24,7 @@ from typing import Any, Sequence
 try:
     import psutil
 except ImportError:  # optional: without it there is no tree sampling and no server CPU
-    psutil = None  # type: ignore[assignment]
+    psutil = None
 
 
 class CommandFailed(RuntimeError):
@@ -123,7 +123,7 @@ def run_measured(cmd: str | Sequence[str], env: dict[str, str], *, cwd: Path | N
     sampler.start()
     out_chunks: list[bytes] = []
     err_chunks: list[bytes] = []
-    readers = [threading.Thread(target=lambda s=s, b=b: b.append(s.read()), daemon=True)  # type: ignore[misc]
+    readers = [threading.Thread(target=lambda s=s, b=b: b.append(s.read()), daemon=True)
                for s, b in ((p.stdout, out_chunks), (p.stderr, err_chunks))]
     for r in readers:
         r.start()

@@ -33,7 +33,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator
 
 import psycopg
 from psycopg import sql
@@ -165,7 +165,7 @@ class Server:
         raise self._sqlerr(f"renaming {scratch} to {target} (clients keep reconnecting)", last)  # type: ignore[arg-type]
 
 
-def _prefetch(chunks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
+def _prefetch(chunks: Iterator[bytes], depth: int = 4) -> Generator[bytes, None, None]:
     """Run `chunks` (download + sha256 + decompress) on a thread, `depth` chunks ahead, so that
     psql ingests one chunk while the next is decompressed (isal/zstd release the GIL). Errors,
     such as the final sha256 check's, are re-raised here; closing this generator stops the thread."""
