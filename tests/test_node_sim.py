@@ -57,9 +57,13 @@ def wait_until(pred: Callable[[], Any], timeout: float = 15.0, what: str = "cond
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
+        try:
+            last = pred()
+        except psycopg.Error as exc:  # e.g. the node has not created the table yet
+            last = exc
+        else:
+            if last:
+                return last
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 

@@ -19,7 +19,7 @@ from recovery.stack import parse_outputs
 from conftest import ROOT, Site
 from test_backup import make_chain_dir
 
-SEED_PLAN = ROOT.parent / "shared" / "seed" / "disaster-recovery-plan.md"
+SEED_PLAN = ROOT / "docs" / "disaster-recovery-plan.md"  # the plan we implement, committed verbatim
 
 
 @pytest.fixture()
