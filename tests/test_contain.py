@@ -4,7 +4,6 @@ AWS daemon, which records CloudTrail events and serves lookup_events), through t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,8 @@ from typing import Any, Iterator
 
 import boto3
 import pytest
+
+from cli_env import isolated_env
 
 _SUBNET = [10]
 
@@ -80,7 +81,7 @@ class Emu:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     d = tmp_path_factory.mktemp("contain") / "env"
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RECOVERY_", "PULUMI_", "PG"))}
+    e = isolated_env()
     e["RECOVERY_LOCAL_DIR"] = str(d)
     # containment needs no cache; this environment also shows what happens without redis-server
     up = cli({**e, "RECOVERY_REDIS_SERVER": "none"}, "local", "up", "--mine-interval", "2")

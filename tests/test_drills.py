@@ -28,6 +28,8 @@ import boto3
 import psycopg
 import pytest
 
+from cli_env import isolated_env
+
 from recovery.local.moto_server import MotoServer
 from recovery.local.postgres_cluster import PostgresCluster
 
@@ -80,7 +82,7 @@ class Local:
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
     tmp = tmp_path_factory.mktemp("drills")
     d = tmp / "env"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RECOVERY_", "PULUMI_", "PG"))}
+    env = isolated_env()
     env.update(RECOVERY_LOCAL_DIR=str(d), RECOVERY_JOURNAL_DIR=str(tmp / "journal"),
                RECOVERY_REPORT_DIR=str(tmp / "reports"), RECOVERY_DRILL_BLOCKS_AFTER_BACKUP="4")
     drills_before = set(glob.glob(os.path.join(tempfile.gettempdir(), "xai-drill-*")))
@@ -249,7 +251,7 @@ def test_killed_drill_leaves_nothing_after_sweep_or_local_down(local: Local) -> 
 
 @pytest.mark.parametrize("kind", ["full", "failover"])
 def test_drills_that_inject_damage_refuse_a_non_local_stack(tmp_path: Path, kind: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RECOVERY_", "PULUMI_"))}
+    env = isolated_env()
     r = run(env, "drill", kind, "--stack", "production", "--outputs", str(tmp_path / "none.json"))
     assert r.returncode == 20
     assert r.stderr.count("\n") == 1 and "runs only on local" in r.stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from typing import Any
 import boto3
 import psycopg
 import pytest
+
+from cli_env import isolated_env
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["preflight", "quiesce-writers", "measure-lag", "promote", "repoint-clients", "resume-peer",
@@ -105,7 +106,7 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Any:
     d = tmp_path_factory.mktemp("failover") / "env"
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RECOVERY_", "PULUMI_", "PG"))}
+    e = isolated_env()
     e["RECOVERY_LOCAL_DIR"] = str(d)
     e["RECOVERY_JOURNAL_DIR"] = str(d.parent / "journal")
     up = cli(e, "local", "up", "--mine-interval", "0.3")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +11,17 @@ import boto3
 import psycopg
 import pytest
 
+from cli_env import isolated_env, run_cli
+
 
 def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "recovery", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    return run_cli(env, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Any:
     d = tmp_path_factory.mktemp("local") / "env"
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RECOVERY_", "PULUMI_"))}
+    e = isolated_env()
     e["RECOVERY_LOCAL_DIR"] = str(d)
     up = cli(e, "local", "up", "--mine-interval", "0.2")
     assert up.returncode == 0, up.stderr
@@ -91,7 +90,7 @@ def test_master_password_change_reaches_the_real_server(env: dict[str, str]) -> 
 
 
 def test_status_without_an_environment_is_one_line_and_distinct(tmp_path: Path) -> None:
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RECOVERY_"))}
+    e = isolated_env()
     e["RECOVERY_LOCAL_DIR"] = str(tmp_path / "none")
     st = cli(e, "local", "status")
     assert st.returncode == 16

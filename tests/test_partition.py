@@ -4,27 +4,26 @@ loses its peers (/admin/partition) and regains them one at a time."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cli_env import isolated_env, run_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "recovery", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=ROOT)
+    return run_cli(env, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Any:
     d = tmp_path_factory.mktemp("partition") / "env"
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RECOVERY_", "PULUMI_", "PG"))}
+    e = isolated_env()
     e["RECOVERY_LOCAL_DIR"] = str(d)
     e["RECOVERY_JOURNAL_DIR"] = str(d.parent / "journal")
     up = cli(e, "local", "up", "--mine-interval", "0.5")

@@ -8,7 +8,6 @@ service), and never print, log or journal a secret value.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from typing import Any, Iterator
 import boto3
 import psycopg
 import pytest
+
+from cli_env import isolated_env
 
 from recovery.cache import CacheTarget, token_works
 
@@ -35,7 +36,7 @@ def cli(env: dict[str, str], *args: str, extra: dict[str, str] | None = None) ->
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     d = tmp_path_factory.mktemp("rot") / "env"
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RECOVERY_", "PULUMI_", "PG"))}
+    e = isolated_env()
     e["RECOVERY_LOCAL_DIR"] = str(d)
     up = cli(e, "local", "up", "--mine-interval", "0.5")
     assert up.returncode == 0, up.stderr

@@ -8,7 +8,6 @@ through its run directory. The sandbox's DB password never appears in any output
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,16 +16,17 @@ from typing import Any
 import psycopg
 import pytest
 
+from cli_env import isolated_env, run_cli
+
 
 def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "recovery", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    return run_cli(env, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Any:
     d = tmp_path_factory.mktemp("status") / "env"
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RECOVERY_", "PULUMI_", "PG"))}
+    e = isolated_env()
     e["RECOVERY_LOCAL_DIR"] = str(d)
     up = cli(e, "local", "up", "--mine-interval", "0.3")
     assert up.returncode == 0, up.stderr
