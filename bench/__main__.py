@@ -53,22 +53,25 @@ class DaemonMoto:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"moto daemon did not start; see {state_dir / 'moto.log'}")
             time.sleep(0.1)
-        self.endpoint = json.loads((state_dir / "aws.json").read_text())["endpoint"]
+        aws = json.loads((state_dir / "aws.json").read_text())
+        self.endpoint, self.ca_bundle = aws["endpoint"], aws["ca_bundle"]
         self.pid = self.proc.pid
 
     def env(self) -> dict[str, str]:
         from recovery.local.moto_server import DUMMY_ENV
 
-        return {**DUMMY_ENV, "AWS_ENDPOINT_URL": self.endpoint}
+        return {**DUMMY_ENV, "AWS_ENDPOINT_URL": self.endpoint, "AWS_CA_BUNDLE": self.ca_bundle}
 
     def client(self, service: str) -> Any:
-        import boto3
+        from recovery.local.deploy import admin_client
 
-        return boto3.client(service, region_name="us-east-1", endpoint_url=self.endpoint,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return admin_client(service, "us-east-1", self.endpoint, self.ca_bundle)
 
     def reset(self) -> None:
-        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=30).read()
+        import ssl
+
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=30,
+                               context=ssl.create_default_context(cafile=self.ca_bundle)).read()
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -319,17 +322,18 @@ NEEDS = {"restore-db": "backup-db", "verify": "backup-db", "restore-chain": "bac
 
 def run_size(ds: Dataset, pg: CachedCluster, moto: DaemonMoto, runs: int, work: Path, have_aws: bool,
              node_url: str, groups: set[str] | None = None) -> list[dict[str, Any]]:
-    from recovery.local.moto_server import provision_site
+    from recovery.local.deploy import site_for_tests
 
     moto.reset()
-    outputs = provision_site(moto, stack=STACK, db_port=pg.port, db_name=ds.db, db_user=pg.user,  # type: ignore[arg-type]
-                             db_password=PG_PASSWORD)
+    outputs, oncall = site_for_tests(moto.endpoint, moto.ca_bundle, db_port=pg.port, db_name=ds.db, db_user=pg.user,
+                                     db_password=PG_PASSWORD)
     outputs_file = work / "outputs.json"
     outputs_file.write_text(json.dumps(outputs))
     services = work / "services.json"
     services.write_text(json.dumps({"services": [{"name": "xai-node", "stop": "true", "start": "true"}]}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AWS_", "RECOVERY_"))}
     env.update(moto.env())
+    env.update(oncall.env())  # `recovery` assumes its job roles from the on-call identity, as in AWS
     env.update({"PATH": f"{BIN}:{env.get('PATH', '')}", "RECOVERY_SERVICES_CONFIG": str(services),
                 "RECOVERY_JOURNAL_DIR": str(work / "journal"), "RECOVERY_NO_PULUMI_CLI": "1",
                 "RECOVERY_SYNC_POLL_SECONDS": "0.2"})

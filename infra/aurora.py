@@ -12,7 +12,6 @@ from secrets_store import generated_password, managed_secret
 from stack_config import Database, Network
 
 ENGINE = aws.rds.EngineType.AURORA_POSTGRESQL
-PORT = 5432
 
 
 @dataclass
@@ -90,7 +89,7 @@ class AuroraSite(pulumi.ComponentResource):
             engine_version=db.engine_version,
             db_subnet_group_name=subnets.name,
             vpc_security_group_ids=net.database_security_group_ids,
-            port=PORT,
+            port=db.port,
             storage_encrypted=True,
             kms_key_id=self.key.arn,
             deletion_protection=True,
@@ -116,7 +115,7 @@ class AuroraSite(pulumi.ComponentResource):
                         "username": db.master_username,
                         "password": v[0],
                         "host": v[1],
-                        "port": PORT,
+                        "port": db.port,
                         "dbname": db.database_name,
                     }
                 ),

@@ -40,6 +40,7 @@ class Registered:
     region: str
     provider: str | None
     urn: str = ""
+    id: str = ""  # the physical ID the mocks returned (what `.id` of the resource resolves to)
     ignore_changes: list[str] = field(default_factory=list)
     protect: bool = False
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -115,7 +116,7 @@ def _mocks(default_region: str, stack_refs: dict[str, dict[str, Any]], sink: lis
                 prov_name = args.provider.split("::")[-2]
                 region = provider_regions.get(prov_name, default_region)
             rid, state = computed(args.typ, args.name, inputs, region)
-            sink.append(Registered(args.typ, args.name, inputs, region, args.provider, outputs=state))
+            sink.append(Registered(args.typ, args.name, inputs, region, args.provider, id=rid, outputs=state))
             return [rid, state]
 
     return AwsMocks()
@@ -158,6 +159,9 @@ def computed(typ: str, name: str, inputs: dict[str, Any], region: str) -> tuple[
     elif typ == "aws:iam/role:Role":
         rid = inputs.get("name") or f"{name.split('/')[1]}-{_digest(name, n=7)}"
         s.update(name=rid, arn=f"arn:aws:iam::{ACCOUNT}:role/{rid}")
+    elif typ == "aws:ssm/parameter:Parameter":
+        rid = inputs["name"]
+        s.update(arn=f"arn:aws:ssm:{region}:{ACCOUNT}:parameter/{rid.lstrip('/')}")
     elif typ == "random:index/randomPassword:RandomPassword":
         s.update(result=f"mock-{_digest(name, n=16)}")
     s.setdefault("arn", f"arn:aws:mock:{region}:{ACCOUNT}:{rid}")

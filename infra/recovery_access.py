@@ -1,19 +1,39 @@
-"""The IAM role the `recovery` tool runs as: one inline policy per job, each scoped to the
-resources of this site, so a leaked on-call session can do only what a runbook does."""
+"""The IAM roles the `recovery` tool runs as: one role per job, each holding only what that job's
+runbooks call, on exactly this site's resources (and the peer site's where a runbook crosses over).
+
+A command assumes its job's role (recovery/aws.py); no session ever holds the union of the jobs.
+Every action below is called by a runbook, and tests/test_job_permissions.py fails when one is not
+(or when a runbook calls something no statement grants). The few actions that no request of ours
+names but AWS checks on our behalf (KMS behind SSE-KMS) are listed there with that reason.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-# Key prefixes the tool writes (recovery/catalog.py and the runbooks): backups with their
-# manifests and verification results, locks, runbook journals, drill and incident records,
-# verification runs, and quarantined copies of replaced data.
-WRITE_PREFIXES = ("backups/*", "locks/*", "runs/*", "drills/*", "incidents/*", "verifications/*", "quarantine/*")
+JOBS = ("backup", "restore", "failover", "rotate", "contain")
+
+# Runbook journals are written under runs/<runbook>/ (recovery/runbook.py); each job writes only its own.
+JOURNALS = {
+    "backup": (),
+    "restore": ("restore-db", "restore-chain", "restore-pitr"),
+    "failover": ("failover", "failback", "restore-chain", "partition-rejoin"),
+    "rotate": ("rotate-db", "rotate-cache", "rotate-app", "rotate-all"),
+    "contain": ("contain", "contain-terminate"),
+}
+
+
+@dataclass
+class PeerAccess:
+    """What a DR site's jobs may touch in the primary site (read from the primary's outputs)."""
+
+    db_secret_arn: pulumi.Input[str]
+    health_check_id: pulumi.Input[str]
 
 
 @dataclass
@@ -26,11 +46,16 @@ class RecoveryAccessArgs:
     global_cluster_id: pulumi.Input[str]
     cluster_arn: pulumi.Input[str]
     cache_group_arn: pulumi.Input[str]
+    db_secret_arn: pulumi.Input[str]
     secret_arns: list[pulumi.Input[str]]
     zone_id: str
-    health_check_ids: list[pulumi.Input[str]]
+    health_check_id: pulumi.Input[str]
+    endpoint_parameter_arn: pulumi.Input[str]
     vpc_id: str
     trail_name: str
+    # Roles (besides this stack's job roles) whose sessions containment may revoke.
+    revocable_role_arns: list[pulumi.Input[str]] = field(default_factory=list)
+    peer: PeerAccess | None = None
 
 
 def statement(sid: str, actions: list[str], resources: Any, condition: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -40,109 +65,195 @@ def statement(sid: str, actions: list[str], resources: Any, condition: dict[str,
     return s
 
 
+def account_of(arn: str) -> str:
+    return arn.split(":")[4]
+
+
+def role_name(stack: str, job: str) -> str:
+    return f"xai-recovery-{stack}-{job}"
+
+
+def role_arn(account: str, stack: str, job: str) -> str:
+    return f"arn:aws:iam::{account}:role/{role_name(stack, job)}"
+
+
+def _journals(bucket: str, job: str) -> list[str]:
+    return [f"{bucket}/runs/{rb}/*" for rb in JOURNALS[job]]
+
+
+def _vault_key(key: str, region: str) -> dict[str, Any]:
+    # S3 calls KMS on the caller's behalf for SSE-KMS objects: the caller needs the key, but only via S3.
+    return statement("UseVaultKeyThroughS3", ["kms:Decrypt", "kms:GenerateDataKey"], key,
+                     {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}})
+
+
 def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
     """Policy documents per job, from resolved ARNs. Pure, so tests can read it as JSON."""
-    bucket, key = v["bucket_arn"], v["bucket_key_arn"]
-    account_region = f"{a.region}:*"
-    global_arn = f"arn:aws:rds::*:global-cluster:{v['global_cluster_id']}"
+    bucket, key, region = v["bucket_arn"], v["bucket_key_arn"], a.region
+    account = account_of(v["cluster_arn"])
+    global_arn = f"arn:aws:rds::{account}:global-cluster:{v['global_cluster_id']}"
+    here = f"arn:aws:rds:{region}:{account}"
+    list_vault = ["s3:ListBucket"]
     docs: dict[str, list[dict[str, Any]]] = {
+        # The scheduled hosts: backups, their verification, off-site copies, status and metrics.
         "backup": [
-            statement("ListVault", ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketVersioning",
-                                    "s3:GetEncryptionConfiguration", "s3:GetLifecycleConfiguration",
-                                    "s3:GetReplicationConfiguration", "s3:ListBucketMultipartUploads"], bucket),
-            statement("WriteBackups", ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
-                      [f"{bucket}/{p}" for p in WRITE_PREFIXES]),
-            # Only locks are ever deleted by the tool; backups expire through lifecycle.
-            statement("ReleaseLocks", ["s3:DeleteObject"], f"{bucket}/locks/*"),
-            statement("UseVaultKey", ["kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey"], key),
+            statement("ListVault", list_vault + ["s3:GetBucketVersioning", "s3:GetEncryptionConfiguration",
+                                                 "s3:GetLifecycleConfiguration", "s3:GetReplicationConfiguration"],
+                      bucket),
+            statement("ReadVault", ["s3:GetObject"], f"{bucket}/*"),
+            statement("WriteBackups", ["s3:PutObject", "s3:AbortMultipartUpload"],
+                      [f"{bucket}/backups/*", f"{bucket}/locks/backup-*", f"{bucket}/verifications/*"]),
+            # Only its own locks are ever deleted by the tool; backups expire through lifecycle.
+            statement("ReleaseLocks", ["s3:DeleteObject"], f"{bucket}/locks/backup-*"),
+            _vault_key(key, region),
+            statement("ReadDatabaseSecret", ["secretsmanager:GetSecretValue"], v["db_secret_arn"]),
+            statement("SiteStatus", ["elasticache:DescribeReplicationGroups"], v["cache_group_arn"]),
+            # Route 53 health checks are global resources; the check of this site only.
+            statement("HealthStatus", ["route53:GetHealthCheckStatus"],
+                      f"arn:aws:route53:::healthcheck/{v['health_check_id']}"),
         ],
         "restore": [
-            statement("ReadBackups", ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes"], f"{bucket}/*"),
+            statement("ListVault", list_vault, bucket),
+            statement("ReadBackups", ["s3:GetObject"], [f"{bucket}/backups/*"]),
+            statement("WriteJournals", ["s3:GetObject", "s3:PutObject"], _journals(bucket, "restore")),
+            statement("ArchiveReplaced", ["s3:PutObject", "s3:AbortMultipartUpload"], f"{bucket}/quarantine/*"),
+            _vault_key(key, region),
+            statement("ReadDatabaseSecret", ["secretsmanager:GetSecretValue"], v["db_secret_arn"]),
+            # A point-in-time restore creates a new cluster (any name: the operator picks it) from this
+            # site's cluster, and its first instance; it never modifies the source.
             statement("PointInTimeRestore", ["rds:RestoreDBClusterToPointInTime", "rds:CreateDBInstance",
                                              "rds:AddTagsToResource"],
-                      [f"arn:aws:rds:{account_region}:cluster:*", f"arn:aws:rds:{account_region}:db:*",
-                       f"arn:aws:rds:{account_region}:subgrp:*", v["cluster_arn"]]),
-            statement("DescribeDatabases", ["rds:DescribeDBClusters", "rds:DescribeDBInstances",
-                                            "rds:DescribeGlobalClusters", "rds:DescribeDBClusterSnapshots"], "*"),
+                      [f"{here}:cluster:*", f"{here}:db:*", f"{here}:subgrp:*", v["cluster_arn"]]),
+            statement("DescribeDatabases", ["rds:DescribeDBClusters", "rds:DescribeDBInstances"],
+                      [f"{here}:cluster:*", f"{here}:db:*"]),
         ],
         "failover": [
-            statement("GlobalClusterFailover", ["rds:FailoverGlobalCluster", "rds:SwitchoverGlobalCluster",
-                                                "rds:RemoveFromGlobalCluster"], [global_arn, v["cluster_arn"]]),
-            statement("ReadLag", ["cloudwatch:GetMetricStatistics", "cloudwatch:GetMetricData"], "*"),
-            statement("MoveTraffic", ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"],
-                      f"arn:aws:route53:::hostedzone/{a.zone_id}"),
-            statement("HealthChecks", ["route53:UpdateHealthCheck", "route53:GetHealthCheck",
-                                       "route53:GetHealthCheckStatus"],
+            statement("ListVault", list_vault, bucket),
+            statement("ReadBackups", ["s3:GetObject"], [f"{bucket}/backups/*", f"{bucket}/locks/failover.lock"]),
+            statement("WriteJournals", ["s3:GetObject", "s3:PutObject"], _journals(bucket, "failover")),
+            statement("FailoverLock", ["s3:PutObject", "s3:DeleteObject"], f"{bucket}/locks/failover.lock"),
+            _vault_key(key, region),
+            statement("GlobalClusterFailover", ["rds:FailoverGlobalCluster", "rds:SwitchoverGlobalCluster"],
+                      [global_arn, v["cluster_arn"]]),
+            statement("DescribeDatabases", ["rds:DescribeDBClusters"], v["cluster_arn"]),
+            # DescribeGlobalClusters supports resource-level permissions on the global cluster.
+            statement("DescribeGlobalCluster", ["rds:DescribeGlobalClusters"], global_arn),
+            # CloudWatch metric reads have no resource-level permissions: AWS requires "*".
+            statement("ReadLag", ["cloudwatch:GetMetricStatistics"], "*"),
+            statement("ReadRecords", ["route53:ListResourceRecordSets"], f"arn:aws:route53:::hostedzone/{a.zone_id}"),
+            statement("HealthChecks", ["route53:GetHealthCheck", "route53:GetHealthCheckStatus",
+                                       "route53:UpdateHealthCheck"],
                       [f"arn:aws:route53:::healthcheck/{h}" for h in v["health_check_ids"]]),
+            statement("RepointClients", ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
+                                         "secretsmanager:PutSecretValue"], v["db_secret_arns"]),
+            statement("EndpointParameter", ["ssm:GetParameter", "ssm:PutParameter"], v["endpoint_parameter_arn"]),
         ],
         "rotate": [
+            statement("WriteJournals", ["s3:GetObject", "s3:PutObject"], _journals(bucket, "rotate")),
+            statement("ListJournals", list_vault, bucket),
+            _vault_key(key, region),
             statement("RotateSecrets", ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
-                                        "secretsmanager:UpdateSecretVersionStage", "secretsmanager:DescribeSecret"],
+                                        "secretsmanager:UpdateSecretVersionStage", "secretsmanager:DescribeSecret",
+                                        "secretsmanager:ListSecretVersionIds"],
                       list(v["secret_arns"])),
             statement("SetDatabasePassword", ["rds:ModifyDBCluster"], v["cluster_arn"]),
             statement("SetCacheToken", ["elasticache:ModifyReplicationGroup", "elasticache:DescribeReplicationGroups"],
                       v["cache_group_arn"]),
         ],
         "contain": [
-            # Isolation is confined to the site's VPC.
-            statement("Quarantine", ["ec2:CreateSecurityGroup", "ec2:RevokeSecurityGroupEgress",
-                                     "ec2:ModifyNetworkInterfaceAttribute", "ec2:CreateTags"], "*",
-                      {"StringEquals": {"ec2:Vpc": f"arn:aws:ec2:{account_region}:vpc/{a.vpc_id}"}}),
-            statement("Evidence", ["ec2:CreateImage", "ec2:CreateSnapshot", "ec2:DescribeInstances",
-                                   "ec2:DescribeImages", "ec2:DescribeSnapshots", "ec2:DescribeSecurityGroups",
-                                   "ec2:DescribeNetworkInterfaces", "ec2:DescribeVolumes"], "*"),
-            statement("Terminate", ["ec2:TerminateInstances"], f"arn:aws:ec2:{account_region}:instance/*"),
-            statement("RevokeKeys", ["iam:ListAccessKeys", "iam:UpdateAccessKey", "iam:DeleteAccessKey",
-                                     "iam:PutRolePolicy"], "*"),
-            statement("ForensicTrail", ["cloudtrail:StartLogging", "cloudtrail:GetTrailStatus",
-                                        "cloudtrail:DescribeTrails", "cloudtrail:LookupEvents"],
-                      [f"arn:aws:cloudtrail:{account_region}:trail/{a.trail_name}", "*"]),
+            statement("IncidentRecords", ["s3:GetObject", "s3:PutObject"], [f"{bucket}/incidents/*"]),
+            statement("WriteJournals", ["s3:GetObject", "s3:PutObject"], _journals(bucket, "contain")),
+            statement("ListRecords", list_vault, bucket),
+            _vault_key(key, region),
+            # The quarantine group is created in, and interfaces moved only within, the site's VPC.
+            statement("QuarantineGroup", ["ec2:CreateSecurityGroup"],
+                      [f"arn:aws:ec2:{region}:{account}:vpc/{a.vpc_id}",
+                       f"arn:aws:ec2:{region}:{account}:security-group/*"]),
+            statement("Isolate", ["ec2:RevokeSecurityGroupEgress", "ec2:ModifyNetworkInterfaceAttribute",
+                                  "ec2:CreateTags"],
+                      [f"arn:aws:ec2:{region}:{account}:security-group/*",
+                       f"arn:aws:ec2:{region}:{account}:network-interface/*",
+                       f"arn:aws:ec2:{region}:{account}:image/*", f"arn:aws:ec2:{region}::snapshot/*",
+                       f"arn:aws:ec2:{region}::image/*"],
+                      {"StringEquals": {"ec2:Vpc": f"arn:aws:ec2:{region}:{account}:vpc/{a.vpc_id}"}}),
+            statement("Evidence", ["ec2:CreateImage", "ec2:CreateSnapshot"],
+                      [f"arn:aws:ec2:{region}:{account}:instance/*", f"arn:aws:ec2:{region}::image/*",
+                       f"arn:aws:ec2:{region}::snapshot/*", f"arn:aws:ec2:{region}:{account}:volume/*"]),
+            # EC2 Describe* calls have no resource-level permissions: AWS requires "*".
+            statement("DescribeInstances", ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeSnapshots",
+                                            "ec2:DescribeSecurityGroups", "ec2:DescribeNetworkInterfaces"], "*"),
+            statement("Terminate", ["ec2:TerminateInstances"], f"arn:aws:ec2:{region}:{account}:instance/*",
+                      {"StringEquals": {"ec2:Vpc": f"arn:aws:ec2:{region}:{account}:vpc/{a.vpc_id}"}}),
+            # IAM users are not tied to a stack: any user of the account may be the compromised one.
+            statement("RevokeUserKeys", ["iam:GetUser", "iam:ListAccessKeys", "iam:UpdateAccessKey",
+                                         "iam:DeleteAccessKey"], f"arn:aws:iam::{account}:user/*"),
+            # Session revocation writes a deny-only inline policy on this stack's other roles; never on the
+            # contain role itself, so containment cannot grant itself more.
+            statement("RevokeRoleSessions", ["iam:PutRolePolicy", "iam:ListRolePolicies"],
+                      [role_arn(account, a.stack, j) for j in JOBS if j != "contain"] + list(v["revocable_role_arns"])),
+            statement("ForensicTrail", ["cloudtrail:StartLogging", "cloudtrail:GetTrailStatus"],
+                      f"arn:aws:cloudtrail:{region}:{account}:trail/{a.trail_name}"),
+            # LookupEvents has no resource-level permissions: AWS requires "*".
+            statement("ReadTrail", ["cloudtrail:LookupEvents"], "*"),
         ],
     }
     return {job: json.dumps({"Version": "2012-10-17", "Statement": s}, sort_keys=True) for job, s in docs.items()}
 
 
+def trust_policy(principal_arns: list[str]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": principal_arns}, "Action": "sts:AssumeRole"}]}, sort_keys=True)
+
+
 class RecoveryAccess(pulumi.ComponentResource):
-    role: aws.iam.Role
+    roles: dict[str, aws.iam.Role]
 
     def __init__(self, name: str, args: RecoveryAccessArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("xai:dr:RecoveryAccess", name, None, opts)
-        self.role = aws.iam.Role(
-            f"{name}-role",
-            name=f"xai-recovery-{args.stack}",
-            description="Runs the `recovery` DR runbooks",
-            max_session_duration=4 * 3600,  # long enough for a full restore
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"AWS": args.trusted_principal_arns},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                },
-                sort_keys=True,
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        peer = args.peer
         resolved = pulumi.Output.all(
             bucket_arn=args.bucket_arn,
             bucket_key_arn=args.bucket_key_arn,
             global_cluster_id=args.global_cluster_id,
             cluster_arn=args.cluster_arn,
             cache_group_arn=args.cache_group_arn,
+            db_secret_arn=args.db_secret_arn,
+            # Failover repoints clients through the DB secret: on a DR site that is the replica here and
+            # the primary secret in its home region (a replica is read-only).
+            db_secret_arns=pulumi.Output.all(args.db_secret_arn, *([peer.db_secret_arn] if peer else [])),
             secret_arns=pulumi.Output.all(*args.secret_arns),
-            health_check_ids=pulumi.Output.all(*args.health_check_ids),
+            health_check_id=args.health_check_id,
+            # A DR site's failover inverts the primary's check to move traffic.
+            health_check_ids=pulumi.Output.all(args.health_check_id, *([peer.health_check_id] if peer else [])),
+            endpoint_parameter_arn=args.endpoint_parameter_arn,
+            revocable_role_arns=pulumi.Output.all(*args.revocable_role_arns),
         )
         documents = resolved.apply(lambda v: job_policies(v, args))
-        for job in ("backup", "restore", "failover", "rotate", "contain"):
+        self.roles = {}
+        for job in JOBS:
+            role = aws.iam.Role(
+                f"{name}-{job}-role",
+                name=role_name(args.stack, job),
+                description=f"Runs the `recovery` {job} runbooks of {args.stack}",
+                max_session_duration=4 * 3600,  # long enough for a full restore
+                assume_role_policy=trust_policy(args.trusted_principal_arns),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
             aws.iam.RolePolicy(
                 f"{name}-{job}",
                 name=job,
-                role=self.role.id,
+                role=role.id,
                 policy=documents.apply(lambda d, j=job: d[j]),  # type: ignore[misc]
                 opts=pulumi.ResourceOptions(parent=self),
             )
-        self.register_outputs({"role_arn": self.role.arn})
+            self.roles[job] = role
+        self.register_outputs({"role_arns": {j: r.arn for j, r in self.roles.items()}})
+
+
+def peer_failback_policy(dr_bucket_arn: str) -> str:
+    """What the primary's failover role needs in the DR site for a failback: the one failover lock
+    (it lives in the DR bucket, see recovery/runbooks/failover.py) and the DR backups' listing."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        statement("FailoverLockInDrSite", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                  f"{dr_bucket_arn}/locks/failover.lock"),
+    ]}, sort_keys=True)

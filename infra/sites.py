@@ -6,17 +6,18 @@ the README ("Stack outputs"), and checked by tests/test_contract.py.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 
-from aurora import PORT as DB_PORT
 from aurora import AuroraArgs, AuroraSite
 from backup_vault import BackupVault, BackupVaultArgs
 from dns_failover import DnsFailover, DnsFailoverArgs
-from recovery_access import RecoveryAccess, RecoveryAccessArgs
+from recovery_access import PeerAccess, RecoveryAccess, RecoveryAccessArgs, peer_failback_policy
 from redis_cache import PORT as CACHE_PORT
 from redis_cache import RedisCache, RedisCacheArgs
 from replication import CrossRegionReplication, ReplicationArgs, replication_role
@@ -45,7 +46,7 @@ def _common_outputs(cfg: StackConfig) -> Outputs:
         "backup_retention_days": cfg.backup.retention_days,
         "offsite_retention_days": cfg.backup.offsite_retention_days,
         "backup_interval_minutes": dict(cfg.backup.interval_minutes),
-        "db_port": DB_PORT,
+        "db_port": cfg.database.port,
         "db_name": cfg.database.database_name,
         "db_username": cfg.database.master_username,
         "cache_port": CACHE_PORT,
@@ -75,12 +76,41 @@ def _app_secrets(cfg: StackConfig, vault: BackupVault) -> list[pulumi.Output[str
     return arns
 
 
+def endpoint_parameter(cfg: StackConfig, global_cluster_id: pulumi.Input[str],
+                       writer: pulumi.Input[dict[str, Any]]) -> aws.ssm.Parameter:
+    """Where clients find the writer: `recovery failover` rewrites it in the new writer's region.
+
+    Each site keeps its own copy, so a client in the DR region reads it with the primary region gone.
+    The value is the program's only at creation; later failovers own it.
+    """
+    return aws.ssm.Parameter(
+        "endpoints",
+        name=pulumi.Output.from_input(global_cluster_id).apply(lambda g: f"/xai-dr/{g}/endpoints"),
+        type="String",
+        description="The database and cache endpoints of the writing site (rewritten by `recovery failover`)",
+        value=pulumi.Output.from_input(writer).apply(lambda d: json.dumps(d, sort_keys=True)),
+        opts=pulumi.ResourceOptions(ignore_changes=["value"]),
+    )
+
+
+def writer_doc(stack: pulumi.Input[str], db: pulumi.Input[str], port: pulumi.Input[int], cache_id: pulumi.Input[str],
+               cache_host: pulumi.Input[str], cache_port: pulumi.Input[int]) -> pulumi.Output[dict[str, Any]]:
+    """The endpoint document `recovery failover` writes (recovery/runbooks/failover.py)."""
+    return pulumi.Output.all(stack, db, port, cache_id, cache_host, cache_port).apply(lambda v: {
+        "site": v[0], "db_host": v[1], "db_port": int(v[2]), "cache_replication_group_id": v[3],
+        "cache_host": v[4], "cache_port": int(v[5])})
+
+
 def _site(cfg: StackConfig, vault: BackupVault, db: AuroraSite, db_secret_arn: pulumi.Input[str],
-          extra_health_check_ids: list[pulumi.Input[str]]) -> Outputs:
-    """Cache, DNS, app secrets and recovery access: the same in both roles."""
+          peer: PeerAccess | None = None, writer: pulumi.Input[dict[str, Any]] | None = None,
+          revocable_role_arns: list[pulumi.Input[str]] | None = None) -> Outputs:
+    """Cache, DNS, app secrets, the endpoint parameter and recovery access: the same in both roles."""
     cache = RedisCache("cache", RedisCacheArgs(cache=cfg.cache, network=cfg.network, stack=cfg.stack))
     dns = DnsFailover("dns", DnsFailoverArgs(dns=cfg.dns, role=cfg.role, stack=cfg.stack))
     app_secret_arns = _app_secrets(cfg, vault)
+    endpoints = endpoint_parameter(cfg, db.global_cluster_id, writer if writer is not None else writer_doc(
+        cfg.stack, db.cluster.endpoint, cfg.database.port, cache.group.replication_group_id,
+        cache.group.primary_endpoint_address, CACHE_PORT))
     access = RecoveryAccess(
         "recovery",
         RecoveryAccessArgs(
@@ -92,11 +122,15 @@ def _site(cfg: StackConfig, vault: BackupVault, db: AuroraSite, db_secret_arn: p
             global_cluster_id=db.global_cluster_id,
             cluster_arn=db.cluster.arn,
             cache_group_arn=cache.group.arn,
+            db_secret_arn=db_secret_arn,
             secret_arns=[db_secret_arn, cache.secret.arn, *app_secret_arns],
             zone_id=cfg.dns.zone_id,
-            health_check_ids=[dns.health_check.id, *extra_health_check_ids],
+            health_check_id=dns.health_check.id,
+            endpoint_parameter_arn=endpoints.arn,
             vpc_id=cfg.network.vpc_id,
             trail_name=cfg.recovery.trail_name,
+            revocable_role_arns=revocable_role_arns or [],
+            peer=peer,
         ),
     )
     return {
@@ -116,7 +150,8 @@ def _site(cfg: StackConfig, vault: BackupVault, db: AuroraSite, db_secret_arn: p
         "cache_secret_arn": cache.secret.arn,
         "app_secret_arns": app_secret_arns,
         "health_check_id": dns.health_check.id,
-        "recovery_role_arn": access.role.arn,
+        "endpoint_parameter_name": endpoints.name,
+        "recovery_role_arns": {job: role.arn for job, role in access.roles.items()},
     }
 
 
@@ -124,7 +159,7 @@ def _primary(cfg: StackConfig) -> Outputs:
     vault = BackupVault("backups", BackupVaultArgs(backup=cfg.backup))
     db = AuroraSite("database", AuroraArgs(database=cfg.database, network=cfg.network, stack=cfg.stack))
     assert db.secret is not None
-    return _site(cfg, vault, db, db.secret.arn, [])
+    return _site(cfg, vault, db, db.secret.arn)
 
 
 def _dr(cfg: StackConfig) -> Outputs:
@@ -156,7 +191,21 @@ def _dr(cfg: StackConfig) -> Outputs:
                    join_global_cluster_id=from_primary("global_cluster_id")),
     )
     db_secret_arn = from_primary("db_secret_arn").apply(lambda arn: replica_secret_arn(arn, cfg.region))
-    outputs = _site(cfg, vault, db, db_secret_arn, [from_primary("health_check_id")])
+    peer = PeerAccess(db_secret_arn=from_primary("db_secret_arn"), health_check_id=from_primary("health_check_id"))
+    # Until the first failover the primary writes: the DR site's parameter says so from the start.
+    writer = writer_doc(cfg.peer_stack.rsplit("/", 1)[-1], from_primary("db_endpoint"), primary.require_output("db_port"),
+                        from_primary("cache_replication_group_id"), from_primary("cache_endpoint"),
+                        primary.require_output("cache_port"))
+    outputs = _site(cfg, vault, db, db_secret_arn, peer=peer, writer=writer, revocable_role_arns=[role.arn])
+    # A failback runs as the primary's failover role and takes the one failover lock, which lives
+    # here. The primary stack cannot name this bucket (it never depends on its DR site), so this
+    # stack grants it.
+    aws.iam.RolePolicy(
+        "recovery-peer-failback",
+        name=f"failback-via-{cfg.stack}",
+        role=primary.require_output("recovery_role_arns").apply(lambda arns: str(arns["failover"]).rsplit("/", 1)[-1]),
+        policy=vault.bucket.arn.apply(peer_failback_policy),
+    )
     outputs["replication_source_bucket_name"] = from_primary("backup_bucket_name")
     outputs["replication_role_arn"] = role.arn
     return outputs

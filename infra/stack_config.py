@@ -59,6 +59,7 @@ class Database:
     master_username: str
     backup_retention_days: int
     secret_replica_region: str | None
+    port: int
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,8 @@ def load(raw: Mapping[str, Any], *, stack: str, region: str | None) -> StackConf
             d, "database.backupRetentionDays", int, default=7, check=lambda v: 7 <= v <= 35, expect="7..35 days",
         ),
         secret_replica_region=r.value(d, "database.secretReplicaRegion", str, default=None) if role == "primary" else None,
+        # Aurora's default; a site may listen elsewhere (the local environment's clusters do).
+        port=r.value(d, "database.port", int, default=5432, check=lambda v: 1150 <= v <= 65535, expect="1150..65535"),
     )
 
     c = r.section("cache")

@@ -1,18 +1,34 @@
-"""boto3 clients and the mapping of AWS failures to one-line errors.
+"""boto3 clients, the job role they run as, and the mapping of AWS failures to one-line errors.
 
-Credentials come from boto3's standard chain only (env, profile, SSO, instance role). boto3
-itself honours ``AWS_ENDPOINT_URL`` (and ``AWS_ENDPOINT_URL_<SERVICE>``), which is how the local
-moto sandbox is reached; nothing here special-cases it. Retries use botocore's standard mode.
+Credentials come from boto3's standard chain only (env, profile, SSO, instance role): that is the
+*base* identity. Every command then runs as its job's role (`act_as`): the stack's
+`recovery_role_arns` name one role per job (infra/recovery_access.py), and the base identity assumes
+it through the stack's own region's STS endpoint (never the global one, which lives in us-east-1).
+botocore's assume-role fetcher refreshes the session before it expires, so a four-hour restore keeps
+working. A base identity that already is the job's role (an instance profile) is used as it is.
+
+boto3 itself honours ``AWS_ENDPOINT_URL`` (and ``AWS_ENDPOINT_URL_<SERVICE>``), which is how the local
+emulator is reached; nothing here special-cases it. Retries use botocore's standard mode.
+
+Every object the tool writes into a backup vault is encrypted under that vault's key: the vault's
+bucket policy refuses any upload without those headers (infra/backup_vault.py). `vault_key()`
+registers a bucket's key once its stack's outputs are read, and every S3 client adds the headers to
+PutObject, CreateMultipartUpload and CopyObject into that bucket when the caller did not.
 """
 
 from __future__ import annotations
 
+import getpass
 import os
+import socket
+from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterator
 
 import boto3
+import botocore.session
 from botocore.config import Config
+from botocore.credentials import AssumeRoleCredentialFetcher, CredentialProvider, CredentialResolver, DeferredRefreshableCredentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -22,9 +38,15 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from recovery.errors import AwsAccessError, RecoveryError
+from recovery.errors import AwsAccessError, RecoveryError, StackOutputsError
 
 MAX_POOL = 16
+SESSION_SECONDS = 4 * 3600  # the roles' MaxSessionDuration (infra/recovery_access.py)
+
+# The job role this process runs as now ({"job", "arn", "session"}); empty until a command says.
+_CURRENT: dict[str, Any] = {}
+_VAULT_KEYS: dict[str, str] = {}  # bucket -> the KMS key its policy demands
+_SSE_OPERATIONS = ("PutObject", "CreateMultipartUpload", "CopyObject")
 
 
 @lru_cache(maxsize=None)
@@ -32,19 +54,122 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
-def client(service: str, region: str | None = None) -> Any:
-    """A boto3 client for `service` in `region` (the stack's region), standard retries."""
-    config = Config(
+def _config(region: str | None) -> Config:
+    return Config(
         region_name=region or None,
         retries={"mode": "standard", "max_attempts": int(os.environ.get("RECOVERY_AWS_MAX_ATTEMPTS", "5"))},
         max_pool_connections=MAX_POOL,
         connect_timeout=10,
         read_timeout=120,
     )
+
+
+def client(service: str, region: str | None = None) -> Any:
+    """A boto3 client for `service` in `region` (the stack's region) as the current job's role."""
+    session = _CURRENT.get("session") or _session()
     try:
-        return _session().client(service, config=config)
+        c = session.client(service, config=_config(region))
     except NoRegionError:
         raise AwsAccessError("no AWS region known", "set AWS_REGION or check the stack's 'region' output") from None
+    if service == "s3":
+        for op in _SSE_OPERATIONS:
+            c.meta.events.register(f"provide-client-params.s3.{op}", _add_vault_key)
+    return c
+
+
+def vault_key(bucket: str, kms_key_arn: str) -> None:
+    """Remember that objects written into `bucket` must be encrypted under `kms_key_arn`."""
+    _VAULT_KEYS[bucket] = kms_key_arn
+
+
+def _add_vault_key(params: dict[str, Any], **_: Any) -> None:
+    key = _VAULT_KEYS.get(str(params.get("Bucket", "")))
+    if key and "ServerSideEncryption" not in params:
+        params["ServerSideEncryption"] = "aws:kms"
+        params["SSEKMSKeyId"] = key
+
+
+# ------------------------------------------------------------------------------------ job roles
+
+
+class _Fixed(CredentialProvider):
+    METHOD = "assume-role"
+
+    def __init__(self, credentials: Any) -> None:
+        self._credentials = credentials
+
+    def load(self) -> Any:
+        return self._credentials
+
+
+@lru_cache(maxsize=None)
+def _base_identity(region: str) -> str:
+    sts = _session().client("sts", config=_config(region))
+    try:
+        return str(sts.get_caller_identity()["Arn"])
+    except Exception as exc:  # noqa: BLE001 - mapped to a one-line error
+        raise aws_error(exc, "finding out who the AWS credentials belong to") from None
+
+
+def _is_role(identity: str, role_arn: str) -> bool:
+    """arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION is a session of arn:aws:iam::ACCOUNT:role/NAME."""
+    parts = identity.split(":", 5)
+    if len(parts) < 6 or not parts[5].startswith("assumed-role/"):
+        return False
+    return role_arn.rsplit("/", 1)[-1] == parts[5].split("/")[1] and parts[4] == role_arn.split(":")[4]
+
+
+@lru_cache(maxsize=None)
+def _role_session(role_arn: str, region: str, job: str) -> boto3.session.Session:
+    base = _session()
+    source = base.get_credentials()
+    if source is None:
+        raise AwsAccessError(f"no AWS credentials to assume the {job} role with",
+                             "configure the standard chain (AWS_PROFILE, env vars, SSO or an instance role)")
+    core = botocore.session.Session()
+    # The stack's own region's STS: the global endpoint lives in us-east-1, the region we may be losing.
+    core.set_config_variable("sts_regional_endpoints", "regional")
+    who = f"{getpass.getuser()}@{socket.gethostname()}"[:40]
+    fetcher = AssumeRoleCredentialFetcher(
+        client_creator=lambda service, **kw: base.client(service, region_name=region, **kw),
+        source_credentials=source,
+        role_arn=role_arn,
+        extra_args={"RoleSessionName": f"recovery-{job}-{who}".replace("@", "-")[:64],
+                    "DurationSeconds": SESSION_SECONDS},
+    )
+    creds = DeferredRefreshableCredentials(refresh_using=fetcher.fetch_credentials, method="assume-role")
+    core.register_component("credential_provider", CredentialResolver(providers=[_Fixed(creds)]))
+    return boto3.session.Session(botocore_session=core, region_name=region)
+
+
+def act_as(outputs: Any, job: str) -> None:
+    """From now on every client of this process runs as `job`'s role of the stack `outputs` describe."""
+    arn = outputs.recovery_role_arns.get(job)
+    if not arn:
+        raise StackOutputsError(f"stack '{outputs.stack}' names no role for the {job} job in recovery_role_arns",
+                                "deploy the current infra program (`pulumi up`), which creates one role per job")
+    vault_key(outputs.backup_bucket_name, outputs.backup_kms_key_arn)
+    if _is_role(_base_identity(outputs.region), arn):
+        _CURRENT.clear()
+        _CURRENT.update(job=job, arn=arn, session=None)
+        return
+    _CURRENT.update(job=job, arn=arn, session=_role_session(arn, outputs.region, job))
+
+
+@contextmanager
+def acting_as(outputs: Any, job: str) -> Iterator[None]:
+    """`act_as` for a block (a drill runs several jobs' runbooks one after the other)."""
+    before = dict(_CURRENT)
+    act_as(outputs, job)
+    try:
+        yield
+    finally:
+        _CURRENT.clear()
+        _CURRENT.update(before)
+
+
+def current_job() -> str | None:
+    return _CURRENT.get("job")
 
 
 _NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "404", "NotFound", "ResourceNotFoundException"}
@@ -75,7 +200,7 @@ def aws_error(exc: BaseException, doing: str, *, bucket: str | None = None) -> R
                                   "check the stack's backup_bucket_name output and the region")
         if code in _DENIED:
             return AwsAccessError(f"AWS denied access while {doing} ({code})",
-                                  "check the IAM permissions of the credentials in use (recovery_role_arn)")
+                                  f"check the {current_job() or 'job'} role's policy (recovery_role_arns) and the bucket policy")
         if code in _NOT_FOUND:
             return AwsAccessError(f"not found while {doing} ({code}: {msg})", "check the stack outputs")
         return AwsAccessError(f"AWS error while {doing}: {code}: {msg}", "retry; if it persists check AWS health")

@@ -70,11 +70,12 @@ class StackOutputs:
     node_api_url: str
     vpc_id: str
     trail_name: str
-    recovery_role_arn: str
+    endpoint_parameter_name: str
+    recovery_role_arns: dict[str, str]
     objectives: dict[str, Any]
     replication_source_bucket_name: str | None = None
     replication_role_arn: str | None = None
-    # Only the local environment's stacks export these (recovery/local/sandbox.py).
+    # Only the local environment's stacks carry these: its bindings (recovery/local/deploy.py).
     node_data_dir: str | None = None
     services_config: str | None = None
     source: str = field(default="", compare=False)
@@ -118,7 +119,8 @@ _SPEC: dict[str, tuple[str, bool]] = {
     "node_api_url": ("str", True),
     "vpc_id": ("str", True),
     "trail_name": ("str", True),
-    "recovery_role_arn": ("str", True),
+    "endpoint_parameter_name": ("str", True),
+    "recovery_role_arns": ("object", True),
     "objectives": ("object", True),
     "replication_source_bucket_name": ("str", False),
     "replication_role_arn": ("str", False),
@@ -184,6 +186,12 @@ def parse_outputs(stack: str, raw: Mapping[str, Any], source: str = "") -> Stack
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
             raise StackOutputsError(
                 f"stack '{stack}' output 'backup_interval_minutes.{k}' should be a positive number",
+                "fix the infra program's export",
+            )
+    for job, arn in values["recovery_role_arns"].items():
+        if not isinstance(arn, str) or not arn.startswith("arn:"):
+            raise StackOutputsError(
+                f"stack '{stack}' output 'recovery_role_arns.{job}' should be a role ARN",
                 "fix the infra program's export",
             )
     if values["role"] not in ("primary", "dr"):

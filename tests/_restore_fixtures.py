@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from recovery.local.moto_server import MotoServer, provision_site
+from recovery.local.deploy import site_for_tests
+from recovery.local.moto_server import MotoServer
 from recovery.local.postgres_cluster import PostgresCluster
 from recovery.stack import StackOutputs, parse_outputs
 
@@ -127,12 +128,12 @@ def make_rsite(moto_server: MotoServer, pg: PostgresCluster, tmp_path: Path, mon
                rows: int = 3000, fail_stop: str | None = None) -> RSite:
     moto_server.reset()
     db = new_db(pg, rows)
-    outputs = provision_site(moto_server, stack=STACK, db_port=pg.port, db_name=db, db_password=DB_PASSWORD)
+    outputs, oncall = site_for_tests(moto_server.endpoint, moto_server.ca_bundle, db_port=pg.port, db_name=db, db_password=DB_PASSWORD)
     f = tmp_path / "outputs.json"
     f.write_text(json.dumps(outputs))
     services = make_services(tmp_path / "services", fail_stop)
     journal_dir = tmp_path / "journal"
-    env = {**moto_server.env(), "RECOVERY_AWS_MAX_ATTEMPTS": "2", "RECOVERY_SERVICES_CONFIG": str(services.config),
+    env = {**moto_server.env(), **oncall.env(), "RECOVERY_AWS_MAX_ATTEMPTS": "2", "RECOVERY_SERVICES_CONFIG": str(services.config),
            "RECOVERY_JOURNAL_DIR": str(journal_dir), "RECOVERY_NO_PULUMI_CLI": "1"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)

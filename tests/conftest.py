@@ -16,7 +16,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from recovery.local.moto_server import MotoServer, provision_site
+from recovery.local.deploy import site_for_tests
+from recovery.local.moto_server import MotoServer
 from recovery.local.postgres_cluster import PostgresCluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,10 +70,11 @@ class Site:
 def site(moto_server: MotoServer, pg: PostgresCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
     """A freshly provisioned primary site in moto, its outputs file, and env pointing at both."""
     moto_server.reset()
-    outputs = provision_site(moto_server, stack=STACK, db_port=pg.port, db_password=DB_PASSWORD)
+    outputs, oncall = site_for_tests(moto_server.endpoint, moto_server.ca_bundle, db_port=pg.port, db_password=DB_PASSWORD)
     f = tmp_path / "outputs.json"
     f.write_text(json.dumps(outputs))
-    env = {**moto_server.env(), "RECOVERY_AWS_MAX_ATTEMPTS": "2"}
+    # The CLI starts from the on-call identity the stack trusts and assumes each job's role.
+    env = {**moto_server.env(), **oncall.env(), "RECOVERY_AWS_MAX_ATTEMPTS": "2"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     for k in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PULUMI_BACKEND_URL"):

@@ -254,29 +254,46 @@ class TestDns:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_recovery_role_is_least_privilege_per_job(stack: str) -> None:
+def test_one_role_per_job_each_least_privilege(stack: str) -> None:
     r = run(stack)
-    role = r.one("aws:iam/role:Role", "recovery-role")
-    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"]["AWS"]
-    assert trust == ["arn:aws:iam::123456789012:role/xai-oncall"]
-    policies = {p.inputs["name"]: json.loads(p.inputs["policy"]) for p in r.of_type("aws:iam/rolePolicy:RolePolicy")
-                if p.name.startswith("recovery-")}
-    assert set(policies) == {"backup", "restore", "failover", "rotate", "contain"}
+    jobs = ("backup", "restore", "failover", "rotate", "contain")
+    roles = {x.name: x for x in r.of_type("aws:iam/role:Role") if x.name.startswith("recovery-")}
+    assert set(roles) == {f"recovery-{j}-role" for j in jobs}
+    for role in roles.values():
+        trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"]["AWS"]
+        assert trust == ["arn:aws:iam::123456789012:role/xai-oncall"]
+    assert r.outputs["recovery_role_arns"] == {j: roles[f"recovery-{j}-role"].outputs["arn"] for j in jobs}
+    policies = {p.inputs["name"]: (p.inputs["role"], json.loads(p.inputs["policy"]))
+                for p in r.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.startswith("recovery-")
+                and p.name != "recovery-peer-failback"}
+    assert set(policies) == set(jobs)
     bucket_arn = f"arn:aws:s3:::{BUCKETS[stack]}"
-    for job, doc in policies.items():
+    for job, (role_name, doc) in policies.items():
+        assert role_name == roles[f"recovery-{job}-role"].inputs["name"], "each job's policy on its own role"
         for s in doc["Statement"]:
             assert s["Effect"] == "Allow"
             assert not any(a == "*" or a.endswith(":*") for a in s["Action"]), (job, s["Action"])
             resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
-            if any(a.startswith(("s3:", "kms:", "secretsmanager:")) for a in s["Action"]):
+            if any(a.startswith(("s3:", "kms:", "secretsmanager:", "iam:", "rds:", "route53:")) for a in s["Action"]):
                 assert "*" not in resources, (job, s)
             for res in resources:
                 if res.startswith("arn:aws:s3:::"):
                     assert res == bucket_arn or res.startswith(bucket_arn + "/"), res
-    secrets = policies["rotate"]["Statement"][0]["Resource"]
-    assert set(secrets) == {r.outputs["db_secret_arn"], r.outputs["cache_secret_arn"], *r.outputs["app_secret_arns"]}
-    deletes = [s for s in policies["backup"]["Statement"] if "s3:DeleteObject" in s["Action"]]
-    assert [d["Resource"] for d in deletes] == [f"{bucket_arn}/locks/*"], "backups are never deleted by the tool"
+    rotate = next(s for s in policies["rotate"][1]["Statement"] if s["Sid"] == "RotateSecrets")["Resource"]
+    assert set(rotate) == {r.outputs["db_secret_arn"], r.outputs["cache_secret_arn"], *r.outputs["app_secret_arns"]}
+    deletes = [(job, s["Resource"]) for job, (_, doc) in policies.items() for s in doc["Statement"]
+               if "s3:DeleteObject" in s["Action"]]
+    assert deletes == [("backup", f"{bucket_arn}/locks/backup-*"), ("failover", f"{bucket_arn}/locks/failover.lock")], \
+        "backups are never deleted by the tool; each job releases only its own lock"
+    revoke = next(s for s in policies["contain"][1]["Statement"] if "iam:PutRolePolicy" in s["Action"])["Resource"]
+    assert roles["recovery-contain-role"].outputs["arn"] not in revoke, "containment cannot grant itself more"
+
+
+def test_the_dr_stack_lets_the_primary_fail_back_through_the_dr_lock() -> None:
+    grant = run("production-dr").one("aws:iam/rolePolicy:RolePolicy", "recovery-peer-failback")
+    assert grant.inputs["role"] == run("production").outputs["recovery_role_arns"]["failover"].rsplit("/", 1)[-1]
+    [s] = json.loads(grant.inputs["policy"])["Statement"]
+    assert s["Resource"] == f"arn:aws:s3:::{BUCKETS['production-dr']}/locks/failover.lock"
 
 
 def test_dr_failover_role_may_invert_the_primary_health_check() -> None:

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from recovery.catalog import MANIFEST_SUFFIX, TS_FORMAT, VERIFY_SUFFIX, Manifest, iso, object_name, prefix
-from recovery.local.moto_server import MotoServer, provision_site
+from recovery.local.deploy import site_for_tests
+from recovery.local.moto_server import MotoServer
 from recovery.runbook import Journal, S3JournalStore
 from recovery.runbooks.metrics import METRICS, collect, p95, render_prometheus, write_textfile
 from recovery.stack import parse_outputs
@@ -85,7 +86,7 @@ def val(samples: dict[Any, float], name: str, **labels: str) -> float:
 @pytest.fixture()
 def known(moto_server: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     moto_server.reset()
-    raw = provision_site(moto_server, stack=STACK, db_password=DB_PASSWORD)
+    raw, oncall = site_for_tests(moto_server.endpoint, moto_server.ca_bundle, db_password=DB_PASSWORD)
     f = tmp_path / "outputs.json"
     f.write_text(json.dumps(raw))
     for k, v in moto_server.env().items():

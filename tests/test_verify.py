@@ -198,23 +198,27 @@ def test_unwritable_dest_is_an_input_error(cli: Any, backed_up: dict[str, Any], 
 
 
 def test_dr_stack_checks_that_the_primary_replicates_into_it(moto_server: Any, site: Site, tmp_path: Path) -> None:
-    from recovery.local.moto_server import provision_site
+    from recovery.local.deploy import site_for_tests
 
-    dr = provision_site(moto_server, stack="production-dr", role="dr", region="us-west-2",
-                        replication_source_bucket=site.bucket)
+    moto_server.reset()  # both sites, deployed together as the program does
+    dr, oncall = site_for_tests(moto_server.endpoint, moto_server.ca_bundle, role="dr")
     f = tmp_path / "dr.json"
     f.write_text(json.dumps(dr))
+    primary = dr["replication_source_bucket_name"]
+    east = moto_server.client("s3", "us-east-1")
+    east.delete_bucket_replication(Bucket=primary)  # as if the DR stack had not been deployed yet
     from conftest import run_cli
 
     def bucket_checks() -> dict[str, Any]:
-        r = run_cli("verify", "--stack", "production-dr", "--outputs", str(f), "--json", "--no-record", env=site.env)
+        r = run_cli("verify", "--stack", "production-dr", "--outputs", str(f), "--json", "--no-record",
+                    env={**site.env, **oncall.env()})
         return {c["name"]: c for c in r.json()["checks"] if c["scope"] == "bucket"}
 
     assert bucket_checks()["replication"]["ok"] is False  # the primary does not replicate here yet
-    site.s3().put_bucket_replication(Bucket=site.bucket, ReplicationConfiguration={
+    east.put_bucket_replication(Bucket=primary, ReplicationConfiguration={
         "Role": dr["replication_role_arn"],
         "Rules": [{"ID": "dr", "Status": "Enabled", "Priority": 1, "Filter": {"Prefix": ""},
                    "DeleteMarkerReplication": {"Status": "Disabled"},
                    "Destination": {"Bucket": dr["backup_bucket_arn"]}}]})
     check = bucket_checks()["replication"]
-    assert check["ok"] is True and check["detail"] == f"source bucket {site.bucket} replicates into this bucket"
+    assert check["ok"] is True and check["detail"] == f"source bucket {primary} replicates into this bucket"

@@ -49,7 +49,7 @@ def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str,
     """pg_dump of the chain database -> compression -> S3 multipart (SSE-KMS)."""
     from recovery.runbooks.backup import BackupOptions, backup_db
 
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "backup")
     with progress(interactive(as_json), "pg_dump") as cb:
         opts = BackupOptions(fmt=fmt, level=level, workers=workers, on_bytes=cb)
         m = backup_db(outputs, opts, dsn=dsn)
@@ -68,7 +68,7 @@ def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_d
     """tar.gz of the node's data directory (chain.db copied consistently)."""
     from recovery.runbooks.backup import BackupOptions, backup_chain
 
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "backup")
     data_dir = node_data_dir(outputs, data_dir)
     with progress(interactive(as_json), "tar") as cb:
         opts = BackupOptions(fmt=fmt, level=level, on_bytes=cb)
@@ -83,7 +83,7 @@ def backup_config_cmd(stack: str, outputs_file: str | None, as_json: bool, paths
     """tar.gz of deployment configuration (run on every deployment)."""
     from recovery.runbooks.backup import BackupOptions, backup_config
 
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "backup")
     opts = BackupOptions()
     m = backup_config(outputs, list(paths), opts)
     _render_manifest(m, as_json, opts.extra)
@@ -96,7 +96,7 @@ def list_cmd(stack: str, outputs_file: str | None, as_json: bool, kind: str | No
     """Catalogued backups: time, size, age, sha256 prefix, verified."""
     from recovery.runbooks.listing import list_backups
 
-    rows = list_backups(outputs_for(stack, outputs_file), kind)
+    rows = list_backups(outputs_for(stack, outputs_file, "restore"), kind)
     if as_json:
         emit_json([r.to_json() for r in rows])
         return
@@ -139,7 +139,7 @@ def verify_cmd(stack: str, outputs_file: str | None, as_json: bool, kinds: tuple
     from recovery.catalog import KINDS
     from recovery.runbooks.verify import verify
 
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "backup")
     ages = {k: v for k, v in (("db", max_age_db), ("chain", max_age_chain)) if v is not None}
 
     def line(c: Any) -> None:
@@ -174,7 +174,7 @@ def offsite_sync_cmd(stack: str, outputs_file: str | None, as_json: bool, dest: 
     from recovery.errors import IntegrityError
     from recovery.runbooks.offsite import offsite_sync
 
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "backup")
 
     def line(i: Any) -> None:
         if not as_json and i.action != "present":

@@ -98,10 +98,14 @@ def stack_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def outputs_for(stack: str, outputs_file: str | None) -> Any:
+def outputs_for(stack: str, outputs_file: str | None, job: str) -> Any:
+    """The stack's outputs; from here on the command runs as `job`'s role of that stack (recovery/aws.py)."""
+    from recovery.aws import act_as
     from recovery.stack import load_outputs
 
-    return load_outputs(stack, outputs_file)
+    outputs = load_outputs(stack, outputs_file)
+    act_as(outputs, job)
+    return outputs
 
 
 def node_data_dir(outputs: Any, given: str | None) -> str:

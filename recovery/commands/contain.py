@@ -42,7 +42,7 @@ def contain(ctx: click.Context, stack: str | None, outputs_file: str | None, as_
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.contain import ContainOptions, contain as run_contain
 
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "contain")
     reporter = ConsoleReporter()
     opts = ContainOptions(instance_id=instance_id, users=list(users), roles=list(roles), incident_id=incident_id,
                           delete_keys=delete_keys, wait_timeout_s=parse_duration(wait_timeout))
@@ -64,7 +64,7 @@ def terminate_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.contain import terminate
 
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "contain")
     reporter = ConsoleReporter()
     store = journal_store_for(outputs, reporter)
     finish_runbook(lambda: terminate(outputs, instance_id, incident_id, store, yes=yes, dry_run=dry_run,
@@ -79,7 +79,7 @@ def investigate(stack: str, outputs_file: str | None, as_json: bool, incident_id
     """Add CloudTrail events of the incident's users and instance to its record; write the report."""
     from recovery.runbooks.contain import investigate as run_investigate
 
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "contain")
     say: Any = (lambda m: click.echo(m, err=True))
     result = run_investigate(outputs, incident_id, parse_duration(since), say=say)
     if as_json:

@@ -71,7 +71,7 @@ def _run(kind: str, stack: str, outputs_file: str | None, as_json: bool, report_
     from recovery.runbooks.drill import run_drill, specs_for
 
     specs_for(kind, stack)  # refuse before touching anything (drill full on a real stack)
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "backup")
     result = run_drill(kind, outputs, report_dir=report_dir, say=_say, **params)
     _finish(result, as_json)
 

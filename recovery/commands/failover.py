@@ -33,7 +33,7 @@ def _run(direction: str, stack: str, outputs_file: str | None, as_json: bool, ye
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.failover import FailoverOptions, run_failover
 
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "failover")
     reporter = ConsoleReporter()
     opts = FailoverOptions(direction=direction, mode=mode, force=force, max_lag_s=parse_duration(max_lag),
                            detach_fallback=detach_fallback, take_over_stale=take_over_stale,

@@ -49,7 +49,7 @@ def _render(st: dict[str, Any]) -> None:
 @_JSON
 @click.option("--mine-interval", type=float, default=1.0, show_default=True, help="Seconds between mined blocks.")
 def up_cmd(path: str | None, as_json: bool, mine_interval: float) -> None:
-    """Start the environment and provision both sandbox stacks (local, local-dr)."""
+    """Start the environment and deploy the Pulumi program into it for both stacks (local, local-dr)."""
     from recovery.local.environment import up
 
     st = up(path, mine_interval=mine_interval, progress=lambda m: click.echo(f"… {m}", err=True))

@@ -22,7 +22,7 @@ def metrics_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, t
     """Backup/restore/drill success rates, backup ages, recovery times and RPO/RTO compliance."""
     from recovery.runbooks.metrics import collect, render_prometheus, write_textfile
 
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "backup")
     report = collect(outputs)
     as_json = as_json or fmt == "json"
     if textfile:
@@ -55,7 +55,7 @@ def status_cmd(stack: str, outputs_file: str | None, as_json: bool, reference_ur
     """The DR plan's detection checks in one view; exit 29 if any line is red."""
     from recovery.runbooks.status import StatusOptions, run_status
 
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "backup")
     opts = StatusOptions(node_url=node_url or local_node_url(outputs), reference_url=reference_url, dsn=dsn,
                          max_lag=max_lag, red_lag=red_lag, local=bool(outputs.node_data_dir), role=outputs.role)
     tty = not as_json and sys.stdout.isatty()

@@ -39,7 +39,7 @@ def wait_cmd(stack: str, outputs_file: str | None, as_json: bool, node_url: str 
     from recovery.node import NodeClient
     from recovery.runbooks.partition import wait_healed
 
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "failover")
     url = _node_url(outputs, node_url)
     with NodeClient(url, timeout_s=5, retries=1) as node:
         last = wait_healed(node, min_peers=min_peers, timeout_s=parse_duration(timeout), interval_s=parse_duration(interval),
@@ -63,7 +63,7 @@ def rejoin_cmd(stack: str, outputs_file: str | None, as_json: bool, node_url: st
     from recovery.runbooks.partition import RejoinOptions, parse_peers, rejoin
 
     peer_list = parse_peers(peers)  # before anything else: a bad list never reaches the node
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "failover")
     opts = RejoinOptions(peers=peer_list, node_url=_node_url(outputs, node_url), min_peers=min_peers,
                          timeout_s=parse_duration(timeout), interval_s=parse_duration(interval))
     reporter = ConsoleReporter()

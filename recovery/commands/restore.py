@@ -33,7 +33,7 @@ def restore_db_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: boo
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.restore_db import DbRestoreOptions, restore_db
 
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "restore")
     reporter = ConsoleReporter()
     opts = DbRestoreOptions(backup=backup, target_db=target_db, keep_old=not no_keep_old, force=force, dsn=dsn)
     store = journal_store_for(outputs, reporter)
@@ -57,7 +57,7 @@ def restore_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: 
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.restore_chain import ChainRestoreOptions, restore_chain
 
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "restore")
     reporter = ConsoleReporter()
     local = outputs.node_data_dir is not None
     opts = ChainRestoreOptions(data_dir=node_data_dir(outputs, data_dir), backup=backup,
@@ -80,7 +80,7 @@ def restore_pitr_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: b
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.restore_pitr import PitrOptions, fmt, next_steps, parse_time, restore_pitr
 
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "restore")
     reporter = ConsoleReporter()
     opts = PitrOptions(to_time=parse_time(to_time), new_cluster=new_cluster, instance_class=instance_class,
                        wait_timeout_s=parse_duration(wait_timeout))

@@ -26,7 +26,7 @@ def rotate(what: str, stack: str, outputs_file: str | None, as_json: bool, yes: 
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.rotate import rotate as run_rotation
 
-    outputs = outputs_for(stack, outputs_file)
+    outputs = outputs_for(stack, outputs_file, "rotate")
     reporter = ConsoleReporter()
     grace_s = 0.0 if no_grace else parse_duration(grace)
     store = journal_store_for(outputs, reporter)

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from recovery.aws import acting_as
 from recovery.drills.base import DrillRun, ScenarioSpec
 from recovery.errors import DeadlineError, IntegrityError
 
@@ -131,7 +132,7 @@ def drill_db(d: DrillRun) -> None:
     s3 = client("s3", o.region)
     cat = Catalog(s3, o.backup_bucket_name)
     if d.params.get("fresh"):
-        with d.step("backup") as st:
+        with d.step("backup") as st, acting_as(o, "backup"):
             m = backup_db(o, dsn=dsn)
             st.detail.update(key=m.key, rows=m.db_rows, max_height=m.db_max_height)
         e = cat.get(m.key)
@@ -193,7 +194,8 @@ def drill_chain(d: DrillRun) -> None:
                 from recovery.errors import InputError
 
                 raise InputError("no --data-dir to back up", "pass the node's data directory, or drop --fresh")
-            m = backup_chain(o, data_dir)
+            with acting_as(o, "backup"):
+                m = backup_chain(o, data_dir)
             st.detail.update(key=m.key, files=m.file_count)
         e = cat.get(m.key)
     else:

@@ -20,6 +20,7 @@ regional-failover (component postgresql)
 
 from __future__ import annotations
 
+from recovery.aws import acting_as
 from recovery.drills.base import DrillRun, scenario
 from recovery.drills.restore_scenarios import _add_runbook_steps, _journal_summary, _reporter, _store
 from recovery.errors import RefusedError, VerificationFailed
@@ -54,8 +55,9 @@ def regional_failover(d: DrillRun) -> None:
 
     with d.step("backup") as st:
         assert p.node_data_dir
-        mc = backup_chain(p, p.node_data_dir)
-        md = backup_db(p)
+        with acting_as(p, "backup"):
+            mc = backup_chain(p, p.node_data_dir)
+            md = backup_db(p)
         st.detail.update(chain=mc.key, db=md.key, db_max_height=md.db_max_height)
     d.extra["last_good_backup"] = {"db": md.key, "chain": mc.key, "db_max_height": md.db_max_height}
 
@@ -80,7 +82,8 @@ def regional_failover(d: DrillRun) -> None:
 
     with d.step("failover") as st:
         opts = fo.FailoverOptions(direction="failover", sync_timeout_s=120)
-        journal, _plan, pre = fo.run_failover(dr, opts, _store(d), yes=True, reporter=_reporter(d))
+        with acting_as(dr, "failover"):
+            journal, _plan, pre = fo.run_failover(dr, opts, _store(d), yes=True, reporter=_reporter(d))
         assert journal is not None
         report = journal.step("report").detail
         st.detail.update(mode=pre.mode, run_id=journal.run_id, rto_s=report.get("rto_s"))
@@ -107,7 +110,8 @@ def regional_failover(d: DrillRun) -> None:
         st.detail.update(rejoin=dr_site.rejoin(local_dir()))  # the region is back: its database re-seeded
         primary_services.start_all()  # ... and its node
         opts = fo.FailoverOptions(direction="failback", sync_timeout_s=120)
-        journal, _plan, _pre = fo.run_failover(p, opts, _store(d), yes=True, reporter=_reporter(d))
+        with acting_as(p, "failover"):
+            journal, _plan, _pre = fo.run_failover(p, opts, _store(d), yes=True, reporter=_reporter(d))
         assert journal is not None
         st.detail.update(run_id=journal.run_id, rto_s=journal.step("report").detail.get("rto_s"))
         if not fo.is_writer(p) or fo.hc_inverted(p, p.health_check_id):

@@ -41,6 +41,7 @@ from typing import Any
 
 from psycopg import sql
 
+from recovery.aws import acting_as
 from recovery.drills.base import DrillRun, scenario
 from recovery.drills.checks import (NotYet, block_time_db, chain_block, chain_tip, db_health, db_server, wait_for)
 from recovery.errors import IntegrityError
@@ -142,7 +143,7 @@ def database_corruption(d: DrillRun) -> None:
                                  "recover it (`recovery restore db --stack local --force`) or restart the local "
                                  "environment (`recovery local down && recovery local up`)")
 
-    with d.step("backup") as st:
+    with d.step("backup") as st, acting_as(o, "backup"):
         m = backup_db(o)
         st.detail.update(key=m.key, rows=m.db_rows, max_height=m.db_max_height)
     assert m.db_max_height is not None
@@ -179,7 +180,8 @@ def database_corruption(d: DrillRun) -> None:
 
     with d.step("restore") as st:
         opts = DbRestoreOptions(backup=m.key, force=True)
-        journal, _ = restore_db(o, opts, _store(d), yes=True, reporter=_reporter(d))
+        with acting_as(o, "restore"):
+            journal, _ = restore_db(o, opts, _store(d), yes=True, reporter=_reporter(d))
         assert journal is not None
         q = quarantine_name(opts.target_db or db, journal.run_id)
         d.cleanup(lambda: server.drop(q))  # the damaged copy, kept by the runbook for forensics
@@ -262,7 +264,8 @@ def chain_data_loss(d: DrillRun) -> None:
 
     with d.step("backup") as st:
         before = node_height()
-        m = backup_chain(o, data)
+        with acting_as(o, "backup"):
+            m = backup_chain(o, data)
         st.detail.update(key=m.key, files=m.file_count, node_height_before=before)
     d.extra["backup"] = m.key
     _keep_mining(d, node_height, before + 1, "node height")
@@ -298,7 +301,8 @@ def chain_data_loss(d: DrillRun) -> None:
     with d.step("restore") as st:
         opts = ChainRestoreOptions(data_dir=str(data), backup=m.key, owner="", node_url=o.node_api_url,
                                    sync_timeout_s=TIMEOUT_S, sync_interval_s=0.5)
-        journal, _ = restore_chain(o, opts, _store(d), yes=True, reporter=_reporter(d))
+        with acting_as(o, "restore"):
+            journal, _ = restore_chain(o, opts, _store(d), yes=True, reporter=_reporter(d))
         assert journal is not None
         restored_h = int(journal.step("check-chain-db").detail["max_height"])
         st.detail.update(run_id=journal.run_id, restored_max_height=restored_h)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from recovery.aws import acting_as
 from recovery.drills.base import DrillRun, scenario
 from recovery.drills.checks import db_health, db_server, wait_for
 from recovery.drills.restore_scenarios import TIMEOUT_S, _add_runbook_steps, _node, _reporter, _store
@@ -78,7 +79,8 @@ def credential_rotation(d: DrillRun) -> None:
     d.detected("credentials presumed compromised (scenario 5: security breach)")
 
     with d.step("rotate") as st:
-        journal, _ = rotate(o, what, _store(d), grace_s=0.0, yes=True, reporter=_reporter(d))
+        with acting_as(o, "rotate"):
+            journal, _ = rotate(o, what, _store(d), grace_s=0.0, yes=True, reporter=_reporter(d))
         assert journal is not None
         st.detail.update(runbook=journal.runbook, run_id=journal.run_id, status=journal.status)
     _add_runbook_steps(d, journal, "rotate")

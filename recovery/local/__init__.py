@@ -1,4 +1,4 @@
-"""The embedded local mode: moto as AWS, a throwaway PostgreSQL cluster, a sandbox stack's outputs.
+"""The embedded local mode: moto as AWS with the Pulumi program deployed into it, a throwaway PostgreSQL cluster.
 
 Tests and the later `make demo` share these; nothing here is used against a real stack.
 """

@@ -41,7 +41,7 @@ def _hooks(state_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def _set_master_password(state_dir: Path, cluster_id: str, password: str) -> None:
+def set_master_password(state_dir: Path, cluster_id: str, password: str) -> None:
     """Apply a new master password to the PostgreSQL cluster that backs `cluster_id`."""
     import psycopg
     from psycopg import sql
@@ -107,7 +107,7 @@ def serve(state_dir: Path) -> None:
 
     ext.install()
     ext.configure(record_file=str(state_dir / "emulator-calls.jsonl"))
-    ext.set_master_password_hook(lambda cluster, pw: _set_master_password(state_dir, cluster, pw))
+    ext.set_master_password_hook(lambda cluster, pw: set_master_password(state_dir, cluster, pw))
     from recovery.local.redis_cache import apply_auth_token  # issue 7: ROTATE/SET -> Redis ACL passwords
 
     ext.set_auth_token_hook(lambda group, token, strategy: apply_auth_token(state_dir, group, token, strategy))
@@ -117,7 +117,8 @@ def serve(state_dir: Path) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     tmp = state_dir / (AWS_FILE + ".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "endpoint": server.endpoint, "started_at": time.time()}))
+    tmp.write_text(json.dumps({"pid": os.getpid(), "endpoint": server.endpoint, "ca_bundle": server.ca_bundle,
+                               "started_at": time.time()}))
     tmp.replace(state_dir / AWS_FILE)
     seen = 0.0
     while not stop.wait(0.5):

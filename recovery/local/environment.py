@@ -6,11 +6,12 @@ It runs real processes and leaves them running for the other commands:
 - a throwaway PostgreSQL 15 cluster, the chain index database;
 - the simulated XAI node, mining and indexing into PostgreSQL.
 
-Then it provisions a sandbox shaped like both stacks (`sandbox.py`) and writes the outputs
-of the stacks `local` and `local-dr` into a file backend under the directory, which
-`recovery/stack.py` reads for those stack names. `activate()` points this process's AWS
-clients at the emulator and service control at the local node, so every runbook runs
-unchanged with `--stack local`.
+Then it deploys the Pulumi program itself into the emulator for the stacks `local` and `local-dr`
+(`deploy.py`, from `Pulumi.local*.yaml`) and writes their outputs into a file backend under the
+directory, which `recovery/stack.py` reads for those stack names. `activate()` points this
+process's AWS clients at the emulator, as the on-call identity the stacks trust (each command then
+assumes its job's role), and service control at the local node, so every runbook runs unchanged
+with `--stack local`.
 
 Everything lives in one directory (default `.recovery/local`, or `RECOVERY_LOCAL_DIR`):
 `state.json` (what runs, where, since when), `backend/` (stack outputs), `aws.json`,
@@ -29,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from recovery.errors import InputError, RecoveryError
 from recovery.processes import pid_alive, stop_pid
@@ -83,8 +85,9 @@ def activate(stack: str, path: str | os.PathLike[str] | None = None) -> str:
         raise LocalEnvError(f"the local AWS emulator (pid {state['aws'].get('pid')}) is not running",
                             "restart it with `recovery local down && recovery local up`")
     os.environ["AWS_ENDPOINT_URL"] = endpoint
-    os.environ["AWS_ACCESS_KEY_ID"] = "testing"
-    os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+    os.environ["AWS_CA_BUNDLE"] = state["aws"]["ca_bundle"]  # the emulator's own TLS certificate
+    os.environ["AWS_ACCESS_KEY_ID"] = state["oncall"]["access_key_id"]
+    os.environ["AWS_SECRET_ACCESS_KEY"] = state["oncall"]["secret_access_key"]
     os.environ.pop("AWS_SESSION_TOKEN", None)
     os.environ.pop("AWS_PROFILE", None)
     os.environ.setdefault("RECOVERY_SERVICES_CONFIG", state["stacks"][stack]["services_config"])
@@ -132,10 +135,10 @@ def _node_services_config(d: Path, node: dict[str, Any]) -> Path:
 
 def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0,
        progress: Any = None) -> dict[str, Any]:
-    """Start everything and provision the sandbox. Refuses when an environment already runs there."""
+    """Start everything and deploy both stacks into the emulator. Refuses when an environment already runs there."""
     from recovery.local.node_process import start_node
     from recovery.local.postgres_cluster import PostgresCluster, free_port
-    from recovery.local.sandbox import DR_REGION, PRIMARY_REGION, SiteServices, provision
+    from recovery.local import deploy
 
     say = progress or (lambda _msg: None)
     d = local_dir(path)
@@ -207,21 +210,22 @@ def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0
         dr_pg, dr_node = state["dr"]["postgres"], state["dr"]["node"]
         # --- end DR site ------------------------------------------------------------------------
 
-        say("provisioning the sandbox (both stacks)")
-        sites = [
-            SiteServices(stack=stack, role=role, region=region, db_host=pg.host, db_port=port, db_user=pg.user,
-                         db_password=pg.password, db_name=pg.dbname, node_url=url,
-                         node_data_dir=ddir, services_config=svc)
-            for stack, role, region, port, url, ddir, svc in (
-                ("local", "primary", PRIMARY_REGION, pg.port, node.url, str(data_dir), str(services)),
-                ("local-dr", "dr", DR_REGION, dr_pg["port"], dr_node["url"], dr_node["data_dir"],
-                 state["dr"]["services_config"]))
-        ]
-        outputs = provision(state["aws"]["endpoint"], sites[0], sites[1])
+        say("deploying the Pulumi program into the emulator (both stacks)")
+        deployed = deploy.deploy(state["aws"]["endpoint"], ca_bundle=state["aws"]["ca_bundle"], databases={
+            "local": {"port": pg.port}, "local-dr": {"port": dr_pg["port"]}}, bindings={
+            "local": {"db_endpoint": pg.host, "node_api_url": node.url, "node_data_dir": str(data_dir),
+                      "services_config": str(services)},
+            "local-dr": {"db_endpoint": pg.host, "node_api_url": dr_node["url"], "node_data_dir": dr_node["data_dir"],
+                         "services_config": state["dr"]["services_config"]}})
+        outputs = deployed.outputs
+        # Commands start from the on-call identity the stacks trust, never from the emulator's root.
+        state["oncall"] = {"arn": deployed.oncall.arn, "access_key_id": deployed.oncall.access_key_id,
+                           "secret_access_key": deployed.oncall.secret_access_key}
+        _write_json(d / "state.json", state)
         # -- issue 7: a real redis-server behind the cache group (recovery/local/redis_cache.py) --
         from recovery.local.redis_cache import start_redis
 
-        state["redis"] = start_redis(d, state["aws"]["endpoint"], outputs, say)
+        state["redis"] = start_redis(d, state["aws"], outputs, say)
         _write_json(d / "state.json", state)
         # -- end issue 7 --
         stacks_dir = d / "backend" / ".pulumi" / "stacks" / PROJECT
@@ -241,6 +245,12 @@ def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0
                               for out in outputs.values()},
         }
         _write_json(d / "hooks.json", hooks)
+        # The program generated the master password, as it does for Aurora: the local cluster takes it.
+        from recovery.local.aws_daemon import set_master_password
+
+        master = json.loads(deploy.generated_secret(outputs["local"]["db_secret_arn"], state["aws"]["endpoint"],
+                                                    state["aws"]["ca_bundle"]))
+        set_master_password(d, outputs["local"]["db_cluster_id"], master["password"])
         state["ready_at"] = time.time()
         _write_json(d / "state.json", state)
         return status(d)
@@ -323,7 +333,7 @@ def status(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         "stacks": sorted(state.get("stacks", {})),
         "aws": {"endpoint": state.get("aws", {}).get("endpoint"), "pid": state.get("aws", {}).get("pid"),
                 "running": pid_alive(state.get("aws", {}).get("pid"))},
-        "postgres": {"dsn": f"postgresql://{pg.get('user')}:{_current_password(state)}@{pg.get('host')}:{pg.get('port')}/{pg.get('dbname')}",
+        "postgres": {"dsn": f"postgresql://{pg.get('user')}:{quote(_current_password(state), safe='')}@{pg.get('host')}:{pg.get('port')}/{pg.get('dbname')}",
                      "running": pg_running},
         "node": {"url": node.get("url"), "data_dir": node.get("data_dir"), "pid": node_pid, "running": pid_alive(node_pid)},
         "redis": redis_status(state),  # issue 7

@@ -60,10 +60,12 @@ def _admin_call(host: str, port: int, admin_password: str, *cmd: str) -> None:
                 raise RuntimeError(f"redis refused {parts[0]} {parts[1] if len(parts) > 1 else ''}".strip())
 
 
-def start_redis(d: Path, endpoint: str, outputs: dict[str, dict[str, Any]],
+def start_redis(d: Path, aws: dict[str, Any], outputs: dict[str, dict[str, Any]],
                 say: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
-    """Start redis-server for the `local` stack's cache group; return its state entry."""
-    import boto3
+    """Start redis-server for the `local` stack's cache group; return its state entry.
+
+    `aws` is the emulator's entry in the environment's state (endpoint, ca_bundle)."""
+    from recovery.local.deploy import admin_client
 
     from recovery.local.postgres_cluster import free_port
 
@@ -73,8 +75,7 @@ def start_redis(d: Path, endpoint: str, outputs: dict[str, dict[str, Any]],
         return {"running": False, "note": NOT_INSTALLED}
     say("starting redis-server (the cache group's backing)")
     out = outputs["local"]
-    sm = boto3.client("secretsmanager", region_name=out["region"], endpoint_url=endpoint,
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    sm = admin_client("secretsmanager", out["region"], aws["endpoint"], aws.get("ca_bundle"))
     token = sm.get_secret_value(SecretId=out["cache_secret_arn"], VersionStage="AWSCURRENT")["SecretString"]
     import secrets
 

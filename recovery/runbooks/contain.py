@@ -151,7 +151,8 @@ class Incident:
         return inst
 
     def stack_roles(self) -> dict[str, str]:
-        arns = [self.o.recovery_role_arn, self.o.replication_role_arn]
+        # Never the contain role itself: the policy would not let it, and it is the one doing the revoking.
+        arns = [arn for job, arn in self.o.recovery_role_arns.items() if job != "contain"] + [self.o.replication_role_arn]
         return {a.rsplit("/", 1)[-1]: a for a in arns if a}
 
     def trail_logging(self) -> bool:

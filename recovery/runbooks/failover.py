@@ -54,7 +54,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from recovery.processes import pid_alive
-from recovery.aws import client, error_code
+from recovery.aws import client, error_code, vault_key
 from recovery.errors import (LockHeldError, NodeApiError, NotDrStackError, RecoveryError, ReplicationLagError,
                              SiteNotReadyError, StackOutputsError, VerificationFailed)
 from recovery.locks import S3Lock
@@ -103,6 +103,7 @@ def load_sites(target: StackOutputs, direction: str) -> Sites:
 
     try:
         peer = load_outputs(target.peer_stack)
+        vault_key(peer.backup_bucket_name, peer.backup_kms_key_arn)  # a failback's lock lives in the DR vault
         return Sites(target, peer)
     except StackOutputsError as exc:  # the failed region's state may be unreadable: go on without it
         return Sites(target, None, exc.line())
@@ -574,7 +575,7 @@ class Failover:
                 "cache_host": self.t.cache_endpoint, "cache_port": self.t.cache_port}
 
     def _param_name(self) -> str:
-        return f"/xai-dr/{self.t.global_cluster_id}/endpoints"
+        return self.t.endpoint_parameter_name
 
     def _secret(self) -> dict[str, Any]:
         from recovery import redact

@@ -51,7 +51,7 @@ from recovery.runbook import RUN_FAILED, RUN_OK, S3JournalStore
 from recovery.stack import StackOutputs
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
-# catalogue kind -> the objectives' component (recovery/local/sandbox.py OBJECTIVES, README contract)
+# catalogue kind -> the objectives' component (the stack files' xai-dr:objectives, README contract)
 KIND_COMPONENT = {"db": "postgresql", "chain": "node", "config": "config"}
 RESTORE_RUNBOOKS = {"restore-db": ("db", "postgresql"), "restore-chain": ("chain", "node"),
                     "restore-pitr": ("pitr", "postgresql")}
