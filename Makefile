@@ -7,10 +7,15 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: test demo plan typecheck venv clean
 
-$(STAMP): pyproject.toml
+# The local emulator authorises requests with @cloud-copilot/iam-simulate (Node.js), installed from
+# its lock file into recovery/local/evaluator/node_modules.
+EVALUATOR := recovery/local/evaluator
+
+$(STAMP): pyproject.toml $(EVALUATOR)/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -qq --upgrade pip
 	$(BIN)/python -m pip install -qq -e '.[dev]'
+	npm ci --prefix $(EVALUATOR) --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -46,7 +51,7 @@ demo: $(STAMP)
 	exit $$rc
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache $(EVALUATOR)/node_modules
 
 # Benchmarks of issue 8 (not part of `make test`: these machines are noisy). Writes
 # docs/benchmarks.md and docs/benchmarks.json; data is generated once into bench/.data/.

@@ -32,7 +32,7 @@ JOURNALS = {
 class PeerAccess:
     """What a DR site's jobs may touch in the primary site (read from the primary's outputs)."""
 
-    db_secret_arn: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
     health_check_id: pulumi.Input[str]
 
 
@@ -47,6 +47,9 @@ class RecoveryAccessArgs:
     cluster_arn: pulumi.Input[str]
     cache_group_arn: pulumi.Input[str]
     db_secret_arn: pulumi.Input[str]
+    # The DB secret wherever it lives: its home region and its replica (failover reads the one it can
+    # reach and writes through the home region while that is up).
+    db_secret_everywhere: list[pulumi.Input[str]]
     secret_arns: list[pulumi.Input[str]]
     zone_id: str
     health_check_id: pulumi.Input[str]
@@ -102,7 +105,8 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
                       bucket),
             statement("ReadVault", ["s3:GetObject"], f"{bucket}/*"),
             statement("WriteBackups", ["s3:PutObject", "s3:AbortMultipartUpload"],
-                      [f"{bucket}/backups/*", f"{bucket}/locks/backup-*", f"{bucket}/verifications/*"]),
+                      [f"{bucket}/backups/*", f"{bucket}/locks/backup-*", f"{bucket}/verifications/*",
+                       f"{bucket}/drills/*"]),
             # Only its own locks are ever deleted by the tool; backups expire through lifecycle.
             statement("ReleaseLocks", ["s3:DeleteObject"], f"{bucket}/locks/backup-*"),
             _vault_key(key, region),
@@ -111,10 +115,14 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
             # Route 53 health checks are global resources; the check of this site only.
             statement("HealthStatus", ["route53:GetHealthCheckStatus"],
                       f"arn:aws:route53:::healthcheck/{v['health_check_id']}"),
-        ],
+        ] + ([
+            # A DR site's verification checks that the primary bucket replicates into this one.
+            statement("PrimaryReplication", ["s3:GetReplicationConfiguration"], v["peer_bucket_arn"]),
+        ] if v["peer_bucket_arn"] else []),
         "restore": [
             statement("ListVault", list_vault, bucket),
-            statement("ReadBackups", ["s3:GetObject"], [f"{bucket}/backups/*"]),
+            # A restore reads the backup version it verified (GetObject with a VersionId).
+            statement("ReadBackups", ["s3:GetObject", "s3:GetObjectVersion"], [f"{bucket}/backups/*"]),
             statement("WriteJournals", ["s3:GetObject", "s3:PutObject"], _journals(bucket, "restore")),
             statement("ArchiveReplaced", ["s3:PutObject", "s3:AbortMultipartUpload"], f"{bucket}/quarantine/*"),
             _vault_key(key, region),
@@ -129,7 +137,8 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
         ],
         "failover": [
             statement("ListVault", list_vault, bucket),
-            statement("ReadBackups", ["s3:GetObject"], [f"{bucket}/backups/*", f"{bucket}/locks/failover.lock"]),
+            statement("ReadBackups", ["s3:GetObject", "s3:GetObjectVersion"],
+                      [f"{bucket}/backups/*", f"{bucket}/locks/failover.lock"]),
             statement("WriteJournals", ["s3:GetObject", "s3:PutObject"], _journals(bucket, "failover")),
             statement("FailoverLock", ["s3:PutObject", "s3:DeleteObject"], f"{bucket}/locks/failover.lock"),
             _vault_key(key, region),
@@ -218,15 +227,14 @@ class RecoveryAccess(pulumi.ComponentResource):
             cluster_arn=args.cluster_arn,
             cache_group_arn=args.cache_group_arn,
             db_secret_arn=args.db_secret_arn,
-            # Failover repoints clients through the DB secret: on a DR site that is the replica here and
-            # the primary secret in its home region (a replica is read-only).
-            db_secret_arns=pulumi.Output.all(args.db_secret_arn, *([peer.db_secret_arn] if peer else [])),
+            db_secret_arns=pulumi.Output.all(*args.db_secret_everywhere),
             secret_arns=pulumi.Output.all(*args.secret_arns),
             health_check_id=args.health_check_id,
             # A DR site's failover inverts the primary's check to move traffic.
             health_check_ids=pulumi.Output.all(args.health_check_id, *([peer.health_check_id] if peer else [])),
             endpoint_parameter_arn=args.endpoint_parameter_arn,
             revocable_role_arns=pulumi.Output.all(*args.revocable_role_arns),
+            peer_bucket_arn=peer.bucket_arn if peer else "",
         )
         documents = resolved.apply(lambda v: job_policies(v, args))
         self.roles = {}
@@ -250,10 +258,11 @@ class RecoveryAccess(pulumi.ComponentResource):
         self.register_outputs({"role_arns": {j: r.arn for j, r in self.roles.items()}})
 
 
-def peer_failback_policy(dr_bucket_arn: str) -> str:
-    """What the primary's failover role needs in the DR site for a failback: the one failover lock
-    (it lives in the DR bucket, see recovery/runbooks/failover.py) and the DR backups' listing."""
+def peer_failback_policy(dr_bucket_arn: str, dr_health_check_id: str) -> str:
+    """What the primary's failover role needs of the DR site for a failback: the one failover lock
+    (it lives in the DR bucket, see recovery/runbooks/failover.py) and the DR site's health check."""
     return json.dumps({"Version": "2012-10-17", "Statement": [
         statement("FailoverLockInDrSite", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                   f"{dr_bucket_arn}/locks/failover.lock"),
+        statement("DrSiteHealth", ["route53:GetHealthCheckStatus"], f"arn:aws:route53:::healthcheck/{dr_health_check_id}"),
     ]}, sort_keys=True)

@@ -102,7 +102,7 @@ def writer_doc(stack: pulumi.Input[str], db: pulumi.Input[str], port: pulumi.Inp
 
 
 def _site(cfg: StackConfig, vault: BackupVault, db: AuroraSite, db_secret_arn: pulumi.Input[str],
-          peer: PeerAccess | None = None, writer: pulumi.Input[dict[str, Any]] | None = None,
+          db_secret_everywhere: list[pulumi.Input[str]], peer: PeerAccess | None = None, writer: pulumi.Input[dict[str, Any]] | None = None,
           revocable_role_arns: list[pulumi.Input[str]] | None = None) -> Outputs:
     """Cache, DNS, app secrets, the endpoint parameter and recovery access: the same in both roles."""
     cache = RedisCache("cache", RedisCacheArgs(cache=cfg.cache, network=cfg.network, stack=cfg.stack))
@@ -123,6 +123,7 @@ def _site(cfg: StackConfig, vault: BackupVault, db: AuroraSite, db_secret_arn: p
             cluster_arn=db.cluster.arn,
             cache_group_arn=cache.group.arn,
             db_secret_arn=db_secret_arn,
+            db_secret_everywhere=db_secret_everywhere,
             secret_arns=[db_secret_arn, cache.secret.arn, *app_secret_arns],
             zone_id=cfg.dns.zone_id,
             health_check_id=dns.health_check.id,
@@ -159,7 +160,11 @@ def _primary(cfg: StackConfig) -> Outputs:
     vault = BackupVault("backups", BackupVaultArgs(backup=cfg.backup))
     db = AuroraSite("database", AuroraArgs(database=cfg.database, network=cfg.network, stack=cfg.stack))
     assert db.secret is not None
-    return _site(cfg, vault, db, db.secret.arn)
+    everywhere: list[pulumi.Input[str]] = [db.secret.arn]
+    replica = cfg.database.secret_replica_region
+    if replica:  # the DR site's copy of the credential: a failback may read it there
+        everywhere.append(db.secret.arn.apply(lambda arn: replica_secret_arn(arn, replica)))
+    return _site(cfg, vault, db, db.secret.arn, everywhere)
 
 
 def _dr(cfg: StackConfig) -> Outputs:
@@ -191,20 +196,21 @@ def _dr(cfg: StackConfig) -> Outputs:
                    join_global_cluster_id=from_primary("global_cluster_id")),
     )
     db_secret_arn = from_primary("db_secret_arn").apply(lambda arn: replica_secret_arn(arn, cfg.region))
-    peer = PeerAccess(db_secret_arn=from_primary("db_secret_arn"), health_check_id=from_primary("health_check_id"))
+    peer = PeerAccess(bucket_arn=from_primary("backup_bucket_arn"), health_check_id=from_primary("health_check_id"))
     # Until the first failover the primary writes: the DR site's parameter says so from the start.
     writer = writer_doc(cfg.peer_stack.rsplit("/", 1)[-1], from_primary("db_endpoint"), primary.require_output("db_port"),
                         from_primary("cache_replication_group_id"), from_primary("cache_endpoint"),
                         primary.require_output("cache_port"))
-    outputs = _site(cfg, vault, db, db_secret_arn, peer=peer, writer=writer, revocable_role_arns=[role.arn])
-    # A failback runs as the primary's failover role and takes the one failover lock, which lives
-    # here. The primary stack cannot name this bucket (it never depends on its DR site), so this
-    # stack grants it.
+    outputs = _site(cfg, vault, db, db_secret_arn, [db_secret_arn, from_primary("db_secret_arn")], peer=peer, writer=writer, revocable_role_arns=[role.arn])
+    # A failback runs as the primary's failover role, takes the one failover lock (it lives here) and
+    # reads this site's health check. The primary stack cannot name them (it never depends on its DR
+    # site), so this stack grants them.
     aws.iam.RolePolicy(
         "recovery-peer-failback",
         name=f"failback-via-{cfg.stack}",
         role=primary.require_output("recovery_role_arns").apply(lambda arns: str(arns["failover"]).rsplit("/", 1)[-1]),
-        policy=vault.bucket.arn.apply(peer_failback_policy),
+        policy=pulumi.Output.all(vault.bucket.arn, outputs["health_check_id"]).apply(
+            lambda v: peer_failback_policy(v[0], v[1])),
     )
     outputs["replication_source_bucket_name"] = from_primary("backup_bucket_name")
     outputs["replication_role_arn"] = role.arn

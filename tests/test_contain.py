@@ -25,12 +25,13 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 class Emu:
     def __init__(self, env: dict[str, str]) -> None:
         d = Path(env["RECOVERY_LOCAL_DIR"])
-        self.endpoint = json.loads((d / "state.json").read_text())["aws"]["endpoint"]
+        aws = json.loads((d / "state.json").read_text())["aws"]
+        self.endpoint, self.ca_bundle = aws["endpoint"], aws["ca_bundle"]
         res = json.loads((d / "backend/.pulumi/stacks/xai-dr/local.json").read_text())["checkpoint"]["latest"]["resources"]
         self.outputs = res[0]["outputs"]
 
     def client(self, service: str, **creds: str) -> Any:
-        return boto3.client(service, region_name="us-east-1", endpoint_url=self.endpoint,
+        return boto3.client(service, region_name="us-east-1", endpoint_url=self.endpoint, verify=self.ca_bundle,
                             aws_access_key_id=creds.get("key", "testing"),
                             aws_secret_access_key=creds.get("secret", "testing"))
 
@@ -98,7 +99,7 @@ def emu(env: dict[str, str]) -> Emu:
 def test_contain_isolates_preserves_revokes_logs_and_records(env: dict[str, str], emu: Emu) -> None:
     iid = emu.instance()
     keys = emu.user("mallory")
-    role = emu.outputs["recovery_role_arn"].rsplit("/", 1)[-1]
+    role = emu.outputs["recovery_role_arns"]["backup"].rsplit("/", 1)[-1]
     ct = emu.client("cloudtrail")
     ct.stop_logging(Name=emu.outputs["trail_name"])
     base = ["contain", "--stack", "local", "--instance", iid, "--user", "mallory", "--role", role, "--incident", "INC-7"]

@@ -22,12 +22,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from urllib.parse import quote, urlsplit, Iterator
 
-import boto3
 import psycopg
 import pytest
 
+from recovery.local.deploy import admin_client
 from cli_env import isolated_env
 
 from recovery.local.moto_server import MotoServer
@@ -51,20 +52,19 @@ class Local:
     def __init__(self, env: dict[str, str], st: dict[str, Any], tmp: Path) -> None:
         self.env, self.st, self.tmp = env, st, tmp
         self.dsn: str = st["postgres"]["dsn"]
-        self.passwords = {self.dsn.split(":")[2].split("@")[0]}
+        self.passwords = {str(urlsplit(self.dsn).password)}
         self.dir = Path(st["dir"])
 
     def s3(self) -> Any:
-        return boto3.client("s3", region_name="us-east-1", endpoint_url=self.st["aws"]["endpoint"],
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return admin_client("s3", "us-east-1", self.st["aws"]["endpoint"], self.st["aws"]["ca_bundle"])
 
     def refresh(self) -> str:
         """The current DSN (a drill scenario may rotate the password); every password seen is remembered."""
         # pgpass follows a rotation of the master password (state.json / `local status` may not).
         current = (self.dir / "pgpass").read_text().strip().split(":", 4)[4]
-        old = self.dsn.split(":")[2].split("@")[0]
+        old = str(urlsplit(self.dsn).password)
         self.passwords.update({old, current})
-        self.dsn = self.dsn.replace(f":{old}@", f":{current}@")
+        self.dsn = self.dsn.replace(f":{quote(old, safe='')}@", f":{quote(current, safe='')}@")
         return self.dsn
 
     def databases(self) -> list[str]:

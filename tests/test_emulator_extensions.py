@@ -450,7 +450,7 @@ def test_cloudtrail_lookup_events_from_recorded_calls(server: MotoServer) -> Non
     iam.create_user(UserName=user)
     key = iam.create_access_key(UserName=user)["AccessKey"]
     start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
-    as_user = boto3.client("ec2", region_name="us-east-1", endpoint_url=server.endpoint,
+    as_user = boto3.client("ec2", region_name="us-east-1", endpoint_url=server.endpoint, verify=server.ca_bundle,
                            aws_access_key_id=key["AccessKeyId"],
                            aws_secret_access_key=key["SecretAccessKey"])
     instance = as_user.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)[

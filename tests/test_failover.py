@@ -17,10 +17,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psycopg
 import pytest
 
+from recovery.local.deploy import admin_client
 from cli_env import isolated_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,15 +39,18 @@ class Env:
         self.env = env
         self.dir = d
         self.state = json.loads((d / "state.json").read_text())
-        self.endpoint = self.state["aws"]["endpoint"]
+        self.endpoint, self.ca_bundle = self.state["aws"]["endpoint"], self.state["aws"]["ca_bundle"]
         backend = d / "backend" / ".pulumi" / "stacks" / "xai-dr"
         self.outputs = {s: json.loads((backend / f"{s}.json").read_text())["checkpoint"]["latest"]["resources"][0]["outputs"]
                         for s in ("local", "local-dr")}
-        self.password = self.state["postgres"]["password"]
+
+    @property
+    def password(self) -> str:
+        """The master password now: `local up` set the program's generated one (pgpass follows it)."""
+        return (self.dir / "pgpass").read_text().strip().split(":", 4)[4]
 
     def aws(self, service: str, region: str = "us-east-1") -> Any:
-        return boto3.client(service, region_name=region, endpoint_url=self.endpoint,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return admin_client(service, region, self.endpoint, self.ca_bundle)
 
     def q(self, site: str, sql: str, args: Any = None) -> Any:
         pg = self.state["postgres"] if site == "primary" else self.state["dr"]["postgres"]

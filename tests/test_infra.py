@@ -277,8 +277,12 @@ def test_one_role_per_job_each_least_privilege(stack: str) -> None:
             if any(a.startswith(("s3:", "kms:", "secretsmanager:", "iam:", "rds:", "route53:")) for a in s["Action"]):
                 assert "*" not in resources, (job, s)
             for res in resources:
-                if res.startswith("arn:aws:s3:::"):
+                if res.startswith("arn:aws:s3:::") and s["Sid"] != "PrimaryReplication":
                     assert res == bucket_arn or res.startswith(bucket_arn + "/"), res
+    if stack == "production-dr":  # the one cross-site S3 grant: verify reads the primary's replication rule
+        cross = next(s for s in policies["backup"][1]["Statement"] if s["Sid"] == "PrimaryReplication")
+        assert (cross["Action"], cross["Resource"]) == (["s3:GetReplicationConfiguration"],
+                                                        f"arn:aws:s3:::{BUCKETS['production']}")
     rotate = next(s for s in policies["rotate"][1]["Statement"] if s["Sid"] == "RotateSecrets")["Resource"]
     assert set(rotate) == {r.outputs["db_secret_arn"], r.outputs["cache_secret_arn"], *r.outputs["app_secret_arns"]}
     deletes = [(job, s["Resource"]) for job, (_, doc) in policies.items() for s in doc["Statement"]

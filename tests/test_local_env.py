@@ -6,11 +6,12 @@ import json
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
-import boto3
 import psycopg
 import pytest
 
+from recovery.local.deploy import admin_client
 from cli_env import isolated_env, run_cli
 
 
@@ -56,7 +57,7 @@ def test_second_up_is_refused_and_changes_nothing(env: dict[str, str]) -> None:
 
 
 def test_every_command_works_with_stack_local_and_dr_sees_replicated_backups(env: dict[str, str]) -> None:
-    password = status(env)["postgres"]["dsn"].split(":")[2].split("@")[0]
+    password = str(urlsplit(status(env)["postgres"]["dsn"]).password)
     backup = cli(env, "backup", "db", "--stack", "local", "--json")
     assert backup.returncode == 0, backup.stderr
     key = json.loads(backup.stdout)["key"]
@@ -73,15 +74,14 @@ def test_every_command_works_with_stack_local_and_dr_sees_replicated_backups(env
 def test_master_password_change_reaches_the_real_server(env: dict[str, str]) -> None:
     st = status(env)
     dsn = st["postgres"]["dsn"]
-    old = dsn.split(":")[2].split("@")[0]
-    rds = boto3.client("rds", region_name="us-east-1", endpoint_url=st["aws"]["endpoint"],
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    old = str(urlsplit(dsn).password)
+    rds = admin_client("rds", "us-east-1", st["aws"]["endpoint"], st["aws"]["ca_bundle"])
     new = "Rotated-" + old[:12]
     rds.modify_db_cluster(DBClusterIdentifier="xai-local-db-primary", MasterUserPassword=new, ApplyImmediately=True)
     try:
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(dsn, connect_timeout=5).close()
-        psycopg.connect(dsn.replace(old, new), connect_timeout=5).close()
+        psycopg.connect(dsn.replace(quote(old, safe=""), quote(new, safe="")), connect_timeout=5).close()
         pgpass = Path(env["RECOVERY_LOCAL_DIR"]) / "pgpass"
         assert pgpass.read_text().strip().endswith(":" + new), "the node's credential file follows the rotation"
     finally:

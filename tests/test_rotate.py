@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-import boto3
 import psycopg
 import pytest
 
+from recovery.local.deploy import admin_client
 from cli_env import isolated_env
 
 from recovery.cache import CacheTarget, token_works
@@ -48,15 +48,14 @@ class Local:
     def __init__(self, env: dict[str, str]) -> None:
         self.dir = Path(env["RECOVERY_LOCAL_DIR"])
         state = json.loads((self.dir / "state.json").read_text())
-        self.endpoint = state["aws"]["endpoint"]
+        self.endpoint, self.ca_bundle = state["aws"]["endpoint"], state["aws"]["ca_bundle"]
         self.redis = state.get("redis") or {}
         stacks = self.dir / "backend" / ".pulumi" / "stacks" / "xai-dr" / "local.json"
         res = json.loads(stacks.read_text())["checkpoint"]["latest"]["resources"][0]
         self.outputs = res["outputs"]
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name="us-east-1", endpoint_url=self.endpoint,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return admin_client(service, "us-east-1", self.endpoint, self.ca_bundle)
 
     def arns(self) -> list[str]:
         o = self.outputs

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -33,7 +34,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Any:
     try:
         st = json.loads(cli(e, "local", "status", "--json").stdout)
         e["_DSN"] = st["postgres"]["dsn"]
-        e["_PASSWORD"] = st["postgres"]["dsn"].split(":")[2].split("@")[0]
+        e["_PASSWORD"] = str(urlsplit(st["postgres"]["dsn"]).password)
         for kind in ("db", "chain"):
             b = cli(e, "backup", kind, "--stack", "local")
             assert b.returncode == 0, b.stderr

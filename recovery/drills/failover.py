@@ -43,77 +43,79 @@ def regional_failover(d: DrillRun) -> None:
         return
     dr = load_outputs(p.peer_stack)
 
-    with d.step("preflight") as st:
-        if not fo.is_writer(p):
-            raise RefusedError(f"{p.db_cluster_id} is not the writer before the drill",
-                               f"fail back first: `recovery failback --stack {p.stack}`")
-        rows = fo.db_query(dr, "SELECT pg_is_in_recovery()")
-        if not rows[0][0]:
-            raise RefusedError("the DR database is not a standby before the drill",
-                               "run `python -m recovery.local.dr_site rejoin`")
-        st.detail.update(writer=p.db_cluster_id, dr_standby=True)
+    # The drill reads both sites as the primary's failover job; each run below acts as its own job.
+    with acting_as(p, "failover"):
+        with d.step("preflight") as st:
+            if not fo.is_writer(p):
+                raise RefusedError(f"{p.db_cluster_id} is not the writer before the drill",
+                                   f"fail back first: `recovery failback --stack {p.stack}`")
+            rows = fo.db_query(dr, "SELECT pg_is_in_recovery()")
+            if not rows[0][0]:
+                raise RefusedError("the DR database is not a standby before the drill",
+                                   "run `python -m recovery.local.dr_site rejoin`")
+            st.detail.update(writer=p.db_cluster_id, dr_standby=True)
 
-    with d.step("backup") as st:
-        assert p.node_data_dir
-        with acting_as(p, "backup"):
-            mc = backup_chain(p, p.node_data_dir)
-            md = backup_db(p)
-        st.detail.update(chain=mc.key, db=md.key, db_max_height=md.db_max_height)
-    d.extra["last_good_backup"] = {"db": md.key, "chain": mc.key, "db_max_height": md.db_max_height}
+        with d.step("backup") as st:
+            assert p.node_data_dir
+            with acting_as(p, "backup"):
+                mc = backup_chain(p, p.node_data_dir)
+                md = backup_db(p)
+            st.detail.update(chain=mc.key, db=md.key, db_max_height=md.db_max_height)
+        d.extra["last_good_backup"] = {"db": md.key, "chain": mc.key, "db_max_height": md.db_max_height}
 
-    primary_services = ServiceControl(ServicesConfig.from_file(str(p.services_config)))
-    with d.step("inject") as st:
-        primary_services.stop_all(rollback=False)  # the site goes dark: no node, no writes
-        d.injected()
-        at_disaster = fo.max_height(p)
-        st.detail.update(node="stopped", primary_max_height=at_disaster)
-    def restart_primary() -> None:  # whatever happens next, the primary's node runs again afterwards
-        if not primary_services.is_running("xai-node"):
-            primary_services.start_all()
+        primary_services = ServiceControl(ServicesConfig.from_file(str(p.services_config)))
+        with d.step("inject") as st:
+            primary_services.stop_all(rollback=False)  # the site goes dark: no node, no writes
+            d.injected()
+            at_disaster = fo.max_height(p)
+            st.detail.update(node="stopped", primary_max_height=at_disaster)
+        def restart_primary() -> None:  # whatever happens next, the primary's node runs again afterwards
+            if not primary_services.is_running("xai-node"):
+                primary_services.start_all()
 
-    d.cleanup(restart_primary)
+        d.cleanup(restart_primary)
 
-    with d.step("detect") as st:
-        from recovery.drills.checks import wait_for
+        with d.step("detect") as st:
+            from recovery.drills.checks import wait_for
 
-        wait_for("the primary health check to fail", lambda: True if not fo.health_status(p, p.health_check_id) else None, 30)
-        st.detail.update(primary_health_check="Failure")
-    d.detected(f"Route 53 health check {p.health_check_id} of {p.stack} reports Failure")
+            wait_for("the primary health check to fail", lambda: True if not fo.health_status(p, p.health_check_id) else None, 30)
+            st.detail.update(primary_health_check="Failure")
+        d.detected(f"Route 53 health check {p.health_check_id} of {p.stack} reports Failure")
 
-    with d.step("failover") as st:
-        opts = fo.FailoverOptions(direction="failover", sync_timeout_s=120)
-        with acting_as(dr, "failover"):
-            journal, _plan, pre = fo.run_failover(dr, opts, _store(d), yes=True, reporter=_reporter(d))
-        assert journal is not None
-        report = journal.step("report").detail
-        st.detail.update(mode=pre.mode, run_id=journal.run_id, rto_s=report.get("rto_s"))
-        d.extra["failover_journal"] = _journal_summary(journal)
-        d.extra["failover_report"] = report
-    _add_runbook_steps(d, journal, "failover")
+        with d.step("failover") as st:
+            opts = fo.FailoverOptions(direction="failover", sync_timeout_s=120)
+            with acting_as(dr, "failover"):
+                journal, _plan, pre = fo.run_failover(dr, opts, _store(d), yes=True, reporter=_reporter(d))
+            assert journal is not None
+            report = journal.step("report").detail
+            st.detail.update(mode=pre.mode, run_id=journal.run_id, rto_s=report.get("rto_s"))
+            d.extra["failover_journal"] = _journal_summary(journal)
+            d.extra["failover_report"] = report
+        _add_runbook_steps(d, journal, "failover")
 
-    with d.step("verify") as st:
-        if fo.is_writer(p) or not fo.is_writer(dr):
-            raise VerificationFailed("the DR cluster is not the writer after the failover")
-        after = fo.max_height(dr)
-        probe = fo.db_query(dr, "SELECT count(*) FROM recovery_failover_probe")[0][0]
-        node = fo.node_state(dr.node_api_url)
-        if not (node.get("synced") and node.get("has_chain")):
-            raise VerificationFailed(f"the DR node is not serving: {node}")
-        st.detail.update(dr_max_height=after, probe_rows=probe, dr_node_height=node["height"])
-    d.recovered()
-    lost = (at_disaster or 0) - (after or 0)
-    if report.get("rpo_blocks_lost") is not None and report["rpo_blocks_lost"] != lost:
-        d.extra["rpo_mismatch"] = {"runbook": report["rpo_blocks_lost"], "counted": lost}
-    d.lost(blocks=max(0, lost), seconds=float(report.get("rpo_lag_at_promotion_s") or 0.0))
+        with d.step("verify") as st:
+            if fo.is_writer(p) or not fo.is_writer(dr):
+                raise VerificationFailed("the DR cluster is not the writer after the failover")
+            after = fo.max_height(dr)
+            probe = fo.db_query(dr, "SELECT count(*) FROM recovery_failover_probe")[0][0]
+            node = fo.node_state(dr.node_api_url)
+            if not (node.get("synced") and node.get("has_chain")):
+                raise VerificationFailed(f"the DR node is not serving: {node}")
+            st.detail.update(dr_max_height=after, probe_rows=probe, dr_node_height=node["height"])
+        d.recovered()
+        lost = (at_disaster or 0) - (after or 0)
+        if report.get("rpo_blocks_lost") is not None and report["rpo_blocks_lost"] != lost:
+            d.extra["rpo_mismatch"] = {"runbook": report["rpo_blocks_lost"], "counted": lost}
+        d.lost(blocks=max(0, lost), seconds=float(report.get("rpo_lag_at_promotion_s") or 0.0))
 
-    with d.step("failback") as st:
-        st.detail.update(rejoin=dr_site.rejoin(local_dir()))  # the region is back: its database re-seeded
-        primary_services.start_all()  # ... and its node
-        opts = fo.FailoverOptions(direction="failback", sync_timeout_s=120)
-        with acting_as(p, "failover"):
-            journal, _plan, _pre = fo.run_failover(p, opts, _store(d), yes=True, reporter=_reporter(d))
-        assert journal is not None
-        st.detail.update(run_id=journal.run_id, rto_s=journal.step("report").detail.get("rto_s"))
-        if not fo.is_writer(p) or fo.hc_inverted(p, p.health_check_id):
-            raise VerificationFailed("failback did not make the primary the writer with DNS restored")
-    d.extra["failback_journal"] = _journal_summary(journal)
+        with d.step("failback") as st:
+            st.detail.update(rejoin=dr_site.rejoin(local_dir()))  # the region is back: its database re-seeded
+            primary_services.start_all()  # ... and its node
+            opts = fo.FailoverOptions(direction="failback", sync_timeout_s=120)
+            with acting_as(p, "failover"):
+                journal, _plan, _pre = fo.run_failover(p, opts, _store(d), yes=True, reporter=_reporter(d))
+            assert journal is not None
+            st.detail.update(run_id=journal.run_id, rto_s=journal.step("report").detail.get("rto_s"))
+            if not fo.is_writer(p) or fo.hc_inverted(p, p.health_check_id):
+                raise VerificationFailed("failback did not make the primary the writer with DNS restored")
+        d.extra["failback_journal"] = _journal_summary(journal)

@@ -261,8 +261,10 @@ def _secret(d: Deployment, r: Any, i: dict[str, Any]) -> dict[str, str]:
     arn = d.client("secretsmanager", r.region).create_secret(**kw)["ARN"]
     found = {r.id: arn, r.outputs["arn"]: arn}
     for rep in i.get("replicas") or []:
-        # A replica keeps the secret's ARN with its own region (infra/sites.py replica_secret_arn).
-        found[_in_region(r.outputs["arn"], rep["region"])] = _in_region(arn, rep["region"])
+        # In AWS a replica keeps the secret's ARN with its own region (infra/sites.py replica_secret_arn);
+        # moto gives it a suffix of its own, so the program's ARN for it is rewritten into moto's.
+        replica = d.client("secretsmanager", rep["region"]).describe_secret(SecretId=i["name"])["ARN"]
+        found[_in_region(r.outputs["arn"], rep["region"])] = replica
     return found
 
 
@@ -455,7 +457,7 @@ def prerequisites(d: Deployment, config: dict[str, Any], stack: str) -> None:
     vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
     d.rewrites.add(net["vpcId"], vpc)
     for n, (sub, az) in enumerate(zip(net["subnetIds"], net["availabilityZones"])):
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.40.{n}.0/24", AvailabilityZone=az)["Subnet"]["SubnetId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.40.{240 + n}.0/24", AvailabilityZone=az)["Subnet"]["SubnetId"]
         d.rewrites.add(sub, subnet)
     for purpose in ("databaseSecurityGroupIds", "cacheSecurityGroupIds"):
         for sg in net[purpose]:

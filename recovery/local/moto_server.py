@@ -12,9 +12,15 @@ it would deny every call (see ENVIRONMENT.md).
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import logging
 import os
+import shutil
+import ssl
+import tempfile
+import threading
 import urllib.request
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -29,33 +35,106 @@ DUMMY_ENV = {
 }
 
 
-class MotoServer:
-    def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
+def _self_signed_certificate(directory: str) -> tuple[str, str]:
+    """Write a throwaway certificate for 127.0.0.1/localhost and its key; return (cert, key) paths.
 
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    The certificate is its own CA, so the cert file doubles as the CA bundle clients trust.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class MotoServer:
+    """moto's server app over HTTPS on a free 127.0.0.1 port.
+
+    TLS makes aws:SecureTransport honest: the IAM authorizer (iam_authorizer.py) sees "true", so
+    a bucket policy that denies insecure transport applies as in AWS. The certificate is
+    self-signed and made per server; `ca_bundle` is its path, which `env()` hands on as
+    AWS_CA_BUNDLE and `client()` as `verify=`. It is deleted by `stop()`.
+    """
+
+    def __init__(self) -> None:
         self.endpoint = ""
+        self.ca_bundle = ""
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._cert_dir = ""
 
     def start(self) -> "MotoServer":
+        # moto's ThreadedMotoServer._server_entry, plus the ssl_context (it takes none itself).
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no per-request access log
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
+        self._cert_dir = tempfile.mkdtemp(prefix="moto-tls-")
+        self.ca_bundle, key_path = _self_signed_certificate(self._cert_dir)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.ca_bundle, key_path)
+        self._server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app),
+                                   threaded=True, request_handler=MotoRequestHandler, ssl_context=context)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+        self._thread.start()
+        host, port = self._server.server_address[:2]
+        self.endpoint = f"https://{host}:{port}"
         return self
 
     def stop(self) -> None:
-        self._server.stop()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._cert_dir:
+            shutil.rmtree(self._cert_dir, ignore_errors=True)
+            self._cert_dir = ""
 
     def reset(self) -> None:
         req = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
-        urllib.request.urlopen(req, timeout=10).read()
+        context = ssl.create_default_context(cafile=self.ca_bundle)
+        urllib.request.urlopen(req, timeout=10, context=context).read()
 
     def env(self) -> dict[str, str]:
         """Environment that points boto3 (and awscli) at this server with dummy credentials."""
-        return {**DUMMY_ENV, "AWS_ENDPOINT_URL": self.endpoint}
+        return {**DUMMY_ENV, "AWS_ENDPOINT_URL": self.endpoint, "AWS_CA_BUNDLE": self.ca_bundle}
 
     def client(self, service: str, region: str = "us-east-1") -> Any:
-        return boto3.client(service, region_name=region, endpoint_url=self.endpoint,
+        return boto3.client(service, region_name=region, endpoint_url=self.endpoint, verify=self.ca_bundle,
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
     def __enter__(self) -> "MotoServer":
