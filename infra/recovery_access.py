@@ -18,12 +18,14 @@ import pulumi_aws as aws
 
 JOBS = ("backup", "restore", "failover", "rotate", "contain")
 
-# Runbook journals are written under runs/<runbook>/ (recovery/runbook.py); each job writes only its own.
+# Runbook journals are written under runs/<runbook>/ of the target stack's bucket (recovery/runbook.py);
+# each job writes only its own. A failover runs against the DR stack (and restores the chain there),
+# a failback against the primary.
 JOURNALS = {
-    "backup": (),
-    "restore": ("restore-db", "restore-chain", "restore-pitr"),
-    "failover": ("failover", "failback", "restore-chain", "partition-rejoin"),
-    "rotate": ("rotate-db", "rotate-cache", "rotate-app", "rotate-all"),
+    "restore": ("restore-*",),  # restore-db, restore-chain, restore-pitr
+    "failover-primary": ("failback", "partition-rejoin"),
+    "failover-dr": ("failover", "restore-chain", "partition-rejoin"),
+    "rotate": ("rotate-*",),  # rotate-db, -cache, -app, -all
     "contain": ("contain", "contain-terminate"),
 }
 
@@ -80,8 +82,11 @@ def role_arn(account: str, stack: str, job: str) -> str:
     return f"arn:aws:iam::{account}:role/{role_name(stack, job)}"
 
 
-def _journals(bucket: str, job: str) -> list[str]:
-    return [f"{bucket}/runs/{rb}/*" for rb in JOURNALS[job]]
+def _journals(bucket: str, job: str) -> list[dict[str, Any]]:
+    keys = [f"{bucket}/runs/{rb}/*" for rb in JOURNALS[job]]
+    return [statement("WriteJournals", ["s3:PutObject"], keys),
+            # The engine reads a journal back only to resume an interrupted run.
+            statement("ResumeJournals", ["s3:GetObject"], keys)]
 
 
 def _vault_key(key: str, region: str) -> dict[str, Any]:
@@ -96,6 +101,7 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
     account = account_of(v["cluster_arn"])
     global_arn = f"arn:aws:rds::{account}:global-cluster:{v['global_cluster_id']}"
     here = f"arn:aws:rds:{region}:{account}"
+    dr = a.peer is not None
     list_vault = ["s3:ListBucket"]
     docs: dict[str, list[dict[str, Any]]] = {
         # The scheduled hosts: backups, their verification, off-site copies, status and metrics.
@@ -123,8 +129,10 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
             statement("ListVault", list_vault, bucket),
             # A restore reads the backup version it verified (GetObject with a VersionId).
             statement("ReadBackups", ["s3:GetObject", "s3:GetObjectVersion"], [f"{bucket}/backups/*"]),
-            statement("WriteJournals", ["s3:GetObject", "s3:PutObject"], _journals(bucket, "restore")),
-            statement("ArchiveReplaced", ["s3:PutObject", "s3:AbortMultipartUpload"], f"{bucket}/quarantine/*"),
+            *_journals(bucket, "restore"),
+            # --archive-current uploads the replaced data once (it looks first: a resumed run does not repeat it).
+            statement("ArchiveReplaced", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                      f"{bucket}/quarantine/*"),
             _vault_key(key, region),
             statement("ReadDatabaseSecret", ["secretsmanager:GetSecretValue"], v["db_secret_arn"]),
             # A point-in-time restore creates a new cluster (any name: the operator picks it) from this
@@ -137,10 +145,16 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
         ],
         "failover": [
             statement("ListVault", list_vault, bucket),
-            statement("ReadBackups", ["s3:GetObject", "s3:GetObjectVersion"],
-                      [f"{bucket}/backups/*", f"{bucket}/locks/failover.lock"]),
-            statement("WriteJournals", ["s3:GetObject", "s3:PutObject"], _journals(bucket, "failover")),
-            statement("FailoverLock", ["s3:PutObject", "s3:DeleteObject"], f"{bucket}/locks/failover.lock"),
+            # A DR site restores the chain from the replicated backups (the version it verified).
+            statement("ReadBackups", ["s3:GetObject", "s3:GetObjectVersion"] if dr else ["s3:GetObject"],
+                      [f"{bucket}/backups/*"]),
+            *_journals(bucket, "failover-dr" if dr else "failover-primary"),
+        ] + ([
+            # The one lock of both directions lives in the DR vault (the DR stack grants the primary's
+            # failover role the same lock, see peer_failback_policy).
+            statement("FailoverLock", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                      f"{bucket}/locks/failover.lock"),
+        ] if dr else []) + [
             _vault_key(key, region),
             statement("GlobalClusterFailover", ["rds:FailoverGlobalCluster", "rds:SwitchoverGlobalCluster"],
                       [global_arn, v["cluster_arn"]]),
@@ -158,41 +172,44 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
             statement("EndpointParameter", ["ssm:GetParameter", "ssm:PutParameter"], v["endpoint_parameter_arn"]),
         ],
         "rotate": [
-            statement("WriteJournals", ["s3:GetObject", "s3:PutObject"], _journals(bucket, "rotate")),
+            *_journals(bucket, "rotate"),
             statement("ListJournals", list_vault, bucket),
             _vault_key(key, region),
             statement("RotateSecrets", ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
-                                        "secretsmanager:UpdateSecretVersionStage", "secretsmanager:DescribeSecret",
-                                        "secretsmanager:ListSecretVersionIds"],
+                                        "secretsmanager:UpdateSecretVersionStage", "secretsmanager:ListSecretVersionIds"],
                       list(v["secret_arns"])),
             statement("SetDatabasePassword", ["rds:ModifyDBCluster"], v["cluster_arn"]),
-            statement("SetCacheToken", ["elasticache:ModifyReplicationGroup", "elasticache:DescribeReplicationGroups"],
-                      v["cache_group_arn"]),
+            statement("SetCacheToken", ["elasticache:ModifyReplicationGroup"], v["cache_group_arn"]),
         ],
         "contain": [
             statement("IncidentRecords", ["s3:GetObject", "s3:PutObject"], [f"{bucket}/incidents/*"]),
-            statement("WriteJournals", ["s3:GetObject", "s3:PutObject"], _journals(bucket, "contain")),
+            *_journals(bucket, "contain"),
             statement("ListRecords", list_vault, bucket),
             _vault_key(key, region),
             # The quarantine group is created in, and interfaces moved only within, the site's VPC.
             statement("QuarantineGroup", ["ec2:CreateSecurityGroup"],
                       [f"arn:aws:ec2:{region}:{account}:vpc/{a.vpc_id}",
                        f"arn:aws:ec2:{region}:{account}:security-group/*"]),
-            statement("Isolate", ["ec2:RevokeSecurityGroupEgress", "ec2:ModifyNetworkInterfaceAttribute",
-                                  "ec2:CreateTags"],
+            statement("Isolate", ["ec2:RevokeSecurityGroupEgress", "ec2:ModifyNetworkInterfaceAttribute"],
                       [f"arn:aws:ec2:{region}:{account}:security-group/*",
-                       f"arn:aws:ec2:{region}:{account}:network-interface/*",
-                       f"arn:aws:ec2:{region}:{account}:image/*", f"arn:aws:ec2:{region}::snapshot/*",
-                       f"arn:aws:ec2:{region}::image/*"],
+                       f"arn:aws:ec2:{region}:{account}:network-interface/*"],
                       {"StringEquals": {"ec2:Vpc": f"arn:aws:ec2:{region}:{account}:vpc/{a.vpc_id}"}}),
+            # Tags given at creation (TagSpecifications) need CreateTags, only as part of those calls.
+            statement("TagOnCreate", ["ec2:CreateTags"],
+                      [f"arn:aws:ec2:{region}:{account}:security-group/*", f"arn:aws:ec2:{region}::image/*",
+                       f"arn:aws:ec2:{region}::snapshot/*"],
+                      {"StringEquals": {"ec2:CreateAction": ["CreateSecurityGroup", "CreateImage", "CreateSnapshot"]}}),
             statement("Evidence", ["ec2:CreateImage", "ec2:CreateSnapshot"],
                       [f"arn:aws:ec2:{region}:{account}:instance/*", f"arn:aws:ec2:{region}::image/*",
                        f"arn:aws:ec2:{region}::snapshot/*", f"arn:aws:ec2:{region}:{account}:volume/*"]),
+            # The image is tagged again after creation (not every region applies TagSpecifications to images).
+            statement("TagEvidence", ["ec2:CreateTags"], f"arn:aws:ec2:{region}::image/*"),
             # EC2 Describe* calls have no resource-level permissions: AWS requires "*".
             statement("DescribeInstances", ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeSnapshots",
                                             "ec2:DescribeSecurityGroups", "ec2:DescribeNetworkInterfaces"], "*"),
-            statement("Terminate", ["ec2:TerminateInstances"], f"arn:aws:ec2:{region}:{account}:instance/*",
-                      {"StringEquals": {"ec2:Vpc": f"arn:aws:ec2:{region}:{account}:vpc/{a.vpc_id}"}}),
+            # An instance has no ec2:Vpc condition key: the site's region and account are the bound here,
+            # and the runbook refuses an instance outside the stack's VPC before it gets this far.
+            statement("Terminate", ["ec2:TerminateInstances"], f"arn:aws:ec2:{region}:{account}:instance/*"),
             # IAM users are not tied to a stack: any user of the account may be the compromised one.
             statement("RevokeUserKeys", ["iam:GetUser", "iam:ListAccessKeys", "iam:UpdateAccessKey",
                                          "iam:DeleteAccessKey"], f"arn:aws:iam::{account}:user/*"),
@@ -256,6 +273,15 @@ class RecoveryAccess(pulumi.ComponentResource):
             )
             self.roles[job] = role
         self.register_outputs({"role_arns": {j: r.arn for j, r in self.roles.items()}})
+
+
+def peer_verify_policy(dr_bucket_arn: str) -> str:
+    """What the primary's backup role needs of the DR site: `verify` checks each backup's replica is
+    there (HeadObject; ListBucket so a missing replica reads as missing, not as refused)."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        statement("ReplicasInDrSite", ["s3:GetObject"], f"{dr_bucket_arn}/backups/*"),
+        statement("ListDrVault", ["s3:ListBucket"], dr_bucket_arn),
+    ]}, sort_keys=True)
 
 
 def peer_failback_policy(dr_bucket_arn: str, dr_health_check_id: str) -> str:

@@ -131,7 +131,10 @@ class CrossRegionReplication(pulumi.ComponentResource):
                     "id": "backups-to-dr",
                     "status": "Enabled",
                     "priority": 1,
-                    "filter": {},
+                    # Backups only: locks, journals and records describe the site that wrote them. A
+                    # replicated lock would outlive its release (delete markers do not replicate) and
+                    # refuse the DR site's own backups after a failover.
+                    "filter": {"prefix": "backups/"},
                     "delete_marker_replication": {"status": "Disabled"},
                     "source_selection_criteria": {"sse_kms_encrypted_objects": {"status": "Enabled"}},
                     "destination": {

@@ -72,14 +72,20 @@ def client(service: str, region: str | None = None) -> Any:
     except NoRegionError:
         raise AwsAccessError("no AWS region known", "set AWS_REGION or check the stack's 'region' output") from None
     if service == "s3":
-        for op in _SSE_OPERATIONS:
-            c.meta.events.register(f"provide-client-params.s3.{op}", _add_vault_key)
+        encrypt_into_vaults(c)
     return c
 
 
 def vault_key(bucket: str, kms_key_arn: str) -> None:
     """Remember that objects written into `bucket` must be encrypted under `kms_key_arn`."""
     _VAULT_KEYS[bucket] = kms_key_arn
+
+
+def encrypt_into_vaults(s3: Any) -> Any:
+    """Make the S3 client `s3` send the vault's SSE-KMS headers on every write into a known vault."""
+    for op in _SSE_OPERATIONS:
+        s3.meta.events.register(f"provide-client-params.s3.{op}", _add_vault_key)
+    return s3
 
 
 def _add_vault_key(params: dict[str, Any], **_: Any) -> None:
@@ -172,6 +178,14 @@ def current_job() -> str | None:
     return _CURRENT.get("job")
 
 
+def forget_sessions() -> None:
+    """Drop the cached sessions and identities: the credentials this process starts from changed."""
+    _CURRENT.clear()
+    _session.cache_clear()
+    _role_session.cache_clear()
+    _base_identity.cache_clear()
+
+
 _NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "404", "NotFound", "ResourceNotFoundException"}
 _DENIED = {"AccessDenied", "403", "Forbidden", "AccessDeniedException", "InvalidAccessKeyId",
            "SignatureDoesNotMatch", "ExpiredToken", "UnrecognizedClientException", "KMS.AccessDeniedException"}
@@ -198,6 +212,11 @@ def aws_error(exc: BaseException, doing: str, *, bucket: str | None = None) -> R
         if code in ("NoSuchBucket",) or (code in ("404", "NotFound") and bucket and "bucket" in doing):
             return AwsAccessError(f"bucket '{bucket}' does not exist ({doing})",
                                   "check the stack's backup_bucket_name output and the region")
+        if code in ("403", "AccessDenied") and bucket and "bucket" in doing:
+            # S3 answers 403, not 404, for a bucket the caller may not list, whether or not it exists.
+            return AwsAccessError(f"cannot use bucket '{bucket}' ({doing}): it does not exist, or the "
+                                  f"{current_job() or 'job'} role may not list it",
+                                  "check the stack's backup_bucket_name output and the role's policy (recovery_role_arns)")
         if code in _DENIED:
             return AwsAccessError(f"AWS denied access while {doing} ({code})",
                                   f"check the {current_job() or 'job'} role's policy (recovery_role_arns) and the bucket policy")

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from recovery import aws
 from recovery.local.deploy import site_for_tests
 from recovery.local.moto_server import MotoServer
 from recovery.local.postgres_cluster import PostgresCluster
@@ -78,8 +79,16 @@ class RSite:
     def typed(self) -> StackOutputs:
         return parse_outputs(self.stack, self.outputs)
 
+    def act_as(self, job: str) -> StackOutputs:
+        """The parsed outputs, with this process running as `job`'s role (for runbooks called in-process)."""
+        outputs = self.typed()
+        aws.act_as(outputs, job)
+        return outputs
+
     def s3(self) -> Any:
-        return self.server.client("s3", self.outputs["region"])
+        """The account's root, whose writes into the vault carry its key (the bucket policy demands it)."""
+        aws.vault_key(self.bucket, self.outputs["backup_kms_key_arn"])
+        return aws.encrypt_into_vaults(self.server.client("s3", self.outputs["region"]))
 
     def keys(self, prefix: str = "") -> list[str]:
         r = self.s3().list_objects_v2(Bucket=self.bucket, Prefix=prefix)
@@ -128,7 +137,8 @@ def make_rsite(moto_server: MotoServer, pg: PostgresCluster, tmp_path: Path, mon
                rows: int = 3000, fail_stop: str | None = None) -> RSite:
     moto_server.reset()
     db = new_db(pg, rows)
-    outputs, oncall = site_for_tests(moto_server.endpoint, moto_server.ca_bundle, db_port=pg.port, db_name=db, db_password=DB_PASSWORD)
+    outputs, oncall = site_for_tests(moto_server.endpoint, moto_server.ca_bundle, db_port=pg.port, db_name=db,
+                                     db_password=DB_PASSWORD)
     f = tmp_path / "outputs.json"
     f.write_text(json.dumps(outputs))
     services = make_services(tmp_path / "services", fail_stop)
@@ -139,6 +149,7 @@ def make_rsite(moto_server: MotoServer, pg: PostgresCluster, tmp_path: Path, mon
         monkeypatch.setenv(k, v)
     for k in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PULUMI_BACKEND_URL"):
         monkeypatch.delenv(k, raising=False)
+    aws.forget_sessions()  # this test's on-call identity, not the last one's
     return RSite(STACK, outputs, f, env, moto_server, pg, db, services, journal_dir)
 
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import boto3
 import pytest
 
+from recovery import aws
 from recovery.local import iam_authorizer
 from recovery.local.deploy import site_for_tests
 from recovery.local.moto_server import MotoServer
@@ -58,7 +60,27 @@ class Site:
         return str(self.outputs["backup_bucket_name"])
 
     def s3(self) -> Any:
-        return self.server.client("s3", self.outputs["region"])
+        """The account's root, as an operator's own tooling: its writes into the vault carry the
+        vault's key, or the bucket policy refuses them (as it refuses the root in AWS)."""
+        aws.vault_key(self.bucket, self.outputs["backup_kms_key_arn"])
+        return aws.encrypt_into_vaults(self.server.client("s3", self.outputs["region"]))
+
+    def role_env(self, job: str) -> dict[str, str]:
+        """Credentials of a session of `job`'s role, for a tool that is not `recovery` (awscli)."""
+        sts = boto3.client("sts", region_name=self.outputs["region"], endpoint_url=self.server.endpoint,
+                           verify=self.server.ca_bundle, aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
+        c = sts.assume_role(RoleArn=self.outputs["recovery_role_arns"][job], RoleSessionName=f"test-{job}")["Credentials"]
+        return {"AWS_ACCESS_KEY_ID": c["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": c["SecretAccessKey"],
+                "AWS_SESSION_TOKEN": c["SessionToken"]}
+
+    def act_as(self, job: str) -> Any:
+        """The parsed outputs, with this process running as `job`'s role (for runbooks called in-process)."""
+        from recovery.stack import parse_outputs
+
+        outputs = parse_outputs(self.stack, self.outputs)
+        aws.act_as(outputs, job)
+        return outputs
 
     def versions(self) -> list[str]:
         """Every object version and delete marker in the bucket (proves 'nothing was written')."""
@@ -83,6 +105,7 @@ def site(moto_server: MotoServer, pg: PostgresCluster, tmp_path: Path, monkeypat
         monkeypatch.setenv(k, v)
     for k in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PULUMI_BACKEND_URL"):
         monkeypatch.delenv(k, raising=False)
+    aws.forget_sessions()  # this test's on-call identity, not the last one's
     return Site(STACK, outputs, f, env, moto_server)
 
 

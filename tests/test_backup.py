@@ -23,7 +23,6 @@ from recovery.aws import client
 from recovery.errors import BackupFailedError
 from recovery.local.postgres_cluster import PostgresCluster
 from recovery.runbooks.backup import BackupOptions, backup_db
-from recovery.stack import parse_outputs
 
 from conftest import DB_PASSWORD, Site, run_cli
 
@@ -83,10 +82,10 @@ def test_zstd_format_round_trip(cli: Any, site: Site, pg: PostgresCluster, tmp_p
     assert pg.table_summary("restored_zst") == pg.table_summary()
 
 
-def test_human_output_without_tty_is_plain(cli: Any) -> None:
+def test_human_output_without_tty_is_plain(cli: Any, site: Site) -> None:
     r = cli("backup", "db")
     assert r.code == 0, r.err
-    assert r.out.startswith("✓ db backup s3://xai-backups-production/backups/db/database-")
+    assert r.out.startswith(f"✓ db backup s3://{site.bucket}/backups/db/database-")
     assert "60000 rows, max height 60000" in r.out
     assert "\x1b[" not in r.out + r.err and r.err == ""  # no progress bar, colours or logs when not a TTY
 
@@ -165,10 +164,11 @@ def test_config_backup_keeps_absolute_paths(cli: Any, site: Site, tmp_path: Path
 
 
 def _outputs(site: Site) -> Any:
-    return parse_outputs(site.stack, site.outputs)
+    return site.act_as("backup")
 
 
 def test_s3_error_mid_multipart_leaves_nothing(site: Site) -> None:
+    outputs = _outputs(site)  # as the backup role, like the command
     s3 = client("s3", site.outputs["region"])
     calls = {"parts": 0}
 
@@ -181,7 +181,7 @@ def test_s3_error_mid_multipart_leaves_nothing(site: Site) -> None:
 
     s3.meta.events.register("before-call.s3.UploadPart", fail_second_part)
     with pytest.raises(BackupFailedError, match="the multipart upload was aborted and nothing was catalogued"):
-        backup_db(_outputs(site), BackupOptions(s3=s3))
+        backup_db(outputs, BackupOptions(s3=s3))
     assert calls["parts"] >= 2
     assert site.keys("backups/") == []
     assert site.s3().list_multipart_uploads(Bucket=site.bucket).get("Uploads", []) == []
@@ -314,8 +314,10 @@ def test_nonexistent_bucket(site: Site, tmp_path: Path) -> None:
     f.write_text(json.dumps({**site.outputs, "backup_bucket_name": "xai-backups-nope"}))
     r = run_cli("backup", "db", "--stack", "production", "--outputs", str(f), env=site.env)
     assert r.code == 5
-    line = ("bucket 'xai-backups-nope' does not exist - check the stack's backup_bucket_name "
-            "output, the region and AWS_ENDPOINT_URL")
+    # As in AWS: S3 answers 403 for a bucket the role may not list, so existence is not disclosed.
+    line = ("cannot use bucket 'xai-backups-nope' (checking bucket xai-backups-nope): it does not exist, or the "
+            "backup role may not list it - check the stack's backup_bucket_name output and the role's policy "
+            "(recovery_role_arns)")
     assert r.err.strip() == "error: " + line
     r = run_cli("backup", "db", "--stack", "production", "--outputs", str(f), "--json", env=site.env)
     assert r.code == 5 and r.json() == {"ok": False, "error": line, "exit_code": 5}

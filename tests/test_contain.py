@@ -51,6 +51,9 @@ class Emu:
     def user(self, name: str) -> list[str]:
         iam = self.client("iam")
         iam.create_user(UserName=name)
+        # what the compromised user may do (the emulator enforces IAM)
+        iam.put_user_policy(UserName=name, PolicyName="ec2-read", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"}]}))
         keys = [iam.create_access_key(UserName=name)["AccessKey"] for _ in range(2)]
         # the "attacker" uses a key, so CloudTrail has something to show for the user
         self.client("ec2", key=keys[0]["AccessKeyId"], secret=keys[0]["SecretAccessKey"]).describe_instances()

@@ -22,8 +22,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote, urlsplit, Iterator
+from typing import Any, Iterator
+from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
 import pytest
@@ -52,7 +52,7 @@ class Local:
     def __init__(self, env: dict[str, str], st: dict[str, Any], tmp: Path) -> None:
         self.env, self.st, self.tmp = env, st, tmp
         self.dsn: str = st["postgres"]["dsn"]
-        self.passwords = {str(urlsplit(self.dsn).password)}
+        self.passwords = {unquote(str(urlsplit(self.dsn).password))}
         self.dir = Path(st["dir"])
 
     def s3(self) -> Any:
@@ -62,7 +62,7 @@ class Local:
         """The current DSN (a drill scenario may rotate the password); every password seen is remembered."""
         # pgpass follows a rotation of the master password (state.json / `local status` may not).
         current = (self.dir / "pgpass").read_text().strip().split(":", 4)[4]
-        old = str(urlsplit(self.dsn).password)
+        old = unquote(str(urlsplit(self.dsn).password))
         self.passwords.update({old, current})
         self.dsn = self.dsn.replace(f":{quote(old, safe='')}@", f":{quote(current, safe='')}@")
         return self.dsn

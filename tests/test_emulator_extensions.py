@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import json
 import threading
 import time
 import uuid
@@ -448,6 +449,9 @@ def test_cloudtrail_lookup_events_from_recorded_calls(server: MotoServer) -> Non
     iam = server.client("iam")
     user = uid("mallory")
     iam.create_user(UserName=user)
+    # what the (compromised) user may do: where the IAM authorizer is installed, it is enforced
+    iam.put_user_policy(UserName=user, PolicyName="ec2", PolicyDocument=json.dumps({"Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["ec2:RunInstances", "ec2:DescribeInstances"], "Resource": "*"}]}))
     key = iam.create_access_key(UserName=user)["AccessKey"]
     start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
     as_user = boto3.client("ec2", region_name="us-east-1", endpoint_url=server.endpoint, verify=server.ca_bundle,

@@ -54,7 +54,7 @@ class Env:
 
     def q(self, site: str, sql: str, args: Any = None) -> Any:
         pg = self.state["postgres"] if site == "primary" else self.state["dr"]["postgres"]
-        with psycopg.connect(host=pg["host"], port=pg["port"], user=pg["user"], password=pg["password"],
+        with psycopg.connect(host=pg["host"], port=pg["port"], user=pg["user"], password=self.password,
                              dbname=pg["dbname"], autocommit=True, connect_timeout=5) as conn:
             cur = conn.execute(sql, args)
             return cur.fetchall() if cur.description else None
@@ -231,7 +231,9 @@ def test_failback_stale_lock_needs_the_flag(env: Env) -> None:
     bucket = env.outputs["local-dr"]["backup_bucket_name"]  # failover and failback share the DR bucket's lock
     stale = {"owner": "oncall@other-host pid 4242", "token": "x", "purpose": "failback lock",
              "acquired_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-01T00:15:00Z"}
-    env.aws("s3", "us-west-2").put_object(Bucket=bucket, Key="locks/failover.lock", Body=json.dumps(stale).encode())
+    env.aws("s3", "us-west-2").put_object(Bucket=bucket, Key="locks/failover.lock", Body=json.dumps(stale).encode(),
+                                          ServerSideEncryption="aws:kms",
+                                          SSEKMSKeyId=env.outputs["local-dr"]["backup_kms_key_arn"])
     before = env.snapshot()
     r = cli(env.env, "failback", "--stack", "local", "--yes")
     assert r.returncode == 7

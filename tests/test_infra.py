@@ -122,6 +122,7 @@ class TestReplication:
         assert dest["bucket"] == f"arn:aws:s3:::{BUCKETS['production-dr']}"
         assert dest["encryptionConfiguration"]["replicaKmsKeyId"] == key_arn_of("production-dr", "backups-key")
         assert dest["replicationTime"] == {"status": "Enabled", "time": {"minutes": 15}}
+        assert rule["filter"] == {"prefix": "backups/"}, "only backups replicate; locks and journals are per site"
         assert dest["metrics"] == {"status": "Enabled", "eventThreshold": {"minutes": 15}}
 
     def test_replication_role_is_least_privilege(self) -> None:
@@ -265,7 +266,7 @@ def test_one_role_per_job_each_least_privilege(stack: str) -> None:
     assert r.outputs["recovery_role_arns"] == {j: roles[f"recovery-{j}-role"].outputs["arn"] for j in jobs}
     policies = {p.inputs["name"]: (p.inputs["role"], json.loads(p.inputs["policy"]))
                 for p in r.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.startswith("recovery-")
-                and p.name != "recovery-peer-failback"}
+                and not p.name.startswith("recovery-peer-")}
     assert set(policies) == set(jobs)
     bucket_arn = f"arn:aws:s3:::{BUCKETS[stack]}"
     for job, (role_name, doc) in policies.items():
@@ -287,8 +288,10 @@ def test_one_role_per_job_each_least_privilege(stack: str) -> None:
     assert set(rotate) == {r.outputs["db_secret_arn"], r.outputs["cache_secret_arn"], *r.outputs["app_secret_arns"]}
     deletes = [(job, s["Resource"]) for job, (_, doc) in policies.items() for s in doc["Statement"]
                if "s3:DeleteObject" in s["Action"]]
-    assert deletes == [("backup", f"{bucket_arn}/locks/backup-*"), ("failover", f"{bucket_arn}/locks/failover.lock")], \
-        "backups are never deleted by the tool; each job releases only its own lock"
+    own_locks = [("backup", f"{bucket_arn}/locks/backup-*")]
+    if stack == "production-dr":  # the one failover lock lives in the DR vault
+        own_locks.append(("failover", f"{bucket_arn}/locks/failover.lock"))
+    assert deletes == own_locks, "backups are never deleted by the tool; each job releases only its own lock"
     revoke = next(s for s in policies["contain"][1]["Statement"] if "iam:PutRolePolicy" in s["Action"])["Resource"]
     assert roles["recovery-contain-role"].outputs["arn"] not in revoke, "containment cannot grant itself more"
 
@@ -296,8 +299,10 @@ def test_one_role_per_job_each_least_privilege(stack: str) -> None:
 def test_the_dr_stack_lets_the_primary_fail_back_through_the_dr_lock() -> None:
     grant = run("production-dr").one("aws:iam/rolePolicy:RolePolicy", "recovery-peer-failback")
     assert grant.inputs["role"] == run("production").outputs["recovery_role_arns"]["failover"].rsplit("/", 1)[-1]
-    [s] = json.loads(grant.inputs["policy"])["Statement"]
-    assert s["Resource"] == f"arn:aws:s3:::{BUCKETS['production-dr']}/locks/failover.lock"
+    lock, health = json.loads(grant.inputs["policy"])["Statement"]
+    assert lock["Resource"] == f"arn:aws:s3:::{BUCKETS['production-dr']}/locks/failover.lock"
+    assert (health["Action"], health["Resource"]) == (
+        ["route53:GetHealthCheckStatus"], f"arn:aws:route53:::healthcheck/{run('production-dr').outputs['health_check_id']}")
 
 
 def test_dr_failover_role_may_invert_the_primary_health_check() -> None:

@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import psycopg
 import pytest
@@ -57,7 +57,7 @@ def test_second_up_is_refused_and_changes_nothing(env: dict[str, str]) -> None:
 
 
 def test_every_command_works_with_stack_local_and_dr_sees_replicated_backups(env: dict[str, str]) -> None:
-    password = str(urlsplit(status(env)["postgres"]["dsn"]).password)
+    password = unquote(str(urlsplit(status(env)["postgres"]["dsn"]).password))
     backup = cli(env, "backup", "db", "--stack", "local", "--json")
     assert backup.returncode == 0, backup.stderr
     key = json.loads(backup.stdout)["key"]
@@ -74,7 +74,7 @@ def test_every_command_works_with_stack_local_and_dr_sees_replicated_backups(env
 def test_master_password_change_reaches_the_real_server(env: dict[str, str]) -> None:
     st = status(env)
     dsn = st["postgres"]["dsn"]
-    old = str(urlsplit(dsn).password)
+    old = unquote(str(urlsplit(dsn).password))
     rds = admin_client("rds", "us-east-1", st["aws"]["endpoint"], st["aws"]["ca_bundle"])
     new = "Rotated-" + old[:12]
     rds.modify_db_cluster(DBClusterIdentifier="xai-local-db-primary", MasterUserPassword=new, ApplyImmediately=True)

@@ -14,15 +14,20 @@ from recovery.locks import S3Lock
 from conftest import Site
 
 
+# The locks a job may take are its own (infra/recovery_access.py): these run as the backup role.
+LOCK = "locks/backup-db.lock"
+
+
 def test_only_one_of_many_contenders_takes_a_stale_lock(site: Site) -> None:
+    site.act_as("backup")
     s3 = client("s3", "us-east-1")
-    stale = S3Lock(s3, site.bucket, "locks/failover.lock", ttl_seconds=1, renew=False, owner="dead run").acquire()
+    stale = S3Lock(s3, site.bucket, LOCK, ttl_seconds=1, renew=False, owner="dead run").acquire()
     time.sleep(2.1)  # expiry has second resolution
     winners: list[S3Lock] = []
     refused: list[str] = []
 
     def contend(i: int) -> None:
-        lock = S3Lock(s3, site.bucket, "locks/failover.lock", ttl_seconds=60, renew=False, owner=f"run {i}")
+        lock = S3Lock(s3, site.bucket, LOCK, ttl_seconds=60, renew=False, owner=f"run {i}")
         try:
             winners.append(lock.acquire())
         except LockHeldError as exc:
@@ -44,9 +49,10 @@ def test_only_one_of_many_contenders_takes_a_stale_lock(site: Site) -> None:
 
 
 def test_renewal_keeps_a_long_run_locked(site: Site) -> None:
+    site.act_as("backup")
     s3 = client("s3", "us-east-1")
-    with S3Lock(s3, site.bucket, "locks/long.lock", ttl_seconds=3, owner="long run") as lock:
+    with S3Lock(s3, site.bucket, LOCK, ttl_seconds=3, owner="long run") as lock:
         time.sleep(4.5)  # longer than the TTL: renewed every second
         with pytest.raises(LockHeldError, match="held by long run"):
-            S3Lock(s3, site.bucket, "locks/long.lock", ttl_seconds=3, renew=False).acquire()
+            S3Lock(s3, site.bucket, LOCK, ttl_seconds=3, renew=False).acquire()
         lock.check()

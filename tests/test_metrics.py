@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from recovery import aws
 from recovery.catalog import MANIFEST_SUFFIX, TS_FORMAT, VERIFY_SUFFIX, Manifest, iso, object_name, prefix
 from recovery.local.deploy import site_for_tests
 from recovery.local.moto_server import MotoServer
@@ -91,9 +92,12 @@ def known(moto_server: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     f.write_text(json.dumps(raw))
     for k, v in moto_server.env().items():
         monkeypatch.setenv(k, v)
+    aws.forget_sessions()  # metrics read as the environment's identity (the root here), not a last test's role
     outputs = parse_outputs(STACK, raw)
-    s3 = moto_server.client("s3", outputs.region)
     bucket = outputs.backup_bucket_name
+    # the root's own writes into the vault carry its key, or the bucket policy refuses them
+    aws.vault_key(bucket, outputs.backup_kms_key_arn)
+    s3 = aws.encrypt_into_vaults(moto_server.client("s3", outputs.region))
     # Whole seconds, so a backup's name (start time) is exact; ages below are exact too.
     now = datetime.now(timezone.utc).replace(microsecond=0)
 
@@ -178,7 +182,7 @@ def known(moto_server: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     drill("full", h(2), True, [scenario("database-corruption", "postgresql", 60, True, True),
                                scenario("chain-data-loss", "node", 900, True, True)])
     put("drills/locks/drill-production.json", {"owner": "someone"})  # JSON but not a drill record
-    return {"outputs": outputs, "s3": s3, "now": now, "file": f, "env": moto_server.env()}
+    return {"outputs": outputs, "s3": s3, "now": now, "file": f, "env": {**moto_server.env(), **oncall.env()}}
 
 
 def test_rates_ages_p95_and_compliance_are_exact(known: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ def data(tmp_path: Path) -> Path:
 
 
 def backup(rs: RSite, d: Path, fmt: str = "gzip") -> Any:
-    return backup_chain(rs.typed(), d, BackupOptions(fmt=fmt, s3=rs.s3()))
+    return backup_chain(rs.act_as("backup"), d, BackupOptions(fmt=fmt, s3=rs.s3()))
 
 
 def restore(rs: RSite, d: Path, node: NodeApiStub, *extra: str, **kw: Any) -> Any:

@@ -23,7 +23,7 @@ def rs(moto_server: Any, pg: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def backup(s: RSite, fmt: str = "gzip") -> Any:
-    return backup_db(s.typed(), BackupOptions(fmt=fmt, s3=s.s3()))
+    return backup_db(s.act_as("backup"), BackupOptions(fmt=fmt, s3=s.s3()))
 
 
 def sql(s: RSite, statement: str, db: str | None = None) -> None:

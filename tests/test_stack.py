@@ -63,6 +63,10 @@ def test_s3_backend_state_file(site: Site, monkeypatch: pytest.MonkeyPatch) -> N
                   Body=json.dumps(state_doc("production", site.outputs)).encode())
     monkeypatch.setenv("PULUMI_BACKEND_URL", "s3://pulumi-state/org")
     monkeypatch.setenv("RECOVERY_NO_PULUMI_CLI", "1")
+    # The operator's own identity reads the state backend (before any job role is assumed).
+    site.server.client("iam").put_user_policy(UserName="xai-local-oncall", PolicyName="pulumi-state", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject"],
+                                                 "Resource": ["arn:aws:s3:::pulumi-state", "arn:aws:s3:::pulumi-state/*"]}]}))
     assert load_outputs("production").backup_kms_key_arn == site.outputs["backup_kms_key_arn"]
 
 

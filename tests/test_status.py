@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pytest
@@ -34,7 +34,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Any:
     try:
         st = json.loads(cli(e, "local", "status", "--json").stdout)
         e["_DSN"] = st["postgres"]["dsn"]
-        e["_PASSWORD"] = str(urlsplit(st["postgres"]["dsn"]).password)
+        e["_PASSWORD"] = unquote(str(urlsplit(st["postgres"]["dsn"]).password))
         for kind in ("db", "chain"):
             b = cli(e, "backup", kind, "--stack", "local")
             assert b.returncode == 0, b.stderr

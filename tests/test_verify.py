@@ -16,7 +16,7 @@ import pytest
 from recovery.runbooks.offsite import offsite_sync
 from recovery.stack import parse_outputs
 
-from conftest import ROOT, Site
+from conftest import DB_PASSWORD, ROOT, Site
 from test_backup import make_chain_dir
 
 SEED_PLAN = ROOT / "docs" / "disaster-recovery-plan.md"  # the plan we implement, committed verbatim
@@ -117,21 +117,40 @@ def test_missing_backup_and_bucket_drift_fail(cli: Any, site: Site) -> None:
     assert {("db", "present"), ("chain", "present"), ("bucket", "versioning"), ("bucket", "lifecycle")} <= failed
 
 
-def test_replication_status_is_checked_where_configured(cli: Any, site: Site, backed_up: dict[str, Any]) -> None:
-    s3 = site.s3()
-    s3.create_bucket(Bucket="xai-backups-dr-us-west-2")
-    s3.put_bucket_replication(Bucket=site.bucket, ReplicationConfiguration={
-        "Role": "arn:aws:iam::123456789012:role/s3-replication-role",
-        "Rules": [{"ID": "dr", "Status": "Enabled", "Priority": 1, "Filter": {"Prefix": ""},
-                   "DeleteMarkerReplication": {"Status": "Disabled"},
-                   "Destination": {"Bucket": "arn:aws:s3:::xai-backups-dr-us-west-2"}}]})
-    r = cli("verify", "--kind", "db", "--no-record")
-    assert r.code == 13 and "✗ db     replication database-" in r.out and "not found in DR bucket" in r.out
-    s3.copy_object(Bucket="xai-backups-dr-us-west-2", Key=backed_up["db"]["key"],
-                   CopySource={"Bucket": site.bucket, "Key": backed_up["db"]["key"]})
-    r = cli("verify", "--kind", "db", "--no-record")
-    assert r.code == 0 and "✓ db     replication database-" in r.out
+def test_replication_status_is_checked_where_configured(moto_server: Any, site: Site, tmp_path: Path,
+                                                       request: pytest.FixtureRequest) -> None:
+    """Both sites as the program deploys them: the primary replicates into the DR vault, and the
+    primary's verify (as its backup role, through the DR stack's grant) finds each replica there."""
+    from recovery.local import moto_extensions as ext
+    from recovery.local.deploy import deploy_for_tests
 
+    if not ext.installed():  # S3 replication, as the local environment's emulator has it
+        ext.install()
+        request.addfinalizer(ext.uninstall)
+    moto_server.reset()
+    deployed = deploy_for_tests(moto_server.endpoint, moto_server.ca_bundle, db_port=site.outputs["db_port"],
+                                db_password=DB_PASSWORD)
+    primary, dr = deployed.outputs["local"], deployed.outputs["local-dr"]
+    f = tmp_path / "primary.json"
+    f.write_text(json.dumps(primary))
+    env = {**site.env, **deployed.oncall.env()}
+    from conftest import run_cli
+
+    def verify() -> Any:
+        return run_cli("verify", "--stack", "production", "--outputs", str(f), "--kind", "db", "--no-record", env=env)
+
+    db = run_cli("backup", "db", "--stack", "production", "--outputs", str(f), "--json", env=env)
+    assert db.code == 0, db.err
+    r = verify()
+    assert r.code == 0 and "✓ db     replication database-" in r.out and "COMPLETED" in r.out, r.out + r.err
+    # A rule that no longer matches the backups (say, a filter typed wrong): the next backup is not copied.
+    east = moto_server.client("s3", "us-east-1")
+    rules = east.get_bucket_replication(Bucket=primary["backup_bucket_name"])["ReplicationConfiguration"]
+    rules["Rules"][0]["Filter"] = {"Prefix": "bakcups/"}
+    east.put_bucket_replication(Bucket=primary["backup_bucket_name"], ReplicationConfiguration=rules)
+    assert run_cli("backup", "db", "--stack", "production", "--outputs", str(f), env=env).code == 0
+    r = verify()
+    assert r.code == 13 and "✗ db     replication database-" in r.out and "not found in DR bucket" in r.out
 
 def _plan_script(dest: Path, bucket: str) -> str:
     text = SEED_PLAN.read_text()
@@ -160,7 +179,9 @@ def test_offsite_sync_passes_the_plans_verify_script(cli: Any, site: Site, backe
     if shutil.which("aws"):
         script = tmp_path / "verify-backups.sh"
         script.write_text(_plan_script(dest, site.bucket))
-        p = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={**os.environ, **site.env})
+        # The plan's script runs on the backup host, as the backup role (an instance profile there).
+        p = subprocess.run(["bash", str(script)], capture_output=True, text=True,
+                           env={**os.environ, **site.env, **site.role_env("backup")})
         assert p.returncode == 0, p.stdout + p.stderr
         assert "✓ Database backup verified" in p.stdout and "✓ Blockchain backup verified" in p.stdout
         assert "All backup verifications passed" in p.stdout
@@ -174,7 +195,7 @@ def test_offsite_sync_refuses_a_corrupted_copy_and_writes_nothing(site: Site, ba
     data[100] ^= 0x01
     _rewrite(site, key, bytes(data))
     dest = tmp_path / "off"
-    report = offsite_sync(parse_outputs("production", site.outputs), dest, kinds=("db",))
+    report = offsite_sync(site.act_as("backup"), dest, kinds=("db",))
     assert not report.ok and report.items[0].action == "failed" and "sha256 on arrival" in report.items[0].detail
     assert list(dest.iterdir()) == []  # no partial file, no temp file
 

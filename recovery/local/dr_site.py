@@ -56,8 +56,15 @@ def _run(site: dict[str, Any], *argv: str, env: dict[str, str] | None = None,
                           env={**os.environ, **(env or {})}, timeout=timeout)
 
 
+def _control(site: dict[str, Any]) -> tuple[str, str]:
+    """The emulated control plane's own superuser (never rotated), as AWS's control plane has its own access;
+    the master user's password belongs to the stack (the program generates it, `rotate` changes it)."""
+    return site.get("maint_user") or site["user"], site.get("maint_password") or site["password"]
+
+
 def connect(site: dict[str, Any], dbname: str = "postgres", timeout: int = 5) -> psycopg.Connection[Any]:
-    return psycopg.connect(host=site["host"], port=site["port"], user=site["user"], password=site["password"],
+    user, password = _control(site)
+    return psycopg.connect(host=site["host"], port=site["port"], user=user, password=password,
                            dbname=dbname, autocommit=True, connect_timeout=timeout)
 
 
@@ -79,9 +86,10 @@ def _basebackup(site: dict[str, Any], source: dict[str, Any]) -> None:
     datadir = Path(site["datadir"])
     if datadir.exists():
         shutil.rmtree(datadir)
-    _run(site, _bin("pg_basebackup"), "-h", source["host"], "-p", str(source["port"]), "-U", source["user"],
+    user, password = _control(source)
+    _run(site, _bin("pg_basebackup"), "-h", source["host"], "-p", str(source["port"]), "-U", user,
          "-D", str(datadir), "-R", "-X", "stream", "--checkpoint=fast", "--no-sync",
-         env={"PGPASSWORD": source["password"]})
+         env={"PGPASSWORD": password})
     # pg_basebackup -R left primary_conninfo (with the password) in postgresql.auto.conf, mode 0600.
     # Name this standby so pg_stat_replication on the writer shows which site it is.
     conf = datadir / "postgresql.auto.conf"
@@ -123,6 +131,7 @@ def start_standby(state_dir: Path, primary: dict[str, Any]) -> dict[str, Any]:
         os.chown(base, pw.pw_uid, pw.pw_gid)
     site = {"name": "xai-local-db-dr", "base": str(base), "datadir": str(base / "data"), "host": primary["host"],
             "port": free_port(), "user": primary["user"], "password": primary["password"],
+            "maint_user": primary.get("maint_user"), "maint_password": primary.get("maint_password"),
             "dbname": primary["dbname"], "run_as": run_as}
     _basebackup(site, primary)
     _pg_start(site)

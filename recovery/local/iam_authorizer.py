@@ -76,7 +76,8 @@ Records: with ``install(record_file=path)`` each authorised request appends one 
 refused credential), principal_arn (the role ARN for a session), operation ("s3:PutObject" as the
 API names it), action and resource (of the deciding check: the first refused, else the first),
 region, decision, detail (the deciding statement Sids, "no statement allows ...", or why nothing
-was evaluated), unmapped, and checks (how many checks the request needed).
+was evaluated), unmapped, checks (how many checks the request needed) and checked (each
+[action, resource] pair of them).
 
 The sidecar: one ``node evaluator/simulate.mjs`` per Python process, started on first use,
 restarted if it dies, stopped by ``uninstall()`` and at exit. It needs Node.js 20+ and
@@ -274,7 +275,7 @@ def _authorize(self: Any, iam_request_cls: type, resource: str = "*") -> None:
     principal = call.caller
     operation, checks, unmapped = _checks(call)
     check, answer = _decide(principal, checks, unmapped)
-    _record(call, operation, principal, check, answer, unmapped, len(checks))
+    _record(call, operation, principal, check, answer, unmapped, checks)
     if answer["decision"] != "Allowed":
         raise _error(call, "AccessDenied", _denial_message(principal, check, answer))
 
@@ -1059,15 +1060,18 @@ def _kms_key_in_ciphertext(call: _Call) -> str:
 # --------------------------------------------------------------------------------------------
 
 def _record(call: _Call, operation: str, principal: _Principal | None, check: _Check, answer: dict[str, Any],
-            unmapped: bool, checks: int = 1) -> None:
-    """One JSON line per authorised request: the deciding check (the first refused, else the first)."""
+            unmapped: bool, checks: list[_Check] | None = None) -> None:
+    """One JSON line per authorised request: the deciding check (the first refused, else the first),
+    and every (action, resource) the request needed, so a grant used only as a request's second
+    resource (CreateSecurityGroup's VPC) counts as used."""
     if _RECORD_FILE is None:
         return
     entry = {
         "time": _iso(_now()), "principal": principal.arn if principal else call.key_id,
         "principal_arn": principal.principal_arn if principal else None, "operation": operation or call.operation,
         "action": check.action, "resource": check.resource, "region": call.region,
-        "decision": answer["decision"], "detail": answer["detail"], "unmapped": unmapped, "checks": checks,
+        "decision": answer["decision"], "detail": answer["detail"], "unmapped": unmapped,
+        "checks": len(checks or [check]), "checked": [[c.action, c.resource] for c in _unique(checks or [check])],
     }
     with _RECORD_LOCK, open(_RECORD_FILE, "a", encoding="utf-8") as f:
         f.write(json.dumps(entry) + "\n")

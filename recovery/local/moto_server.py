@@ -1,20 +1,14 @@
-"""moto in server mode as a stand-in for AWS, and a sandbox site provisioned as the stack would.
+"""moto in server mode over HTTPS, as the stand-in for AWS in the local mode and the tests.
 
-`MotoServer` runs moto's ThreadedMotoServer on a free local port. `provision_site` creates what
-the infra program creates for backups (KMS key, versioned SSE-KMS bucket with a lifecycle rule,
-the DB master secret) and returns a complete, contract-shaped outputs mapping. Resources the
-backup runbooks do not touch (Aurora, Route 53, ...) get plausible placeholder identifiers here;
-the local mode extends this as later runbooks need them.
-
-The bucket's deny-non-TLS policy is deliberately NOT applied: moto ignores policy conditions, so
-it would deny every call (see ENVIRONMENT.md).
+`MotoServer` serves moto's app on a free local port with a throwaway certificate (see the class).
+What runs inside it comes from the Pulumi program (`deploy.py`); who may do what is decided by
+`iam_authorizer.py`.
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
-import json
 import logging
 import os
 import shutil
@@ -22,8 +16,7 @@ import ssl
 import tempfile
 import threading
 import urllib.request
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 
@@ -102,6 +95,11 @@ class MotoServer:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no per-request access log
         self._cert_dir = tempfile.mkdtemp(prefix="moto-tls-")
         self.ca_bundle, key_path = _self_signed_certificate(self._cert_dir)
+        # The certificate is public (clients of any user, e.g. a command run unprivileged, must trust
+        # it); the key stays the server's.
+        os.chmod(self._cert_dir, 0o755)
+        os.chmod(self.ca_bundle, 0o644)
+        os.chmod(key_path, 0o600)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.ca_bundle, key_path)
         self._server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app),
@@ -142,86 +140,3 @@ class MotoServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@contextmanager
-def moto_env(server: MotoServer) -> Iterator[None]:
-    """Temporarily point this process's boto3 at the server."""
-    saved = {k: os.environ.get(k) for k in server.env()}
-    os.environ.update(server.env())
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def provision_site(
-    server: MotoServer,
-    *,
-    stack: str = "production",
-    role: str = "primary",
-    region: str = "us-east-1",
-    bucket: str | None = None,
-    db_host: str = "127.0.0.1",
-    db_port: int = 5432,
-    db_name: str = "xai_blockchain",
-    db_user: str = "xaiadmin",
-    db_password: str = "change-me",
-    retention_days: int = 30,
-    offsite_retention_days: int = 90,
-    replication_source_bucket: str | None = None,
-) -> dict[str, Any]:
-    """Create one site's backup resources in moto; return its outputs as `pulumi stack output --json`."""
-    account = "123456789012"
-    suffix = "production" if role == "primary" else f"dr-{region}"
-    bucket = bucket or f"xai-backups-{suffix}"
-    from recovery.local.sandbox import OBJECTIVES, create_secret, create_vault
-
-    vault = create_vault(server.endpoint, region, bucket, retention_days)
-    key_arn = vault["key_arn"]
-    secret_arn = create_secret(server.endpoint, region, f"xai/{stack}/db-master",
-                               {"username": db_user, "password": db_password})
-    cache_secret = create_secret(server.endpoint, region, f"xai/{stack}/redis-auth", "redis-token")
-    app_secret = create_secret(server.endpoint, region, f"xai/{stack}/app", "{}")
-    outputs: dict[str, Any] = {
-        "role": role,
-        "region": region,
-        "peer_stack": "production-dr" if role == "primary" else "production",
-        "backup_bucket_name": bucket,
-        "backup_bucket_arn": f"arn:aws:s3:::{bucket}",
-        "backup_kms_key_arn": key_arn,
-        "backup_retention_days": retention_days,
-        "offsite_retention_days": offsite_retention_days,
-        "backup_interval_minutes": {"database": 60, "chain": 360},
-        "global_cluster_id": "xai-blockchain-global",
-        "db_cluster_id": f"xai-blockchain-db-{suffix}",
-        "db_cluster_arn": f"arn:aws:rds:{region}:{account}:cluster:xai-blockchain-db-{suffix}",
-        "db_endpoint": db_host,
-        "db_reader_endpoint": db_host,
-        "db_port": db_port,
-        "db_name": db_name,
-        "db_username": db_user,
-        "db_secret_arn": secret_arn,
-        "db_instance_ids": [f"xai-blockchain-db-{suffix}-1"],
-        "cache_replication_group_id": f"xai-blockchain-redis-{suffix}",
-        "cache_endpoint": "127.0.0.1",
-        "cache_port": 6379,
-        "cache_secret_arn": cache_secret,
-        "app_secret_arns": [app_secret],
-        "dns_zone_id": "Z1234567890ABC",
-        "dns_record_name": "node.xai.example.com",
-        "health_check_id": "00000000-0000-0000-0000-000000000000",
-        "node_api_url": "https://node.xai.example.com",
-        "vpc_id": "vpc-0123456789abcdef0",
-        "trail_name": "xai-blockchain-trail",
-        "recovery_role_arn": f"arn:aws:iam::{account}:role/xai-recovery",
-        "objectives": OBJECTIVES,
-    }
-    if role == "dr":
-        outputs["replication_source_bucket_name"] = replication_source_bucket or "xai-backups-production"
-        outputs["replication_role_arn"] = f"arn:aws:iam::{account}:role/s3-replication-role"
-    return outputs
