@@ -107,6 +107,8 @@ class SizeBench:
     watch: Watch
     logfile: Path
     node_url: str
+    aws_env: dict[str, str] = field(default_factory=dict)  # the plan's awscli, as the backup role
+    kms_key: str = ""  # the vault's key, which its bucket policy demands on every upload
     keep: dict[str, str] = field(default_factory=dict)  # role -> S3 key kept for the later groups
 
     # -- helpers
@@ -115,6 +117,11 @@ class SizeBench:
 
     def measure(self, cmd: str | list[str], env: dict[str, str] | None = None) -> tuple[dict[str, float], str]:
         return run_measured(cmd, env or self.env, cwd=ROOT, watch=self.watch, log=self.logfile)
+
+    def aws_cp(self, src: str, dest: str) -> dict[str, float]:
+        """The plan's `aws s3 cp`, as the backup role; an upload names the vault's key (the vault refuses others)."""
+        sse = ["--sse", "aws:kms", "--sse-kms-key-id", self.kms_key] if dest.startswith("s3://") else []
+        return self.measure(["aws", "s3", "cp", "--quiet", src, dest, *sse], self.aws_env)[0]
 
     def recovery(self, words: str, *opts: str) -> tuple[dict[str, float], Any]:
         """`recovery WORDS --stack S --outputs F --json OPTS`, as an operator runs it (the console script)."""
@@ -131,12 +138,18 @@ class SizeBench:
         return int(self.moto.client("s3").head_object(Bucket=self.bucket, Key=key)["ContentLength"])
 
     def purge(self, prefix: str) -> None:
-        """Delete every version of every key under prefix (moto keeps all objects in memory)."""
+        """Delete every version of every key under prefix (moto keeps all objects in memory).
+
+        The vault has Object Lock in GOVERNANCE mode (as the stacks declare it): the account's root
+        bypasses it, as an administrator may; the tool itself never deletes a backup."""
         s3 = self.moto.client("s3")
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=prefix):
             objs = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
             if objs:
-                s3.delete_objects(Bucket=self.bucket, Delete={"Objects": objs, "Quiet": True})
+                r = s3.delete_objects(Bucket=self.bucket, Delete={"Objects": objs, "Quiet": True},
+                                      BypassGovernanceRetention=True)
+                if r.get("Errors"):
+                    raise RuntimeError(f"could not purge {prefix}: {r['Errors'][0]}")
 
     def replace_kept(self, role: str, key: str) -> None:
         old = self.keep.get(role)
@@ -155,9 +168,9 @@ class SizeBench:
         # backup, database
         def plan_backup_db(i: int) -> dict[str, Any]:
             f = self.local("plan-database.sql.gz")
-            key = f"plan/database-{i}.sql.gz"
+            key = f"backups/plan/database-{i}.sql.gz"
             dump, _ = self.measure(f"pg_dump | gzip > {f}", self.pgenv())
-            up, _ = self.measure(["aws", "s3", "cp", "--quiet", str(f), f"s3://{b}/{key}", "--sse", "aws:kms"])
+            up = self.aws_cp(str(f), f"s3://{b}/{key}")
             self.replace_kept("plan-db", key)
             return {**add(dump, up), "s3_bytes": self.s3_size(key), "stages": {"pg_dump|gzip": dump["wall_s"], "aws s3 cp": up["wall_s"]}}
 
@@ -169,7 +182,7 @@ class SizeBench:
             return run
 
         C += [
-            Competitor("backup-db", "plan", "plan: pg_dump | gzip > f; aws s3 cp f --sse aws:kms", "plan", plan_backup_db, True),
+            Competitor("backup-db", "plan", "plan: pg_dump | gzip > f; aws s3 cp f --sse aws:kms --sse-kms-key-id K", "plan", plan_backup_db, True),
             Competitor("backup-db", "gzip", "recovery backup db (gzip, default)", "recovery", recovery_backup_db("gzip")),
             Competitor("backup-db", "zstd", "recovery backup db --format zstd (fastest)", "recovery",
                        recovery_backup_db("zstd")),
@@ -186,7 +199,7 @@ class SizeBench:
         def plan_restore_db(i: int) -> dict[str, Any]:
             f = self.local("plan-restore.sql.gz")
             db = fresh("plan")
-            down, _ = self.measure(["aws", "s3", "cp", "--quiet", f"s3://{b}/{self.keep['plan-db']}", str(f)])
+            down = self.aws_cp(f"s3://{b}/{self.keep['plan-db']}", str(f))
             load, _ = self.measure(f"createdb {db} && gunzip -c {f} | psql -q -v ON_ERROR_STOP=1 -d {db} > /dev/null", self.pgenv(db))
             self.pg.drop(db)
             f.unlink()
@@ -239,7 +252,7 @@ class SizeBench:
 
         # verify: the same gzip object (the latest db backup once the zstd one is purged)
         def plan_verify(i: int) -> dict[str, Any]:
-            return self.measure(f"aws s3 cp --quiet s3://{b}/{self.keep['recovery-db-gzip']} - | gunzip -t")[0]
+            return self.measure(f"aws s3 cp --quiet s3://{b}/{self.keep['recovery-db-gzip']} - | gunzip -t", self.aws_env)[0]
 
         def recovery_verify(i: int) -> dict[str, Any]:
             fig, rep = self.recovery("verify", "--kind", "db", "--no-record")
@@ -258,9 +271,9 @@ class SizeBench:
 
         def plan_backup_chain(i: int) -> dict[str, Any]:
             f = self.local("plan-blockchain.tar.gz")
-            key = f"plan/blockchain-{i}.tar.gz"
+            key = f"backups/plan/blockchain-{i}.tar.gz"
             tar, _ = self.measure(["tar", "-czf", str(f), "-C", str(parent), name])
-            up, _ = self.measure(["aws", "s3", "cp", "--quiet", str(f), f"s3://{b}/{key}", "--sse", "aws:kms"])
+            up = self.aws_cp(str(f), f"s3://{b}/{key}")
             self.replace_kept("plan-chain", key)
             return {**add(tar, up), "s3_bytes": self.s3_size(key), "stages": {"tar -czf": tar["wall_s"], "aws s3 cp": up["wall_s"]}}
 
@@ -270,7 +283,7 @@ class SizeBench:
             return {**fig, "s3_bytes": m["stored_bytes"], "key": m["key"]}
 
         C += [
-            Competitor("backup-chain", "plan", "plan: tar -czf f dir; aws s3 cp f --sse aws:kms", "plan", plan_backup_chain, True),
+            Competitor("backup-chain", "plan", "plan: tar -czf f dir; aws s3 cp f --sse aws:kms --sse-kms-key-id K", "plan", plan_backup_chain, True),
             Competitor("backup-chain", "recovery", "recovery backup chain", "recovery", recovery_backup_chain),
             # `| cat`: GNU tar skips reading file contents when it sees its output is /dev/null
             Competitor("backup-chain", "limit", "limit: tar -cf - dir | cat > /dev/null", "limit",
@@ -286,7 +299,7 @@ class SizeBench:
         def plan_restore_chain(i: int) -> dict[str, Any]:
             f = self.local("plan-restore.tar.gz")
             t = target("plan")
-            down, _ = self.measure(["aws", "s3", "cp", "--quiet", f"s3://{b}/{self.keep['plan-chain']}", str(f)])
+            down = self.aws_cp(f"s3://{b}/{self.keep['plan-chain']}", str(f))
             ext, _ = self.measure(["tar", "-xzf", str(f), "-C", str(t)])
             shutil.rmtree(t)
             f.unlink()
@@ -320,6 +333,20 @@ GROUP_ORDER = ["backup-db", "restore-db", "verify", "backup-chain", "restore-cha
 NEEDS = {"restore-db": "backup-db", "verify": "backup-db", "restore-chain": "backup-chain"}
 
 
+def _role_profile_env(env: dict[str, str], work: Path, oncall: Any, role_arn: str) -> dict[str, str]:
+    """The plan's awscli as an operator runs it under least privilege: a profile that assumes the backup
+    role from the on-call identity (README "Jobs and roles")."""
+    config = work / "aws-config"
+    config.write_text(f"[profile oncall]\naws_access_key_id = {oncall.access_key_id}\n"
+                      f"aws_secret_access_key = {oncall.secret_access_key}\n\n"
+                      f"[profile xai-backup]\nrole_arn = {role_arn}\nsource_profile = oncall\nregion = us-east-1\n")
+    config.chmod(0o600)
+    keep = {k: v for k, v in env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
+    # HOME too: awscli caches assumed-role sessions under ~/.aws/cli/cache, and a session of an earlier
+    # emulator's role would be refused by this one.
+    return {**keep, "AWS_CONFIG_FILE": str(config), "AWS_PROFILE": "xai-backup", "HOME": str(work)}
+
+
 def run_size(ds: Dataset, pg: CachedCluster, moto: DaemonMoto, runs: int, work: Path, have_aws: bool,
              node_url: str, groups: set[str] | None = None) -> list[dict[str, Any]]:
     from recovery.local.deploy import site_for_tests
@@ -338,7 +365,9 @@ def run_size(ds: Dataset, pg: CachedCluster, moto: DaemonMoto, runs: int, work: 
                 "RECOVERY_JOURNAL_DIR": str(work / "journal"), "RECOVERY_NO_PULUMI_CLI": "1",
                 "RECOVERY_SYNC_POLL_SECONDS": "0.2"})
     sb = SizeBench(ds, pg, moto, work, outputs_file, outputs["backup_bucket_name"], env,
-                   Watch(pg.postmaster_pid(), moto.pid), work / "commands.log", node_url)
+                   Watch(pg.postmaster_pid(), moto.pid), work / "commands.log", node_url,
+                   aws_env=_role_profile_env(env, work, oncall, outputs["recovery_role_arns"]["backup"]),
+                   kms_key=outputs["backup_kms_key_arn"])
     records: list[dict[str, Any]] = []
     comps = sb.competitors()
     for group in GROUP_ORDER:

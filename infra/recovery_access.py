@@ -110,6 +110,8 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
                                                  "s3:GetLifecycleConfiguration", "s3:GetReplicationConfiguration"],
                       bucket),
             statement("ReadVault", ["s3:GetObject"], f"{bucket}/*"),
+            # The monthly restore tests (`drill db|chain`) read the backup version they verified.
+            statement("ReadBackupVersions", ["s3:GetObjectVersion"], f"{bucket}/backups/*"),
             statement("WriteBackups", ["s3:PutObject", "s3:AbortMultipartUpload"],
                       [f"{bucket}/backups/*", f"{bucket}/locks/backup-*", f"{bucket}/verifications/*",
                        f"{bucket}/drills/*"]),
@@ -273,15 +275,6 @@ class RecoveryAccess(pulumi.ComponentResource):
             )
             self.roles[job] = role
         self.register_outputs({"role_arns": {j: r.arn for j, r in self.roles.items()}})
-
-
-def peer_verify_policy(dr_bucket_arn: str) -> str:
-    """What the primary's backup role needs of the DR site: `verify` checks each backup's replica is
-    there (HeadObject; ListBucket so a missing replica reads as missing, not as refused)."""
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        statement("ReplicasInDrSite", ["s3:GetObject"], f"{dr_bucket_arn}/backups/*"),
-        statement("ListDrVault", ["s3:ListBucket"], dr_bucket_arn),
-    ]}, sort_keys=True)
 
 
 def peer_failback_policy(dr_bucket_arn: str, dr_health_check_id: str) -> str:

@@ -17,7 +17,7 @@ import pulumi_aws as aws
 from aurora import AuroraArgs, AuroraSite
 from backup_vault import BackupVault, BackupVaultArgs
 from dns_failover import DnsFailover, DnsFailoverArgs
-from recovery_access import PeerAccess, RecoveryAccess, RecoveryAccessArgs, peer_failback_policy, peer_verify_policy
+from recovery_access import PeerAccess, RecoveryAccess, RecoveryAccessArgs, peer_failback_policy
 from redis_cache import PORT as CACHE_PORT
 from redis_cache import RedisCache, RedisCacheArgs
 from replication import CrossRegionReplication, ReplicationArgs, replication_role
@@ -205,22 +205,16 @@ def _dr(cfg: StackConfig) -> Outputs:
                         from_primary("cache_replication_group_id"), from_primary("cache_endpoint"),
                         primary.require_output("cache_port"))
     outputs = _site(cfg, vault, db, db_secret_arn, [db_secret_arn, from_primary("db_secret_arn")], peer=peer, writer=writer, revocable_role_arns=[role.arn])
-    # The primary's jobs that reach into this site: a failback (the primary's failover role) takes the
-    # one failover lock, which lives here, and reads this site's health check; the primary's verify
-    # checks that each backup's replica is here. The primary stack cannot name these (it never
-    # depends on its DR site), so this stack grants them.
+    # A failback runs as the primary's failover role, takes the one failover lock (it lives here) and
+    # reads this site's health check. The primary stack cannot name them (it never depends on its DR
+    # site), so this stack grants them. (The primary's verify needs nothing here: S3 reports each
+    # object's ReplicationStatus on the source.)
     aws.iam.RolePolicy(
         "recovery-peer-failback",
         name=f"failback-via-{cfg.stack}",
         role=primary_role("failover"),
         policy=pulumi.Output.all(vault.bucket.arn, outputs["health_check_id"]).apply(
             lambda v: peer_failback_policy(v[0], v[1])),
-    )
-    aws.iam.RolePolicy(
-        "recovery-peer-verify",
-        name=f"verify-replicas-in-{cfg.stack}",
-        role=primary_role("backup"),
-        policy=vault.bucket.arn.apply(peer_verify_policy),
     )
     outputs["replication_source_bucket_name"] = from_primary("backup_bucket_name")
     outputs["replication_role_arn"] = role.arn

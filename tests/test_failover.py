@@ -158,7 +158,9 @@ def test_refusals_are_one_line_distinct_codes_and_change_nothing(env: Env, tmp_p
     codes["missing"] = r.returncode
     assert "global_cluster_id" in one_line_error(r)
     # the DR cluster is not a member of the global cluster
-    aws_env = {"AWS_ENDPOINT_URL": env.endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+    oncall = env.state["oncall"]  # the identity the stacks trust; the command assumes the failover role
+    aws_env = {"AWS_ENDPOINT_URL": env.endpoint, "AWS_CA_BUNDLE": env.ca_bundle,
+               "AWS_ACCESS_KEY_ID": oncall["access_key_id"], "AWS_SECRET_ACCESS_KEY": oncall["secret_access_key"],
                "PULUMI_BACKEND_URL": f"file://{env.dir / 'backend'}", "RECOVERY_NO_PULUMI_CLI": "1"}
     ghost = {**env.outputs["local-dr"], "db_cluster_id": "xai-local-db-ghost"}
     f2 = tmp_path / "ghost.json"

@@ -138,6 +138,7 @@ def _exercise(b: Battery, tmp: Path) -> None:
     (cfg / "node.toml").write_text("[node]\nport = 8080\n")
     b.run("backup config", "backup", "config", *local, str(cfg))
     b.run("list", "list", *local)
+    b.run("drill db", "drill", "db", *local, "--report-dir", str(tmp / "reports"))
     b.run("verify", "verify", *local)
     b.run("offsite sync", "offsite", "sync", *local, "--dest", str(tmp / "offsite"))
     b.run("status", "status", *local)

@@ -120,7 +120,7 @@ def test_missing_backup_and_bucket_drift_fail(cli: Any, site: Site) -> None:
 def test_replication_status_is_checked_where_configured(moto_server: Any, site: Site, tmp_path: Path,
                                                        request: pytest.FixtureRequest) -> None:
     """Both sites as the program deploys them: the primary replicates into the DR vault, and the
-    primary's verify (as its backup role, through the DR stack's grant) finds each replica there."""
+    primary's verify (as its backup role) reads each backup's replication status."""
     from recovery.local import moto_extensions as ext
     from recovery.local.deploy import deploy_for_tests
 
