@@ -3,7 +3,7 @@
 
 The local environment is the program deployed into the emulator (recovery/local/deploy.py), and
 the emulator authorises every request as AWS would: the caller's identity policies, the bucket
-policy, conditions (recovery/local/iam_authorizer.py, evaluated by @cloud-copilot/iam-simulate).
+policy, conditions (recovery/local/iam/, evaluated by @cloud-copilot/iam-simulate).
 It records each request it authorised: who, which IAM action, on which resource, and the decision.
 This module runs a battery of commands that together exercise every job, attributes the records to
 the command that was running, and fails
@@ -30,7 +30,7 @@ from typing import Any, Iterator
 import pytest
 
 from recovery.local.deploy import admin_client
-from recovery.local.iam_authorizer import read_records
+from recovery.local.iam import read_records
 from cli_env import isolated_env, run_cli
 
 JOBS = ("backup", "restore", "failover", "rotate", "contain")
@@ -288,6 +288,6 @@ def test_control_an_action_no_runbook_calls_is_reported(battery: Battery) -> Non
     bucket = battery.outputs["local"]["backup_bucket_arn"]
     policies[("local", "backup")]["statements"].append(
         {"Sid": "Unneeded", "Effect": "Allow", "Action": ["s3:DeleteBucket"], "Resource": bucket})
-    unused = unused_grants(policies, read_records(str(battery.records_file)), NOT_CALLED_HERE)
+    unused = unused_grants(policies, read_records(str(battery.records_file)), NOT_CALLED_HERE, SITE_NOT_EXERCISED)
     assert unused == ["local/backup: s3:DeleteBucket (statement Unneeded) is granted but no runbook called it",
                       f"local/backup: {bucket} (statement Unneeded) is granted but no runbook touched it"]

@@ -20,13 +20,7 @@ RB = "restore-pitr"
 def rs(moto_server: Any, pg: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RSite]:
     s = make_rsite(moto_server, pg, tmp_path, monkeypatch, rows=0)
     s.extra_env["RECOVERY_RDS_POLL_SECONDS"] = "0.1"
-    rds = s.server.client("rds", s.outputs["region"])
-    cid = s.outputs["db_cluster_id"]
-    rds.create_db_cluster(DBClusterIdentifier=cid, Engine="aurora-postgresql", MasterUsername="xaiadmin",
-                          MasterUserPassword="Xq9-s3cr3t-PaSSw0rd-do-not-print", BackupRetentionPeriod=7,
-                          DatabaseName="xai_blockchain", Port=5432)
-    rds.create_db_instance(DBInstanceIdentifier=s.outputs["db_instance_ids"][0], DBClusterIdentifier=cid,
-                           Engine="aurora-postgresql", DBInstanceClass="db.r6g.large")
+    # The cluster and its instances are the program's (deployed by make_rsite), with its retention.
     time.sleep(1.05)  # the window starts when the cluster was created (times are given in whole seconds)
     yield s
     drop_test_databases(pg, s.db)
