@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from recovery import aws
-from recovery.local import iam_authorizer
+from recovery.local import iam
 from recovery.local.deploy import site_for_tests
 from recovery.local.moto_server import MotoServer
 from recovery.local.postgres_cluster import PostgresCluster
@@ -32,8 +32,8 @@ SEED_ROWS = 60_000  # ~27 MB of plain SQL, ~12 MB gzip-1: more than one 8 MB mul
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
     # Every request the suite makes is authorised as AWS would: the CLI runs as the job roles the
-    # program declares, under its bucket policy (recovery/local/iam_authorizer.py).
-    iam_authorizer.install()
+    # program declares, under its bucket policy (recovery/local/iam/).
+    iam.install()
     server = MotoServer().start()
     yield server
     server.stop()

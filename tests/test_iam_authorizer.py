@@ -1,4 +1,4 @@
-"""recovery/local/iam_authorizer.py against real moto servers: plain boto3 clients over HTTPS
+"""recovery/local/iam/ against real moto servers: plain boto3 clients over HTTPS
 (MotoServer) and, to show aws:SecureTransport is honest, over plain HTTP (ThreadedMotoServer).
 
 All moto servers of a process share its backends and the session server serves other tests, so
@@ -24,7 +24,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from recovery.local import iam_authorizer
+from recovery.local import iam as authorizer
+from recovery.local.iam import sidecar
 from recovery.local.moto_server import MotoServer
 
 INFRA = Path(__file__).resolve().parent.parent / "infra"
@@ -79,23 +80,23 @@ class Site:
                             verify=self.server.ca_bundle, **creds)
 
     def records_for(self, operation: str) -> list[dict[str, Any]]:
-        return [r for r in iam_authorizer.read_records(str(self.records)) if r["operation"] == operation]
+        return [r for r in authorizer.read_records(str(self.records)) if r["operation"] == operation]
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     records = tmp_path_factory.mktemp("iam") / "records.jsonl"
-    was_installed = iam_authorizer.installed()  # e.g. by whatever else in this process runs moto
-    iam_authorizer.install(record_file=str(records))
+    was_installed = authorizer.installed()  # e.g. by whatever else in this process runs moto
+    authorizer.install(record_file=str(records))
     server = MotoServer().start()
     try:
         yield _provision(server, records)
     finally:
         server.stop()
         if was_installed:
-            iam_authorizer.install()  # as it was, without our record file
+            authorizer.install()  # as it was, without our record file
         else:
-            iam_authorizer.uninstall()
+            authorizer.uninstall()
 
 
 def _provision(server: MotoServer, records: Path) -> Site:
@@ -392,7 +393,7 @@ def test_the_sidecar_answers_bad_input_and_keeps_going() -> None:
                                               "resource": {"resource": "arn:aws:s3:::b/k", "accountId": ACCOUNT}},
                          "identityPolicies": [{"name": "p", "policy": json.loads(_policy(
                              {"Sid": "Get", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}))}]})]
-    out = subprocess.run(["node", str(iam_authorizer.EVALUATOR_DIR / "simulate.mjs")], input="\n".join(lines),
+    out = subprocess.run(["node", str(authorizer.EVALUATOR_DIR / "simulate.mjs")], input="\n".join(lines),
                          capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
     answers = [json.loads(line) for line in out]
     assert [a.get("invalid", False) for a in answers] == [True, True, True, False]
@@ -404,14 +405,14 @@ def test_the_sidecar_answers_bad_input_and_keeps_going() -> None:
 def test_the_sidecar_is_restarted_when_it_dies(site: Site) -> None:
     sm = site.as_session("secretsmanager")
     sm.get_secret_value(SecretId=site.secret_arn)
-    iam_authorizer._SIDECAR._proc.kill()  # type: ignore[union-attr]  # as if node crashed
+    sidecar._SIDECAR._proc.kill()  # type: ignore[union-attr]  # as if node crashed
     assert sm.get_secret_value(SecretId=site.secret_arn)["SecretString"] == "s3cret"
 
 
 def test_install_says_what_is_missing_and_how_to_fix_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(iam_authorizer, "EVALUATOR_DIR", tmp_path)
+    monkeypatch.setattr(sidecar, "EVALUATOR_DIR", tmp_path)
     with pytest.raises(RuntimeError, match=r"node_modules is missing; run `make venv`"):
-        iam_authorizer.install()
+        authorizer.install()
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RuntimeError, match=r"`node` \(Node.js 20\+\) is not on PATH.*`make venv`"):
-        iam_authorizer.install()
+        authorizer.install()

@@ -17,7 +17,7 @@ backends live. They make control-plane calls act on the real local services:
 The hooks read `hooks.json` from the state directory at call time, so `local up` can start
 this daemon first and describe the services once they run.
 
-Every request is authorised by `iam_authorizer.py` with the deployed policies and their
+Every request is authorised by `recovery/local/iam/` with the deployed policies and their
 conditions; each decision is appended to `authorization.jsonl` in the state directory.
 """
 
@@ -113,9 +113,9 @@ def serve(state_dir: Path) -> None:
     ext.configure(record_file=str(state_dir / "emulator-calls.jsonl"))
     # Every request is authorised as AWS would (the program's policies, with conditions), and each
     # decision recorded: tests/test_job_permissions.py reads them; an operator can too.
-    from recovery.local import iam_authorizer
+    from recovery.local import iam
 
-    iam_authorizer.install(record_file=str(state_dir / AUTHORIZATION_FILE))
+    iam.install(record_file=str(state_dir / AUTHORIZATION_FILE))
     ext.set_master_password_hook(lambda cluster, pw: set_master_password(state_dir, cluster, pw))
     from recovery.local.redis_cache import apply_auth_token  # issue 7: ROTATE/SET -> Redis ACL passwords
 

@@ -2,7 +2,7 @@
 
 `MotoServer` serves moto's app on a free local port with a throwaway certificate (see the class).
 What runs inside it comes from the Pulumi program (`deploy.py`); who may do what is decided by
-`iam_authorizer.py`.
+`iam/`, the IAM authorizer.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def _self_signed_certificate(directory: str) -> tuple[str, str]:
 class MotoServer:
     """moto's server app over HTTPS on a free 127.0.0.1 port.
 
-    TLS makes aws:SecureTransport honest: the IAM authorizer (iam_authorizer.py) sees "true", so
+    TLS makes aws:SecureTransport honest: the IAM authorizer (recovery/local/iam/) sees "true", so
     a bucket policy that denies insecure transport applies as in AWS. The certificate is
     self-signed and made per server; `ca_bundle` is its path, which `env()` hands on as
     AWS_CA_BUNDLE and `client()` as `verify=`. It is deleted by `stop()`.

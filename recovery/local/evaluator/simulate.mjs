@@ -1,4 +1,4 @@
-// IAM evaluator sidecar for the local emulator (see recovery/local/iam_authorizer.py).
+// IAM evaluator sidecar for the local emulator (see recovery/local/iam/).
 //
 // Reads one JSON request per line on stdin, writes one JSON answer per line on stdout, in order.
 // A request is an @cloud-copilot/iam-simulate `Simulation` (plus an optional "id" echoed back):
