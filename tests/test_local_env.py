@@ -89,6 +89,19 @@ def test_master_password_change_reaches_the_real_server(env: dict[str, str]) -> 
     psycopg.connect(dsn, connect_timeout=5).close()
 
 
+def test_up_without_the_policy_evaluator_says_so_and_starts_nothing(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from recovery.local import environment
+    from recovery.local.iam import sidecar
+
+    monkeypatch.setattr(sidecar, "EVALUATOR_DIR", tmp_path / "no-evaluator")
+    with pytest.raises(environment.LocalEnvError) as err:
+        environment.up(tmp_path / "env")
+    assert err.value.line() == (f"IAM evaluator: {tmp_path / 'no-evaluator' / 'node_modules'} is missing - run "
+                                f"`make venv` (npm ci --prefix {tmp_path / 'no-evaluator'})")
+    assert err.value.exit_code == 16 and not (tmp_path / "env").exists()
+
+
 def test_status_without_an_environment_is_one_line_and_distinct(tmp_path: Path) -> None:
     e = isolated_env()
     e["RECOVERY_LOCAL_DIR"] = str(tmp_path / "none")

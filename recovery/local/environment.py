@@ -147,6 +147,13 @@ def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0
         if any(pid_alive(previous.get(k, {}).get("pid")) for k in ("aws", "node")):
             raise LocalEnvError(f"a local environment already runs in {d}", "use it, or `recovery local down` first")
         down(d)
+    from recovery.local import iam
+
+    try:  # before anything starts: the emulator authorises every request with it
+        iam.check_prerequisites()
+    except RuntimeError as exc:
+        problem, _, fix = str(exc).partition("; ")
+        raise LocalEnvError(problem, fix or "run `make venv`") from None
     if shutil.which("initdb") is None and not Path("/usr/lib/postgresql/15/bin/initdb").exists():
         raise InputError("PostgreSQL 15 server binaries (initdb, pg_ctl) are not installed",
                          "install postgresql-15 (Debian: apt-get install postgresql-15)")

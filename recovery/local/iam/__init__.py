@@ -93,6 +93,6 @@ from __future__ import annotations
 
 from recovery.local.iam.hook import install, installed, uninstall
 from recovery.local.iam.records import read_records
-from recovery.local.iam.sidecar import EVALUATOR_DIR
+from recovery.local.iam.sidecar import EVALUATOR_DIR, check_prerequisites
 
-__all__ = ["EVALUATOR_DIR", "install", "installed", "read_records", "uninstall"]
+__all__ = ["EVALUATOR_DIR", "check_prerequisites", "install", "installed", "read_records", "uninstall"]

@@ -15,7 +15,7 @@ from recovery.local.iam.errors import _denial_message, _error
 from recovery.local.iam.facts import _Check, _Principal, _unique
 from recovery.local.iam.principal import _CredentialError, _principal
 from recovery.local.iam.records import _record, _set_record_file
-from recovery.local.iam.sidecar import _SIDECAR, _check_prerequisites
+from recovery.local.iam.sidecar import _SIDECAR, check_prerequisites
 
 _LOCK = threading.Lock()
 _ORIGINALS: list[tuple[Any, str, Any]] = []
@@ -24,7 +24,7 @@ _ORIGINALS: list[tuple[Any, str, Any]] = []
 def install(*, record_file: str | None = None) -> None:
     """Authorise every moto request in this process from now on. Idempotent; a second call
     only changes the record file. Raises RuntimeError when node or the evaluator is missing."""
-    _check_prerequisites()
+    check_prerequisites()
     with _LOCK:
         _set_record_file(record_file)
         if _ORIGINALS:

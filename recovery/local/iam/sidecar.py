@@ -16,7 +16,8 @@ from typing import Any
 EVALUATOR_DIR = Path(__file__).parent.with_name("evaluator")  # recovery/local/evaluator
 
 
-def _check_prerequisites() -> None:
+def check_prerequisites() -> None:
+    """RuntimeError naming what is missing for the evaluator (Node.js, the pinned npm packages)."""
     if shutil.which("node") is None:
         raise RuntimeError("IAM evaluator: `node` (Node.js 20+) is not on PATH; install Node.js, then run `make venv`")
     if not (EVALUATOR_DIR / "node_modules" / "@cloud-copilot" / "iam-simulate").is_dir():
@@ -54,7 +55,7 @@ class _Sidecar:
 
     def _running(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None or self._pid != os.getpid():
-            _check_prerequisites()
+            check_prerequisites()
             self._proc = subprocess.Popen(
                 ["node", str(EVALUATOR_DIR / "simulate.mjs")], cwd=EVALUATOR_DIR, text=True, bufsize=1,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
