@@ -101,6 +101,13 @@ class ServiceControlError(RecoveryError):
     exit_code = 15
 
 
+class LocalEnvError(RecoveryError):
+    """The local environment is not running, half up, a component failed to start, or the program
+    declares something it cannot create."""
+
+    exit_code = 16
+
+
 # ---- issue 7: rotation and containment (codes 41-46) -------------------------------------------
 
 
@@ -208,6 +215,7 @@ ALL_ERRORS: tuple[type[RecoveryError], ...] = (
     VerificationFailed,
     BackupFailedError,
     ServiceControlError,
+    LocalEnvError,
     CacheError,
     UnknownInstanceError,
     UnknownUserError,

@@ -33,6 +33,8 @@ from typing import Any, Callable
 
 import boto3
 
+from recovery.errors import LocalEnvError
+
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 PRIMARY, DR = "local", "local-dr"
@@ -63,10 +65,6 @@ def admin_client(service: str, region: str, endpoint: str, ca_bundle: str | None
     """A client as the emulated account's root: only `local up` and test fixtures act as it."""
     return boto3.client(service, region_name=region, endpoint_url=endpoint, verify=ca_bundle or None,
                         **ADMIN_CREDENTIALS)
-
-
-class DeployError(Exception):
-    """The program registered something the local deploy cannot create."""
 
 
 @dataclass
@@ -166,11 +164,14 @@ def _kms_alias(d: Deployment, r: Any, i: dict[str, Any]) -> dict[str, str]:
 
 @handles("aws:s3/bucket:Bucket")
 def _bucket(d: Deployment, r: Any, i: dict[str, Any]) -> dict[str, str]:
-    kw: dict[str, Any] = {"Bucket": i["bucket"], "ObjectLockEnabledForBucket": bool(i.get("objectLockEnabled"))}
-    if r.region != "us-east-1":
-        kw["CreateBucketConfiguration"] = {"LocationConstraint": r.region}
-    d.client("s3", r.region).create_bucket(**kw)
+    _create_bucket(d, i["bucket"], r.region, ObjectLockEnabledForBucket=bool(i.get("objectLockEnabled")))
     return {}
+
+
+def _create_bucket(d: Deployment, name: str, region: str, **kw: Any) -> None:
+    if region != "us-east-1":  # us-east-1 refuses its own name as a location constraint
+        kw["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    d.client("s3", region).create_bucket(Bucket=name, **kw)
 
 
 @handles("aws:s3/bucketOwnershipControls:BucketOwnershipControls")
@@ -421,17 +422,18 @@ def _parameter(d: Deployment, r: Any, i: dict[str, Any]) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------------------- plan
 
-def _skipped(typ: str) -> bool:
+def not_emulated(typ: str) -> bool:
     return typ in NOT_EMULATED or typ.startswith("xai:") or typ.startswith("pulumi:")
 
 
 def replay(d: Deployment, run: Any) -> None:
-    """Create every resource `run` registered, in order; raise DeployError on an unknown type."""
-    unknown = sorted({r.type for r in run.resources if r.type not in HANDLERS and not _skipped(r.type)})
+    """Create every resource `run` registered, in order; LocalEnvError (before creating anything) on a
+    type with no handler."""
+    unknown = sorted({r.type for r in run.resources if r.type not in HANDLERS and not not_emulated(r.type)})
     if unknown:
-        raise DeployError(f"stack {run.stack} registers {unknown[0]}, which the local environment cannot create"
-                          + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
-                          + " - add a handler to recovery/local/deploy.py or list it in NOT_EMULATED with a reason")
+        raise LocalEnvError(f"stack {run.stack} registers {unknown[0]}, which the local environment cannot create"
+                            + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""),
+                            "add a handler to recovery/local/deploy.py, or list it in NOT_EMULATED with a reason")
     for r in run.resources:
         handler = HANDLERS.get(r.type)
         if handler is None:
@@ -440,7 +442,8 @@ def replay(d: Deployment, run: Any) -> None:
         try:
             found = handler(d, r, inputs)
         except Exception as exc:  # noqa: BLE001 - one line naming the resource
-            raise DeployError(f"creating {r.type} {r.name} of stack {run.stack} in the emulator failed: {exc}") from exc
+            raise LocalEnvError(f"creating {r.type} {r.name} of stack {run.stack} in the emulator failed: {exc}",
+                                "see the emulator's log (aws.log) and recovery/local/deploy.py's handler") from exc
         for mock, real in found.items():
             d.rewrites.add(mock, real)
         d.created.append(f"{run.stack}:{r.type}:{r.name}")
@@ -449,7 +452,8 @@ def replay(d: Deployment, run: Any) -> None:
 # ---------------------------------------------------------------------------------- prerequisites
 
 def prerequisites(d: Deployment, config: dict[str, Any], stack: str) -> None:
-    """What the stack's config says already exists: its network, hosted zone, trail, and the on-call user."""
+    """What the stack's config says already exists: its network, hosted zone and trail (the on-call user
+    follows the program, `oncall_identity`, since it is allowed to assume the roles the program made)."""
     ns = "xai-dr"
     region = config["aws:region"]
     net = config[f"{ns}:network"]
@@ -470,8 +474,7 @@ def prerequisites(d: Deployment, config: dict[str, Any], stack: str) -> None:
         d.rewrites.add(dns["zoneId"], zone["HostedZone"]["Id"].split("/")[-1])
     trail = config[f"{ns}:recovery"]["trailName"]
     logs = f"{trail}-logs"
-    s3 = d.client("s3", region)
-    s3.create_bucket(Bucket=logs, **({} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}))
+    _create_bucket(d, logs, region)
     ct = d.client("cloudtrail", region)
     ct.create_trail(Name=trail, S3BucketName=logs)
     ct.start_logging(Name=trail)

@@ -32,19 +32,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from recovery.errors import InputError, RecoveryError
+from recovery.errors import InputError, LocalEnvError
 from recovery.processes import pid_alive, stop_pid
 
 LOCAL_STACKS = ("local", "local-dr")
 PROJECT = "xai-dr"
 DEFAULT_DIR = ".recovery/local"
 MAINT_USER = "xai_control_plane"
-
-
-class LocalEnvError(RecoveryError):
-    """The local environment is not running, half up, or a component failed to start."""
-
-    exit_code = 16
 
 
 def local_dir(path: str | os.PathLike[str] | None = None) -> Path:
