@@ -575,21 +575,18 @@ def generated_secret(arn: str, endpoint: str, ca_bundle: str | None) -> str:
 
 def site_for_tests(endpoint: str, ca_bundle: str | None, *, role: str = "primary",
                    **database: Any) -> tuple[dict[str, Any], Oncall]:
-    """One local site's outputs (the DR site comes with its primary) and the on-call identity; see
-    `deploy_for_tests`."""
-    deployed = deploy_for_tests(endpoint, ca_bundle, stacks=(PRIMARY,) if role == "primary" else (PRIMARY, DR),
-                                **database)
-    return deployed.outputs[PRIMARY if role == "primary" else DR], deployed.oncall
+    """One local site's outputs (a DR site comes with its primary) and the on-call identity (`deploy_for_tests`)."""
+    stacks = (PRIMARY,) if role == "primary" else (PRIMARY, DR)
+    deployed = deploy_for_tests(endpoint, ca_bundle, stacks=stacks, **database)
+    return deployed.outputs[stacks[-1]], deployed.oncall
 
 
 def deploy_for_tests(endpoint: str, ca_bundle: str | None, *, stacks: tuple[str, ...] = (PRIMARY, DR),
                      db_host: str = "127.0.0.1", db_port: int = 5432, db_name: str = "xai_blockchain",
                      db_user: str = "xaiadmin", db_password: str | None = None) -> Deployed:
-    """The local stacks deployed from the program, bound to a database a test (or bench) already runs.
-
-    The DB secret is the program's; its value is set to that database's real credential, as an
-    operator adopting an existing cluster would (the DR site's copy is its replica).
-    """
+    """The local stacks deployed from the program, bound to a database a test (or bench) already runs. The
+    DB secret is the program's; its value is set to that database's real credential, as an operator
+    adopting an existing cluster would (the DR site's copy is its replica)."""
     database = {"port": db_port, "databaseName": db_name, "masterUsername": db_user}
     deployed = deploy(endpoint, ca_bundle=ca_bundle, databases={PRIMARY: database, DR: database},
                       bindings={s: {"db_endpoint": db_host} for s in (PRIMARY, DR)}, stacks=stacks)
