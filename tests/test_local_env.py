@@ -110,3 +110,27 @@ def test_status_without_an_environment_is_one_line_and_distinct(tmp_path: Path) 
     assert st.stderr.strip().count("\n") == 0 and "recovery local up" in st.stderr
     backup = cli(e, "backup", "db", "--stack", "local")
     assert backup.returncode == 16 and "recovery local up" in backup.stderr
+
+
+def test_down_refuses_a_directory_local_up_did_not_make(tmp_path: Path) -> None:
+    """`local down --dir x` on someone's directory removes nothing (it used to delete x and exit 0)."""
+    mine = tmp_path / "x"
+    mine.mkdir()
+    (mine / "k").write_text("kept")
+    e = isolated_env()
+    down = cli(e, "local", "down", "--dir", str(mine))
+    assert down.returncode == 16, down.stderr
+    assert down.stderr.strip().count("\n") == 0
+    assert "nothing was stopped or removed" in down.stderr and "recovery local up" in down.stderr
+    assert cli(e, "local", "down", "--dir", str(mine / "k")).returncode == 2  # click: not a directory
+    assert (mine / "k").read_text() == "kept"
+    assert cli(e, "local", "down", "--dir", str(tmp_path / "never-made")).returncode == 0
+
+
+def test_up_refuses_a_non_empty_directory_it_did_not_make(tmp_path: Path) -> None:
+    mine = tmp_path / "x"
+    mine.mkdir()
+    (mine / "k").write_text("kept")
+    up = cli(isolated_env(), "local", "up", "--dir", str(mine))
+    assert up.returncode == 16 and "no .xai-recovery-local marker" in up.stderr, up.stderr
+    assert sorted(p.name for p in mine.iterdir()) == ["k"]

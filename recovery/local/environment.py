@@ -39,6 +39,9 @@ LOCAL_STACKS = ("local", "local-dr")
 PROJECT = "xai-dr"
 DEFAULT_DIR = ".recovery/local"
 MAINT_USER = "xai_control_plane"
+# Written first into every directory `up` makes. `down` deletes a directory only when it carries
+# this marker: `--dir` is user input, and a typo must never remove someone's files.
+MARKER = ".xai-recovery-local"
 
 
 def local_dir(path: str | os.PathLike[str] | None = None) -> Path:
@@ -51,6 +54,18 @@ def _write_json(path: Path, doc: Any, mode: int = 0o600) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f, indent=2, sort_keys=True, default=str)
     tmp.replace(path)
+
+
+def _refuse_foreign(d: Path, verb: str, *, empty_ok: bool) -> None:
+    """Refuse a path that `up` did not make. `up` may use an empty directory; `down` uses none."""
+    why = None
+    if d.exists() and not d.is_dir():
+        why = f"{d} is not a directory"
+    elif d.is_dir() and not (d / MARKER).is_file() and not (empty_ok and not any(d.iterdir())):
+        why = f"{d} is not a local environment's directory (it has no {MARKER} marker)"
+    if why:
+        raise LocalEnvError(f"{why}; nothing was {verb}",
+                            "pass the directory `recovery local up` made (--dir or RECOVERY_LOCAL_DIR)")
 
 
 def read_state(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -151,7 +166,9 @@ def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0
     if shutil.which("initdb") is None and not Path("/usr/lib/postgresql/15/bin/initdb").exists():
         raise InputError("PostgreSQL 15 server binaries (initdb, pg_ctl) are not installed",
                          "install postgresql-15 (Debian: apt-get install postgresql-15)")
+    _refuse_foreign(d, "started", empty_ok=True)
     d.mkdir(parents=True, exist_ok=True)
+    (d / MARKER).write_text("made by `recovery local up`; `recovery local down` removes this directory\n")
     started = time.time()
     state: dict[str, Any] = {"dir": str(d), "started_at": started, "stacks": {}}
     try:
@@ -261,11 +278,14 @@ def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0
 
 
 def down(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Stop every process of the environment and remove its directory. Safe to repeat."""
+    """Stop every process of the environment and remove its directory. Safe to repeat.
+
+    Refuses a directory that `up` did not make (no marker), before stopping anything."""
     from recovery.local.node_process import NodeProcess
     from recovery.local.postgres_cluster import pg_bin
 
     d = local_dir(path)
+    _refuse_foreign(d, "stopped or removed", empty_ok=False)
     stopped: list[str] = []
     try:
         state = json.loads((d / "state.json").read_text())
