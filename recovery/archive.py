@@ -19,12 +19,13 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from recovery.errors import BackupFailedError, InputError
+from recovery.errors import BackupFailedError, ChainDataError, InputError, RecoveryError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+CHAIN_DB = "chain.db"  # the node's database, at the top of its data directory
 
 
 @dataclass
@@ -107,11 +108,52 @@ def sqlite_snapshot(src: Path, dest: Path) -> None:
         s.close()
 
 
-class TarSource:
-    """A readable pipe carrying the tar stream of `members`; `finish()` raises if writing failed."""
+def check_sqlite(path: Path, fix: str = "pick another backup with --backup KEY",
+                 error: type[RecoveryError] = ChainDataError) -> dict[str, Any]:
+    """``PRAGMA integrity_check`` of a SQLite file, opened read-only; `error` unless it is ok.
+    Backups, verify and restores all judge chain.db by this one check (a restore says it with the
+    integrity code, a backup with the chain-data code)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+        try:
+            result = [r[0] for r in db.execute("PRAGMA integrity_check").fetchall()]
+            tables = sorted(r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+            height = None
+            if "blocks" in tables:
+                height = db.execute("SELECT max(height) FROM blocks").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise error(f"{path.name} does not open as SQLite: {exc}", fix) from None
+    if result != ["ok"]:
+        raise error(f"{path.name} fails PRAGMA integrity_check: {'; '.join(result[:3])}", fix)
+    return {"integrity_check": "ok", "tables": tables, "max_height": height}
 
-    def __init__(self, members: list[Member]) -> None:
+
+def chain_db_member(members: list[Member], root: Path) -> Member:
+    """The data directory's chain.db; ChainDataError before anything is written if it is missing
+    or not SQLite (an archive without it would be catalogued and then fail every restore)."""
+    base = members[0].arcname if members and members[0].is_dir else ""
+    want = f"{base}/{CHAIN_DB}"
+    m = next((m for m in members if m.arcname == want), None)
+    if m is None:
+        raise ChainDataError(f"{root} has no {CHAIN_DB}, so a backup of it could not restore a node; nothing was written",
+                             "pass the node's data directory (--data-dir, e.g. /var/lib/xai/blockchain)")
+    if not m.sqlite:
+        raise ChainDataError(f"{root / CHAIN_DB} is not a SQLite database; nothing was written",
+                             "check the node's data directory; restore it with `recovery restore chain` if damaged")
+    return m
+
+
+class TarSource:
+    """A readable pipe carrying the tar stream of `members`; `finish()` raises if writing failed.
+
+    Members listed in ``checked`` are SQLite databases whose snapshot must pass ``check_sqlite``
+    before it is archived; a failure stops the stream, so the upload is aborted."""
+
+    def __init__(self, members: list[Member], checked: tuple[Member, ...] = ()) -> None:
         self.members = members
+        self.checked = {m.arcname for m in checked}
         self.file_count = 0
         self.file_bytes = 0
         self._error: BaseException | None = None
@@ -131,8 +173,8 @@ class TarSource:
                         continue
                     src = m.path
                     if m.sqlite:
-                        src = Path(tmp) / "snapshot.db"
-                        sqlite_snapshot(m.path, src)
+                        src = Path(tmp) / m.path.name  # errors then name the file the user knows
+                        self._snapshot(m, src)
                     info = tar.gettarinfo(str(m.path), arcname=m.arcname)
                     info.size = src.stat().st_size
                     with open(src, "rb") as f:
@@ -149,10 +191,23 @@ class TarSource:
             except OSError as exc:
                 self._error = self._error or exc
 
+    def _snapshot(self, m: Member, dest: Path) -> None:
+        if m.arcname not in self.checked:
+            sqlite_snapshot(m.path, dest)
+            return
+        fix = f"{m.path} is damaged; restore the node's data with `recovery restore chain`"
+        try:
+            sqlite_snapshot(m.path, dest)
+        except sqlite3.DatabaseError as exc:  # a malformed file can fail the copy itself
+            raise ChainDataError(f"{m.path} cannot be copied as SQLite ({exc}); nothing was catalogued", fix) from None
+        check_sqlite(dest, fix)
+
     def finish(self) -> None:
         self._thread.join()
         if self._error is not None:
             e = self._error
+            if isinstance(e, RecoveryError):
+                raise e
             if isinstance(e, BrokenPipeError):
                 raise BackupFailedError("the archive stream was cut off", "see the error above") from None
             raise BackupFailedError(f"archiving failed: {type(e).__name__}: {e}", "check the data directory and retry")

@@ -101,6 +101,13 @@ class ServiceControlError(RecoveryError):
     exit_code = 15
 
 
+class ChainDataError(RecoveryError):
+    """A chain data directory or chain backup without a chain.db that passes PRAGMA integrity_check:
+    it could not restore a node, so it is never catalogued (backup) or passed (verify, failover)."""
+
+    exit_code = 17
+
+
 class LocalEnvError(RecoveryError):
     """The local environment is not running, half up, a component failed to start, or the program
     declares something it cannot create."""

@@ -396,3 +396,34 @@ def test_sigterm_mid_upload_aborts_cleanly(site: Site) -> None:
     assert "db backup interrupted (Ctrl-C or SIGTERM); the upload of backups/db/database-" in err
     assert s3.list_multipart_uploads(Bucket=site.bucket).get("Uploads", []) == []
     assert site.keys("backups/") == [] and site.keys("locks/") == []
+
+
+def _damaged_chain_db(path: Path) -> None:
+    """A SQLite file whose header is intact but whose b-tree pages are overwritten with noise."""
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE blocks (height INTEGER PRIMARY KEY, body BLOB)")
+    db.executemany("INSERT INTO blocks VALUES (?, ?)", [(h, bytes(200)) for h in range(2000)])
+    db.commit()
+    db.close()
+    with open(path, "r+b") as f:
+        f.seek(4096 * 3)
+        f.write(b"\xff" * 4096 * 4)
+
+
+@pytest.mark.parametrize("defect", ["no chain.db", "not SQLite", "damaged"])
+def test_a_chain_backup_that_could_not_restore_is_never_catalogued(site: Site, tmp_path: Path, defect: str) -> None:
+    """`backup chain` of a data dir without a sound chain.db used to exit 0 and pass verify."""
+    d = tmp_path / "blockchain"
+    d.mkdir()
+    (d / "peers.json").write_text("[]")
+    if defect == "not SQLite":
+        (d / "chain.db").write_text("not a database")
+    elif defect == "damaged":
+        _damaged_chain_db(d / "chain.db")
+    r = run_cli("backup", "chain", "--stack", "production", "--outputs", str(site.outputs_file), "--data-dir", str(d),
+                env=site.env)
+    assert r.code == 17, r.err
+    errors = [line for line in r.err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "chain.db" in errors[0] and " - " in errors[0], r.err
+    assert site.keys("backups/chain/") == []
+    assert site.s3().list_multipart_uploads(Bucket=site.bucket).get("Uploads", []) == []

@@ -243,3 +243,30 @@ def test_dr_stack_checks_that_the_primary_replicates_into_it(moto_server: Any, s
                    "Destination": {"Bucket": dr["backup_bucket_arn"]}}]})
     check = bucket_checks()["replication"]
     assert check["ok"] is True and check["detail"] == f"source bucket {primary} replicates into this bucket"
+
+
+def legacy_chain_backup(site: Site, data_dir: Path) -> Any:
+    """A chain backup as versions before the chain.db check took them: the archive alone, unchecked."""
+    from recovery.archive import plan_tree
+    from recovery.runbooks.backup import BackupOptions, _tar_backup
+
+    return _tar_backup(site.act_as("backup"), "chain", plan_tree(data_dir, "var/lib/xai/blockchain"),
+                       str(data_dir), BackupOptions(s3=site.s3()))
+
+
+def test_verify_fails_a_chain_backup_that_could_not_restore(cli: Any, site: Site, tmp_path: Path) -> None:
+    """An archive without chain.db used to pass ("tar lists 0 file(s)"); a restore from it fails."""
+    empty = tmp_path / "blockchain"
+    empty.mkdir()
+    m = legacy_chain_backup(site, empty)
+    r = cli("verify", "--kind", "chain")
+    assert r.code == 13, r.out + r.err
+    line = next(x for x in r.out.splitlines() if x.startswith("✗ chain  structure"))
+    assert line.endswith(f"{m.name}: tar lists 0 file(s); no chain.db at the top of the archive"), line
+
+
+def test_verify_passes_a_sound_chain_db_and_names_the_check(cli: Any, site: Site, tmp_path: Path) -> None:
+    cli("backup", "chain", "--data-dir", str(make_chain_dir(tmp_path, 50)), "--member-prefix", "var/lib/xai/blockchain")
+    r = cli("verify", "--kind", "chain")
+    assert r.code == 0, r.out + r.err
+    assert "tar lists 3 file(s); chain.db passes integrity_check" in r.out

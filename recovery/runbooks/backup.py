@@ -24,7 +24,7 @@ from typing import IO, Any, Callable
 
 from recovery import __version__, redact
 from recovery import postgres
-from recovery.archive import Member, TarSource, plan_tree
+from recovery.archive import Member, TarSource, chain_db_member, plan_tree
 from recovery.aws import aws_error, client, error_code
 from recovery.catalog import Catalog, Manifest, iso, utc_now
 from recovery.errors import AwsAccessError, BackupFailedError, InputError, RecoveryError
@@ -193,13 +193,13 @@ def backup_db(outputs: StackOutputs, opts: BackupOptions | None = None, *, dsn: 
 
 
 def _tar_backup(outputs: StackOutputs, kind: str, members: list[Member], source_desc: str,
-                opts: BackupOptions) -> Manifest:
+                opts: BackupOptions, checked: tuple[Member, ...] = ()) -> Manifest:
     s3 = opts.s3 = opts.s3 or client("s3", outputs.region)
     check_bucket(s3, outputs.backup_bucket_name)
     box: dict[str, TarSource] = {}
 
     def open_source() -> tuple[IO[bytes], Callable[[], None], Callable[[], None]]:
-        src = TarSource(members)
+        src = TarSource(members, checked)
         box["s"] = src
 
         def finish() -> None:
@@ -217,15 +217,17 @@ def _tar_backup(outputs: StackOutputs, kind: str, members: list[Member], source_
 
 def backup_chain(outputs: StackOutputs, data_dir: str | Path, opts: BackupOptions | None = None, *,
                  member_prefix: str | None = None) -> Manifest:
-    """tar.gz of the node's data directory; chain.db is copied with SQLite's backup API."""
+    """tar.gz of the node's data directory; chain.db is copied with SQLite's backup API.
+
+    Only a directory whose chain.db is SQLite and passes integrity_check is backed up: anything
+    else would be catalogued, pass verify, and fail the restore that needs it."""
     opts = opts or BackupOptions()
     path = Path(data_dir)
     if path.exists() and not path.is_dir():
         raise InputError(f"{path} is not a directory", "pass the node's data directory, e.g. /var/lib/xai/blockchain")
     members = plan_tree(path, member_prefix)
-    if not any(m.arcname.endswith("/chain.db") for m in members):
-        log.warning("no chain.db in %s; archiving it anyway", path)
-    return _tar_backup(outputs, "chain", members, str(path.absolute()), opts)
+    chain_db = chain_db_member(members, path.absolute())
+    return _tar_backup(outputs, "chain", members, str(path.absolute()), opts, checked=(chain_db,))
 
 
 def backup_config(outputs: StackOutputs, paths: list[str | Path], opts: BackupOptions | None = None) -> Manifest:

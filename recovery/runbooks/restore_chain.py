@@ -38,14 +38,13 @@ import grp
 import os
 import pwd
 import shutil
-import sqlite3
 import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from recovery.archive import Member, TarSource
+from recovery.archive import Member, TarSource, check_sqlite
 from recovery.aws import client, error_code
 from recovery.catalog import Catalog, Entry
 from recovery.errors import InputError, IntegrityError
@@ -161,22 +160,7 @@ def extract_tar(stream: BackupStream, dest: Path) -> dict[str, Any]:
 def sqlite_check(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise IntegrityError(f"the restored data has no {path.name}", "this backup is not a node data dir; pick another")
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
-        try:
-            result = [r[0] for r in db.execute("PRAGMA integrity_check").fetchall()]
-            tables = sorted(r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
-            height = None
-            if "blocks" in tables:
-                height = db.execute("SELECT max(height) FROM blocks").fetchone()[0]
-        finally:
-            db.close()
-    except sqlite3.DatabaseError as exc:
-        raise IntegrityError(f"{path.name} does not open as SQLite: {exc}", "pick another backup with --backup KEY") from None
-    if result != ["ok"]:
-        raise IntegrityError(f"{path.name} fails PRAGMA integrity_check: {'; '.join(result[:3])}",
-                             "pick another backup with --backup KEY")
-    return {"integrity_check": "ok", "tables": tables, "max_height": height}
+    return check_sqlite(path, error=IntegrityError)
 
 
 def raw_members(root: Path) -> list[Member]:

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import tarfile
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from botocore.exceptions import ClientError
 
 from recovery import __version__
+from recovery.archive import CHAIN_DB, check_sqlite
 from recovery.aws import aws_error, client, error_code
 from recovery.catalog import KINDS, Catalog, Entry, Manifest, iso, utc_now
 from recovery.errors import IntegrityError, RecoveryError
@@ -126,13 +130,24 @@ def scan_backup(s3: Any, m: Manifest, *, sink: Callable[[bytes], None] | None = 
     gen = raw_chunks()
     if m.content == "tar":
         files = 0
+        chain: str | None = None  # what the chain.db check found; chain backups only
         try:
-            with tarfile.open(fileobj=FeedReader(gen), mode="r|") as tar:
+            with tarfile.open(fileobj=FeedReader(gen), mode="r|") as tar, \
+                    tempfile.TemporaryDirectory(prefix="recovery-verify-") as tmp:
+                root = None
                 for member in tar:
+                    root = member.name if root is None else root
                     if member.isfile():
                         files += 1
+                        if m.kind == "chain" and member.name == f"{root}/{CHAIN_DB}":
+                            chain = _check_chain_db(tar, member, Path(tmp))
             structure_ok = m.file_count is None or files == m.file_count
             structure = f"tar lists {files} file(s)" + ("" if structure_ok else f", manifest says {m.file_count}")
+            if m.kind == "chain":
+                # a chain backup restores a node only if its chain.db is there and sound
+                chain = chain or f"no {CHAIN_DB} at the top of the archive"
+                structure_ok = structure_ok and chain == f"{CHAIN_DB} passes integrity_check"
+                structure += f"; {chain}"
         except (tarfile.TarError, EOFError, OSError) as exc:
             structure = f"tar is unreadable ({exc})"
         for _ in gen:  # drain: hash everything, detect truncation after the tar end marker
@@ -145,6 +160,23 @@ def scan_backup(s3: Any, m: Manifest, *, sink: Callable[[bytes], None] | None = 
             "the SQL dump does not end with pg_dump's completion marker"
     return StreamResult(h.hexdigest(), counts["stored"], counts["raw"], state["error"], structure,
                         structure_ok and not state["error"], dict(resp))
+
+
+def _check_chain_db(tar: tarfile.TarFile, member: tarfile.TarInfo, tmp: Path) -> str:
+    """Copy the archive's chain.db out of the stream and run the restore's own integrity check on it."""
+    f = tar.extractfile(member)
+    if f is None:
+        return f"{CHAIN_DB} is not a regular file"
+    dest = tmp / CHAIN_DB
+    with open(dest, "wb") as out:
+        shutil.copyfileobj(f, out, 1024 * 1024)
+    try:
+        check_sqlite(dest)
+    except RecoveryError as exc:
+        return exc.problem
+    finally:
+        dest.unlink()
+    return f"{CHAIN_DB} passes integrity_check"
 
 
 # ------------------------------------------------------------------------------------ the runbook
