@@ -6,7 +6,14 @@ never prints: every word an operator sees goes through the :class:`Reporter` the
 (:class:`ConsoleReporter` for a terminal; tests supply their own).
 
 Resume rule (see docs/runbook-engine.md): when a step has a check, the check wins over the journal;
-a step without a check is skipped on rerun only when the journal records it as completed.
+a step without a check is skipped on rerun only when the journal records it as completed, unless it
+is marked ``rerun`` (a preflight guarding irreversible steps judges the world as it is now).
+
+A rerun resumes an unfinished run only when it is the same run: the same runbook, target, step
+names and params (each runbook puts its *resolved* inputs there: the backup key ``latest`` meant,
+the server), and the unfinished run was last active within ``RESUME_WITHIN_ENV`` hours (default
+24). Otherwise the rerun starts afresh and says which unfinished run it left alone and where its
+journal is.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Mapping, Protocol, TextIO
 
-from recovery.errors import AwsAccessError, RecoveryError, RefusedError, StepFailedError
+from recovery.errors import AwsAccessError, InputError, RecoveryError, RefusedError, StepFailedError
 
 SCHEMA = 1
 
@@ -38,6 +45,9 @@ SKIPPED = "skipped"  # no check, and an earlier attempt of this run completed it
 FAILED = "failed"  # the action or the check raised
 
 DONE = (OK, HELD, SKIPPED)
+
+RESUME_WITHIN_ENV = "RECOVERY_RESUME_WITHIN_HOURS"
+RESUME_WITHIN_HOURS = 24.0  # an unfinished run older than this is history, not work in progress
 
 # Run states.
 RUN_RUNNING = "running"
@@ -108,12 +118,15 @@ class Step:
     read-only. A non-empty mapping means "holds" and becomes the step's detail (so later steps
     can read ``ctx.results[name]`` even when the action never ran in this run).
     A step without a check must be safe to run again if a crash interrupted it.
+    ``rerun`` makes a completed step run again on resume (read-only preflights whose verdict
+    guards what follows: the world may have changed since the crash).
     """
 
     name: str
     action: Action
     touches: str = ""
     check: Check | None = None
+    rerun: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -658,6 +671,26 @@ def _isatty(stream: Any) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+def resume_within_hours() -> float:
+    raw = os.environ.get(RESUME_WITHIN_ENV)
+    if raw is None or raw == "":
+        return RESUME_WITHIN_HOURS
+    try:
+        hours = float(raw)
+    except ValueError:
+        hours = -1.0
+    if not 0 <= hours <= 24 * 365:
+        raise InputError(f"{RESUME_WITHIN_ENV}={raw!r} is not a number of hours from 0 to 8760",
+                         f"unset it (default {RESUME_WITHIN_HOURS:g}) or set e.g. {RESUME_WITHIN_ENV}=6")
+    return hours
+
+
+def _last_active(journal: Journal) -> datetime:
+    """When the run last did anything: its last attempt's start, or its end if it recorded one."""
+    stamps = [journal.started_at, journal.ended_at, *(a.get("started_at") for a in journal.attempts)]
+    return max(datetime.fromisoformat(str(t)) for t in stamps if t)
+
+
 class Runbook:
     """An ordered list of named steps aimed at one target.
 
@@ -688,6 +721,7 @@ class Runbook:
     # -- resume -------------------------------------------------------------------------------
 
     def _resumable(self, store: JournalStore, reporter: Reporter | None = None) -> Journal | None:
+        hours = resume_within_hours()  # a bad value is refused whether or not a run is unfinished
         prev = store.latest(self.name, self.target.name)
         if prev is None or prev.status == RUN_OK:
             return None
@@ -695,10 +729,18 @@ class Runbook:
         if [r.name for r in prev.steps] != [s.name for s in self.steps]:
             why = "its steps differ from this version's"
         elif json.loads(json.dumps(self.params, default=str)) != prev.params:
-            why = f"it ran with different parameters {prev.params}"
+            changed = sorted(k for k in set(prev.params) | set(self.params)
+                             if prev.params.get(k) != json.loads(json.dumps(self.params.get(k), default=str)))
+            why = "it ran with different inputs (" + ", ".join(
+                f"{k}: {prev.params.get(k)!r}, now {self.params.get(k)!r}" for k in changed) + ")"
+        else:
+            age_h = (datetime.now(timezone.utc) - _last_active(prev)).total_seconds() / 3600
+            if age_h > hours:
+                why = f"it was last active {age_h:.1f} h ago, more than {RESUME_WITHIN_ENV}={hours:g}"
         if why:
             if reporter is not None:
-                reporter.message(f"Not resuming unfinished run {prev.run_id} ({prev.location}): {why}")
+                reporter.message(f"An unfinished run {prev.run_id} of {self.name} on {self.target.name} is left as it "
+                                 f"is ({why}); starting a new run. Its journal: {prev.location}")
             return None
         return prev
 
@@ -724,7 +766,7 @@ class Runbook:
                     will_run = not holds
                 except Exception as exc:
                     check_text = f"check error: {_one_line(exc)}"
-            elif step.check is None and jstatus in DONE:
+            elif step.check is None and jstatus in DONE and not step.rerun:
                 will_run = False
             planned.append(
                 PlannedStep(step.name, step.touches, step.check is not None, jstatus, check_text, will_run)
@@ -821,7 +863,7 @@ class Runbook:
             rec = journal.step(step.name)
             ctx = self._ctx(journal.run_id, reporter, journal)
             previous = rec.status
-            if step.check is None and previous in DONE:
+            if step.check is None and previous in DONE and not step.rerun:
                 if previous != SKIPPED:
                     rec.status = SKIPPED
                     store.save(journal)

@@ -24,8 +24,8 @@ from recovery.local.deploy import admin_client
 from cli_env import isolated_env
 
 ROOT = Path(__file__).resolve().parent.parent
-STEPS = ["preflight", "quiesce-writers", "measure-lag", "promote", "repoint-clients", "resume-peer",
-         "start-services", "move-traffic", "verify-dns", "restore-chain", "verify-node", "verify-db", "report"]
+STEPS = ["preflight", "restore-chain", "quiesce-writers", "measure-lag", "promote", "repoint-clients", "resume-peer",
+         "start-services", "move-traffic", "verify-dns", "verify-node", "verify-db", "report"]
 
 
 def cli(env: dict[str, str], *args: str, extra: dict[str, str] | None = None,
@@ -182,6 +182,34 @@ def test_refusals_are_one_line_distinct_codes_and_change_nothing(env: Env, tmp_p
     after = env.snapshot()
     after["dr_node_height"] = before["dr_node_height"]
     assert after == before
+
+
+def test_a_chain_backup_that_could_not_restore_stops_the_failover_first(env: Env, tmp_path: Path) -> None:
+    """The DR node has no chain data, and the newest replicated chain backup has no chain.db (taken
+    before backups checked it). The failover used to promote the database and move DNS, then fail at
+    restore-chain on every rerun; now preflight refuses it before anything changes."""
+    from recovery import aws
+    from recovery.archive import plan_tree
+    from recovery.runbooks.backup import BackupOptions, _tar_backup
+    from recovery.stack import parse_outputs
+
+    dr = parse_outputs("local-dr", env.outputs["local-dr"])
+    aws.vault_key(dr.backup_bucket_name, dr.backup_kms_key_arn)
+    s3 = aws.encrypt_into_vaults(env.aws("s3", dr.region))
+    empty = tmp_path / "blockchain"
+    empty.mkdir()
+    m = _tar_backup(dr, "chain", plan_tree(empty), str(empty), BackupOptions(s3=s3))
+    try:
+        before = env.snapshot()
+        r = cli(env.env, "failover", "--stack", "local-dr", "--yes")
+        assert r.returncode == 17, r.stderr
+        line = one_line_error(r)
+        assert m.key in line and "no chain.db at the top of the archive" in line and "--force" in line
+        after = env.snapshot()
+        after["dr_node_height"] = before["dr_node_height"]
+        assert after == before
+    finally:
+        s3.delete_object(Bucket=dr.backup_bucket_name, Key=m.key + ".manifest.json")  # no longer a backup
 
 
 def test_dry_run_changes_nothing(env: Env) -> None:

@@ -291,3 +291,32 @@ def test_sigkill_while_psql_is_loading_then_rerun(rs: RSite) -> None:
     st = {s["name"]: s for s in r.json()["steps"]}
     assert st["restore-scratch"]["status"] == "ok" and st["restore-scratch"]["attempts"] == 2
     assert rs.summary() == good and scratch(rs) == []
+
+
+def test_a_rerun_resumes_only_the_same_run(rs: RSite) -> None:
+    """An interrupted run used to be resumed by any later `restore db` with the same flags: `latest` kept
+    the old key, a different --dsn was ignored and the preflight was skipped."""
+    first = backup(rs)
+    sql(rs, "DELETE FROM blockchain WHERE height > 2500")
+    rs.crash("db", "--yes", "--force", at=f"{RB}:restore-scratch:after")
+    newer = backup(rs)  # `latest` now means this one
+    sql(rs, "DELETE FROM blockchain WHERE height > 1000")
+    r = rs.cli("db", "--yes", "--force", "--json")
+    assert r.code == 0, r.err
+    j = r.json()
+    assert len(j["attempts"]) == 1 and j["params"]["backup_key"] == newer.key != first.key
+    assert "An unfinished run " in r.err and f"backup_key: '{first.key}', now '{newer.key}'" in r.err
+    assert rs.summary()[:2] == (2500, 2500)
+
+    rs.crash("db", "--yes", "--force", at=f"{RB}:restore-scratch:after")
+    r = rs.cli("db", "--yes", "--force", "--json", "--dsn", "host=localhost")  # the same server, named otherwise
+    assert r.code == 0, r.err
+    assert len(r.json()["attempts"]) == 1 and "server: 'xaiadmin@127.0.0.1:" in r.err, r.err
+
+    # the same inputs: resumed, and the preflight judges the server again
+    rs.crash("db", "--yes", "--force", at=f"{RB}:stop-services:before")
+    r = rs.cli("db", "--yes", "--force", "--json")
+    assert r.code == 0, r.err
+    steps = {s["name"]: s for s in r.json()["steps"]}
+    assert len(r.json()["attempts"]) == 2 and steps["preflight"]["attempts"] == 2
+    assert steps["verify-backup"]["status"] == "skipped"

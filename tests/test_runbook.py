@@ -23,7 +23,7 @@ from _engine_fixtures import (  # noqa: F401 - fixtures
     subprocess_env,
 )
 
-from recovery.errors import LockHeldError, RefusedError, StepFailedError
+from recovery.errors import InputError, LockHeldError, RefusedError, StepFailedError
 from recovery.runbook import (
     ConsoleReporter,
     FallbackJournalStore,
@@ -501,8 +501,51 @@ def test_unfinished_run_with_other_params_is_not_resumed_and_says_so(tmp_path: P
     rep = RecordingReporter()
     journal = Demo(work).runbook(params={"backup": "b"}).run(store, rep)
     assert journal.run_id != err.value.journal.run_id  # type: ignore[attr-defined]
-    assert any("Not resuming" in m and "different parameters" in m for m in rep.messages)
+    left = [m for m in rep.messages if m.startswith(f"An unfinished run {err.value.journal.run_id} ")]  # type: ignore[attr-defined]
+    assert len(left) == 1 and "different inputs (backup: 'a', now 'b')" in left[0] and "Its journal: " in left[0]
     assert journal.params == {"backup": "b"}
+
+
+def test_an_unfinished_run_past_the_resume_window_is_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Yesterday's crashed run is history: a rerun with the same inputs starts afresh and says so."""
+    work = tmp_path / "work"
+    work.mkdir()
+    store = LocalJournalStore(tmp_path / "state")
+    with pytest.raises(StepFailedError) as err:
+        Demo(work, fail_at="finish").runbook(params={"backup": "a"}).run(store, RecordingReporter())
+    old = err.value.journal  # type: ignore[attr-defined]
+    old.started_at = old.ended_at = old.attempts[0]["started_at"] = "2026-11-01T00:00:00+00:00"
+    store.save(old)
+    monkeypatch.setenv("RECOVERY_RESUME_WITHIN_HOURS", "6")
+    rep = RecordingReporter()
+    journal = Demo(work).runbook(params={"backup": "a"}).run(store, rep)
+    assert journal.run_id != old.run_id and len(journal.attempts) == 1
+    assert any(m.startswith(f"An unfinished run {old.run_id} ") and "more than RECOVERY_RESUME_WITHIN_HOURS=6" in m
+               for m in rep.messages), rep.messages
+    monkeypatch.setenv("RECOVERY_RESUME_WITHIN_HOURS", "soon")
+    with pytest.raises(InputError) as bad:
+        Demo(work, fail_at="finish").runbook(params={"backup": "a"}).run(store, RecordingReporter())
+    assert bad.value.line().startswith("RECOVERY_RESUME_WITHIN_HOURS='soon' is not a number of hours from 0 to 8760")
+
+
+def test_a_rerun_step_runs_again_on_resume(tmp_path: Path) -> None:
+    """A preflight guarding irreversible steps judges the world as it is at the resume, not at the crash."""
+    seen: list[str] = []
+    state = {"fail": True}
+
+    def work(ctx: StepContext) -> None:
+        if state["fail"]:
+            raise OSError("disk full")
+
+    steps = [Step("preflight", lambda ctx: seen.append("preflight"), rerun=True), Step("work", work)]
+    store = LocalJournalStore(tmp_path)
+    with pytest.raises(StepFailedError):
+        Runbook("guarded", steps, "t").run(store, RecordingReporter())
+    state["fail"] = False
+    plan = Runbook("guarded", steps, "t").plan(store, RecordingReporter())
+    assert [s.will_run for s in plan.steps] == [True, True]
+    j = Runbook("guarded", steps, "t").run(store, RecordingReporter())
+    assert seen == ["preflight", "preflight"] and len(j.attempts) == 2 and j.step("preflight").status == "ok"
 
 
 def test_a_check_that_raises_fails_its_step_without_running_the_action(tmp_path: Path) -> None:

@@ -6,32 +6,34 @@ One runbook, two directions. ``failover`` promotes the DR site (``--stack produc
 
 Preflight (:func:`preflight`) runs before anything else and changes nothing. It refuses, one line and
 a distinct exit code each, when the target is the wrong role (31), not ready (32: not a member of the
-global cluster, not available, its node unreachable, no chain data and no chain backup), or the
-replication lag is over the limit (33). ``--force`` overrides only the checks marked forceable (lag,
-node, chain data). It picks the default mode: ``switchover`` when the peer is healthy (its
+global cluster, not available, its node unreachable, no chain data and no chain backup), the chain
+backup its node needs could not restore it (17), or the replication lag is over the limit (33).
+``--force`` overrides only the checks marked forceable (lag, node, chain data, chain backup). It picks the default mode: ``switchover`` when the peer is healthy (its
 health check passes and its database answers), else ``failover``.
 
 Steps (journaled in the target's bucket, resumable, timed; crash points via RECOVERY_TEST_CRASH_AT):
 
 1. ``preflight``        record the preflight report (start of the RTO clock).
-2. ``quiesce-writers``  switchover only: stop the peer's writers through service control (the
+2. ``restore-chain``    when the target node lacks current chain data (none, or older than the newest
+                        replicated chain backup): `restore chain` from that backup (its own journal).
+                        First, so that a backup that cannot restore fails before anything irreversible
+                        (preflight has already verified that backup when the node has no chain at all).
+3. ``quiesce-writers``  switchover only: stop the peer's writers through service control (the
                         peer stack's ``services_config``, or RECOVERY_PEER_SERVICES_CONFIG).
-3. ``measure-lag``      replication lag and both databases' max(height) just before promotion (RPO).
-4. ``promote``          ``switchover_global_cluster`` (no data loss) or ``failover_global_cluster(AllowDataLoss)``;
+4. ``measure-lag``      replication lag and both databases' max(height) just before promotion (RPO).
+5. ``promote``          ``switchover_global_cluster`` (no data loss) or ``failover_global_cluster(AllowDataLoss)``;
                         if that call is unavailable and ``--detach-fallback`` was given, detach the
                         target from the global cluster instead (logged). Check: the target is the writer,
                         so a rerun never promotes twice.
-5. ``repoint-clients``  the DB secret's host/port (written in the secret's primary region, or the replica
+6. ``repoint-clients``  the DB secret's host/port (written in the secret's primary region, or the replica
                         promoted when that region is down) and the SSM parameter
                         ``/xai-dr/<global cluster>/endpoints`` (database and cache group) -> the target site.
-6. ``resume-peer``      switchover only: start the peer's services again (it is now a secondary site).
-7. ``start-services``   the target site's node runs (a failback starts the primary's node).
-8. ``move-traffic``     failover: invert the primary's Route 53 health check so SECONDARY serves - unless
+7. ``resume-peer``      switchover only: start the peer's services again (it is now a secondary site).
+8. ``start-services``   the target site's node runs (a failback starts the primary's node).
+9. ``move-traffic``     failover: invert the primary's Route 53 health check so SECONDARY serves - unless
                         the primary's endpoint is already down (inverting would make its check PASS; this
                         is logged with what to do); failback: un-invert it.
-9. ``verify-dns``       the PRIMARY/SECONDARY records and the health checks serve the expected site.
-10. ``restore-chain``   when the target node lacks current chain data (none, or older than the newest
-                        replicated chain backup): `restore chain` from that backup (its own journal).
+10. ``verify-dns``      the PRIMARY/SECONDARY records and the health checks serve the expected site.
 11. ``verify-node``     target node synced and valid; its tip hash equals the database's row.
 12. ``verify-db``       target database out of recovery; a real write and read-back.
 13. ``report``          RTO (preflight start -> verified) and RPO (lag and lost blocks at promotion,
@@ -55,7 +57,7 @@ from typing import Any
 
 from recovery.processes import pid_alive
 from recovery.aws import client, error_code, vault_key
-from recovery.errors import (LockHeldError, NodeApiError, NotDrStackError, RecoveryError, ReplicationLagError,
+from recovery.errors import (ChainDataError, LockHeldError, NodeApiError, NotDrStackError, RecoveryError, ReplicationLagError,
                              SiteNotReadyError, StackOutputsError, VerificationFailed)
 from recovery.locks import S3Lock
 from recovery.runbook import Journal, JournalStore, Runbook, Step, StepContext, Target
@@ -293,6 +295,19 @@ def newest_backups(outputs: StackOutputs) -> dict[str, Any]:
     return out
 
 
+def chain_backup_problem(outputs: StackOutputs) -> str | None:
+    """Why the newest chain backup could not restore a node (the restore's own verification), or None."""
+    from recovery.catalog import Catalog
+    from recovery.runbooks.restore_common import resolve_backup, verify_backup
+
+    cat = Catalog(client("s3", outputs.region), outputs.backup_bucket_name)
+    try:
+        verify_backup(cat.s3, resolve_backup(cat, "chain", "latest"))
+    except RecoveryError as exc:
+        return exc.problem
+    return None
+
+
 # ----------------------------------------------------------------------------------- preflight
 
 
@@ -385,6 +400,16 @@ def preflight(sites: Sites, opts: FailoverOptions, say: Any = lambda _m: None) -
                                             if backups.get("chain") else "and there is no chain backup to restore"),
               SiteNotReadyError(f"the {t.role} node has no chain data and s3://{t.backup_bucket_name} has no chain backup",
                                 "take a chain backup on the primary (replication copies it), or --force"),
+              forceable=True)
+
+    if backups.get("chain") and not (node.get("reachable") and node.get("has_chain")):
+        # the node will need the backup: prove it restores before anything is promoted or moved
+        problem = chain_backup_problem(t)
+        key = backups["chain"]["key"]
+        check("chain-backup", problem is None,
+              f"{key}: " + (problem or "restorable (sha256, archive, chain.db integrity_check)"),
+              ChainDataError(f"the chain backup the {t.role} node needs, {key}, could not restore it: {problem}",
+                             "take a new chain backup on the primary (replication copies it), or --force"),
               forceable=True)
 
     hc = primary_health_check_id(sites)
@@ -820,6 +845,10 @@ class Failover:
     def runbook(self) -> Runbook:
         steps = [
             Step("preflight", self.record_preflight, touches="nothing (records the preflight report)"),
+            # before anything irreversible: a chain restore that fails must fail while the old
+            # writer still serves, not after the promotion and the DNS move
+            Step("restore-chain", self.restore_chain, check=self.chain_current,
+                 touches=f"restores the {self.t.role} node's chain data from s3://{self.t.backup_bucket_name}"),
             Step("quiesce-writers", self.quiesce, check=self.quiesce_held,
                  touches=f"switchover: stops {self.t.peer_stack}'s writers (service control)"),
             # measured again on a rerun until the promotion has happened, then kept as measured
@@ -836,8 +865,6 @@ class Failover:
             Step("move-traffic", self.move_traffic, check=self.traffic_moved,
                  touches=("inverts" if self._want_inverted() else "un-inverts") + " the primary's Route 53 health check"),
             Step("verify-dns", self.verify_dns, touches="nothing (reads records and health checks)"),
-            Step("restore-chain", self.restore_chain, check=self.chain_current,
-                 touches=f"restores the {self.t.role} node's chain data from s3://{self.t.backup_bucket_name}"),
             Step("verify-node", self.verify_node, touches="nothing (node sync and verify)"),
             Step("verify-db", self.verify_db, touches="writes one row to recovery_failover_probe"),
             Step("report", self.report, touches="nothing (RTO/RPO)"),

@@ -189,6 +189,7 @@ class ChainRestore:
     opts: ChainRestoreOptions
     s3: Any
     services: ServiceControl
+    backup_key: str  # what --backup resolved to when the command started (`latest` is a moving name)
 
     @property
     def data_dir(self) -> Path:
@@ -211,8 +212,7 @@ class ChainRestore:
         return Catalog(self.s3, self.outputs.backup_bucket_name)
 
     def entry(self, ctx: StepContext) -> Entry:
-        key = ctx.results.get("verify-backup", {}).get("key")
-        return self.catalog.get(key) if key else resolve_backup(self.catalog, "chain", self.opts.backup)
+        return self.catalog.get(ctx.results.get("verify-backup", {}).get("key") or self.backup_key)
 
     def owner_ids(self) -> tuple[int, int] | None:
         if os.geteuid() != 0 or not self.opts.owner:
@@ -255,7 +255,7 @@ class ChainRestore:
         return {"data_dir": str(d), "exists": d.is_dir(), "owner": self.opts.owner if ids else "unchanged (not root)"}
 
     def verify_backup(self, ctx: StepContext) -> dict[str, Any]:
-        e = resolve_backup(self.catalog, "chain", self.opts.backup)
+        e = self.catalog.get(self.backup_key)
         if e.manifest.content != "tar":
             raise InputError(f"{e.manifest.name} is not a tar archive", "pass a chain backup")
         detail = verify_backup(self.s3, e)
@@ -398,9 +398,9 @@ class ChainRestore:
     def runbook(self) -> Runbook:
         d = self.data_dir
         steps = [
-            Step("preflight", self.preflight, touches="nothing (reads the data dir and its parent)"),
+            Step("preflight", self.preflight, touches="nothing (reads the data dir and its parent)", rerun=True),
             Step("verify-backup", self.verify_backup,
-                 touches=f"nothing (streams backup '{self.opts.backup}' from s3://{self.outputs.backup_bucket_name}, checks sha256)"),
+                 touches=f"nothing (streams backup {self.backup_key} from s3://{self.outputs.backup_bucket_name}, checks sha256)"),
             Step("extract-staging", self.extract, touches=f"creates {d.parent}/.{d.name}.restore-<run>", check=self.staged),
             Step("check-chain-db", self.check_chain_db, touches="nothing (opens chain.db read-only)"),
             Step("chown-staging", self.chown, touches=f"chown -R {self.opts.owner} of the staging dir (as root)"),
@@ -420,7 +420,8 @@ class ChainRestore:
         ]
         return Runbook(NAME, [hooked(NAME, s) for s in steps],
                        Target(str(d), production=is_production(self.outputs.stack)), destructive=True,
-                       params={"stack": self.outputs.stack, "backup": self.opts.backup, "data_dir": str(d),
+                       params={"stack": self.outputs.stack, "backup": self.opts.backup, "backup_key": self.backup_key,
+                               "data_dir": str(d),
                                "owner": self.opts.owner, "archive_current": self.opts.archive_current,
                                "node_url": self.opts.node_url})
 
@@ -440,7 +441,9 @@ def _extract_all(stream: BackupStream, dest: Path) -> dict[str, Any]:
 
 def build(outputs: StackOutputs, opts: ChainRestoreOptions, *, s3: Any = None,
           services: ServiceControl | None = None) -> ChainRestore:
-    return ChainRestore(outputs, opts, s3 or client("s3", outputs.region), services or ServiceControl())
+    s3 = s3 or client("s3", outputs.region)
+    key = resolve_backup(Catalog(s3, outputs.backup_bucket_name), "chain", opts.backup).manifest.key
+    return ChainRestore(outputs, opts, s3, services or ServiceControl(), key)
 
 
 def restore_chain(outputs: StackOutputs, opts: ChainRestoreOptions, store: JournalStore, *, yes: bool = False,

@@ -24,6 +24,7 @@ Test hooks (environment variables, read only by the restore runbooks; see docs/r
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import os
@@ -70,7 +71,7 @@ def hooked(runbook: str, step: Step) -> Step:
         crash_point(runbook, step.name, "after")
         return out
 
-    return Step(step.name, action, touches=step.touches, check=step.check)
+    return dataclasses.replace(step, action=action)
 
 
 # ------------------------------------------------------------------------------------ backups

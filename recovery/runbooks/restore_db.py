@@ -272,14 +272,14 @@ class DbRestore:
     server: Server
     services: ServiceControl
     target: str
+    backup_key: str  # what --backup resolved to when the command started (`latest` is a moving name)
 
     @property
     def catalog(self) -> Catalog:
         return Catalog(self.s3, self.outputs.backup_bucket_name)
 
     def entry(self, ctx: StepContext) -> Entry:
-        key = ctx.results.get("verify-backup", {}).get("key")
-        return self.catalog.get(key) if key else resolve_backup(self.catalog, "db", self.opts.backup)
+        return self.catalog.get(ctx.results.get("verify-backup", {}).get("key") or self.backup_key)
 
     # -- checks (read-only)
     def swapped(self, ctx: StepContext) -> bool:
@@ -325,14 +325,14 @@ class DbRestore:
             version = str(c.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
         exists = self.server.exists(self.target)
         tables = self.server.table_count(self.target) if exists else 0
-        if tables and not self.opts.force:
+        if tables and not self.opts.force and not self.swapped(ctx):  # a resumed run finds its own restore
             raise RefusedError(f"database {self.target} is not empty ({tables} tables)",
                                "it will be quarantined, not overwritten: rerun with --force to replace it")
         return {"server": self.server.admin.target.rsplit("/", 1)[0], "server_version": version,
                 "target_exists": exists, "target_tables": tables}
 
     def verify_backup(self, ctx: StepContext) -> dict[str, Any]:
-        e = resolve_backup(self.catalog, "db", self.opts.backup)
+        e = self.catalog.get(self.backup_key)
         detail = verify_backup(self.s3, e)
         detail.update(rows=e.manifest.db_rows, max_height=e.manifest.db_max_height)
         return detail
@@ -400,9 +400,9 @@ class DbRestore:
     def runbook(self) -> Runbook:
         t = self.target
         steps = [
-            Step("preflight", self.preflight, touches="nothing (reads the server and the target)"),
+            Step("preflight", self.preflight, touches="nothing (reads the server and the target)", rerun=True),
             Step("verify-backup", self.verify_backup,
-                 touches=f"nothing (streams backup '{self.opts.backup}' from s3://{self.outputs.backup_bucket_name}, checks sha256)"),
+                 touches=f"nothing (streams backup {self.backup_key} from s3://{self.outputs.backup_bucket_name}, checks sha256)"),
             Step("stop-services", self.stop_services, touches=self.services.describe_stop(), check=self.stopped_or_swapped),
             Step("restore-scratch", self.restore_scratch, touches=f"creates database {t}_restore_<run> and loads the backup",
                  check=self.scratch_ready),
@@ -416,7 +416,8 @@ class DbRestore:
                           touches=self.services.describe_start(), check=lambda ctx: self.services.all_running()))
         return Runbook(NAME, [hooked(NAME, s) for s in steps],
                        Target(t, production=is_production(self.outputs.stack)), destructive=True,
-                       params={"stack": self.outputs.stack, "backup": self.opts.backup, "target_db": t,
+                       params={"stack": self.outputs.stack, "backup": self.opts.backup, "backup_key": self.backup_key,
+                               "server": self.server.admin.target.rsplit("/", 1)[0], "target_db": t,
                                "keep_old": self.opts.keep_old, "force": self.opts.force})
 
 
@@ -424,7 +425,9 @@ def build(outputs: StackOutputs, opts: DbRestoreOptions, *, s3: Any = None,
           services: ServiceControl | None = None) -> DbRestore:
     cp = postgres.resolve(outputs, opts.dsn)
     target = opts.target_db or cp.params.get("dbname") or outputs.db_name
-    return DbRestore(outputs, opts, s3 or client("s3", outputs.region), Server(cp), services or ServiceControl(), target)
+    s3 = s3 or client("s3", outputs.region)
+    key = resolve_backup(Catalog(s3, outputs.backup_bucket_name), "db", opts.backup).manifest.key
+    return DbRestore(outputs, opts, s3, Server(cp), services or ServiceControl(), target, key)
 
 
 def restore_db(outputs: StackOutputs, opts: DbRestoreOptions, store: JournalStore, *, yes: bool = False,
