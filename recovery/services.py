@@ -17,10 +17,16 @@ File format (TOML shown; JSON has the same keys)::
     stop = "systemctl stop xai-node"   # a string (split like a shell would, no shell) or a list
     start = "systemctl start xai-node"
     status = "systemctl is-active --quiet xai-node"   # optional; exit 0 means running
+    stopped_exit_codes = [3]           # optional; the status exits that mean "not running" (LSB, systemctl)
     timeout_seconds = 120              # optional per-service override
 
 Every command runs as a real subprocess in its own process group, with a timeout; on timeout
 the whole group is killed. A failure raises ServiceControlError naming the service and command.
+
+Status is strict: exit 0 is running, an exit listed in ``stopped_exit_codes`` is stopped, and
+anything else ("Failed to connect to bus", a timeout, a missing command) is a failure, never
+"stopped": a restore must not swap data under a node that may still be running. For the same
+reason a stop is confirmed by the status command when there is one.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from recovery.runbook import Step, StepContext
 
 ENV_VAR = "RECOVERY_SERVICES_CONFIG"
 DEFAULT_TIMEOUT_S = 60.0
+STOPPED_EXIT_CODES = (3,)  # LSB "program is not running"; `systemctl is-active` exits 3 when inactive
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class Service:
     start: tuple[str, ...]
     status: tuple[str, ...] | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
+    stopped_codes: tuple[int, ...] = STOPPED_EXIT_CODES
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,7 @@ class ServicesConfig:
                     start=_command(entry.get("start"), f"{name}.start", bad),
                     status=_command(entry["status"], f"{name}.status", bad) if entry.get("status") else None,
                     timeout_s=_number(entry.get("timeout_seconds", default_timeout), bad),
+                    stopped_codes=_codes(entry.get("stopped_exit_codes", list(STOPPED_EXIT_CODES)), name, bad),
                 )
             )
         names = [s.name for s in services]
@@ -147,6 +156,13 @@ def _number(value: Any, bad: Callable[[str], InputError]) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise bad(f"timeout_seconds must be a positive number, got {value!r}")
     return float(value)
+
+
+def _codes(value: Any, name: str, bad: Callable[[str], InputError]) -> tuple[int, ...]:
+    if (isinstance(value, list) and value
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 256 for v in value)):
+        return tuple(value)
+    raise bad(f"'{name}.stopped_exit_codes' must be a non-empty list of exit codes 1-255, got {value!r}")
 
 
 def _command(value: Any, what: str, bad: Callable[[str], InputError]) -> tuple[str, ...]:
@@ -239,18 +255,31 @@ class ServiceControl:
 
     def stop(self, name: str) -> CommandResult:
         svc = self.config.service(name)
-        return self._run(svc, "stop", svc.stop)
+        result = self._run(svc, "stop", svc.stop)
+        if self.is_running(name):
+            raise ServiceControlError(f"`{result.command}` exited 0 but {name} still reports running",
+                                      f"stop {name} by hand, then rerun")
+        return result
 
     def start(self, name: str) -> CommandResult:
         svc = self.config.service(name)
         return self._run(svc, "start", svc.start)
 
     def is_running(self, name: str) -> bool | None:
-        """True/False from the status command (exit 0 = running); None when none is configured."""
+        """True (exit 0) or False (a stopped exit code) from the status command; None when none is
+        configured. Any other answer raises: an unreadable status is never taken for "stopped"."""
         svc = self.config.service(name)
         if svc.status is None:
             return None
-        return self._run(svc, "status", svc.status).returncode == 0
+        r = self._run(svc, "status", svc.status)
+        if r.returncode == 0:
+            return True
+        if r.returncode in svc.stopped_codes:
+            return False
+        raise ServiceControlError(
+            f"cannot tell whether {name} is running: `{r.command}` exited {r.returncode}"
+            + (f": {r.output}" if r.output else "") + f" (stopped is exit {', '.join(map(str, svc.stopped_codes))})",
+            f"fix service control on this host (or {name}'s stopped_exit_codes in {self.config.source}), then rerun")
 
     def all_stopped(self) -> bool:
         """For a step check: every service with a status command reports not running.

@@ -53,7 +53,7 @@ def make_services(d: Path, fail_stop: str | None = None) -> Services:
         f.touch()
         stop = f"echo stop:{n} >> {log}; rm -f {f}" if n != fail_stop else f"echo {n}: unit is masked >&2; exit 5"
         services.append({"name": n, "stop": ["sh", "-c", stop], "start": ["sh", "-c", f"echo start:{n} >> {log}; touch {f}"],
-                         "status": ["test", "-e", str(f)], "timeout_seconds": 10})
+                         "status": ["sh", "-c", f"test -e {f} || exit 3"], "timeout_seconds": 10})
     cfg = d / "services.json"
     cfg.write_text(json.dumps({"services": services, "start_order": ["xai-node", "xai-explorer"]}))
     return Services(d, cfg, log)

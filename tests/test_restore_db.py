@@ -320,3 +320,23 @@ def test_a_rerun_resumes_only_the_same_run(rs: RSite) -> None:
     steps = {s["name"]: s for s in r.json()["steps"]}
     assert len(r.json()["attempts"]) == 2 and steps["preflight"]["attempts"] == 2
     assert steps["verify-backup"]["status"] == "skipped"
+
+
+def test_a_service_whose_status_cannot_be_read_stops_the_restore_before_the_swap(rs: RSite, tmp_path: Path) -> None:
+    """`systemctl` answering "Failed to connect to bus" used to count as stopped: stop-services was
+    skipped and the database swapped under a node that may still have been running."""
+    import json
+
+    backup(rs)
+    sql(rs, "DELETE FROM blockchain WHERE height > 100")
+    old = rs.summary()
+    cfg = tmp_path / "bus-down.json"
+    bus_down = ["sh", "-c", "echo 'Failed to connect to bus: No such file or directory' >&2; exit 1"]
+    cfg.write_text(json.dumps({"services": [{"name": "xai-node", "stop": bus_down, "start": bus_down,
+                                             "status": bus_down}]}))
+    r = rs.cli("db", "--yes", "--force", env={"RECOVERY_SERVICES_CONFIG": str(cfg)})
+    assert r.code == 15, r.err
+    line = [x for x in r.err.splitlines() if x.startswith("error: ")]
+    assert len(line) == 1 and "step 'stop-services'" in line[0] and "cannot tell whether xai-node is running" in line[0]
+    assert "Failed to connect to bus" in line[0]
+    assert rs.summary() == old and scratch(rs) == [] and quarantined(rs) == []

@@ -118,7 +118,7 @@ def test_failure_to_stop_names_service_and_command_and_rolls_back(fake: Path) ->
     assert err.value.exit_code == ServiceControlError.exit_code
     # the node it had already stopped is running again: the system is as it was
     assert (fake / "xai-node.pid").exists() and (fake / "xai-explorer.pid").exists()
-    assert calls(fake) == ["stop xai-node", "stop xai-explorer", "start xai-node"]
+    assert calls(fake) == ["stop xai-node", "status xai-node", "stop xai-explorer", "start xai-node"]
 
 
 def test_a_hanging_command_is_killed_at_its_timeout(tmp_path: Path) -> None:
@@ -205,3 +205,29 @@ def test_service_steps_in_a_runbook_dry_run_then_run_then_rerun(fake: Path, tmp_
     control.stop_all()
     third = rb.run(store, RecordingReporter())
     assert third.step("stop-services").status == "held"
+
+
+def test_an_unreadable_status_is_a_failure_never_stopped(fake: Path) -> None:
+    """Only exit 0 (running) and the stopped exit codes (3 by default) are answers."""
+    sc = ServiceControl(ServicesConfig.from_mapping({"services": [
+        {"name": "xai-node", "stop": "true", "start": "true",
+         "status": ["sh", "-c", "echo 'Failed to connect to bus' >&2; exit 1"]}]}))
+    with pytest.raises(ServiceControlError) as err:
+        sc.all_stopped()
+    assert err.value.line().startswith("cannot tell whether xai-node is running: `sh -c")
+    assert "exited 1: Failed to connect to bus (stopped is exit 3)" in err.value.line()
+    with pytest.raises(ServiceControlError):  # a stop is confirmed by the status, so it fails too
+        sc.stop("xai-node")
+    custom = ServicesConfig.from_mapping({"services": [
+        {"name": "xai-node", "stop": "true", "start": "true", "status": "false", "stopped_exit_codes": [1]}]})
+    assert ServiceControl(custom).all_stopped() is True
+    with pytest.raises(InputError, match="stopped_exit_codes' must be a non-empty list of exit codes 1-255"):
+        ServicesConfig.from_mapping({"services": [{"name": "n", "stop": "true", "start": "true",
+                                                   "stopped_exit_codes": [0]}]})
+
+
+def test_a_stop_that_leaves_the_service_running_fails(fake: Path) -> None:
+    sc = ServiceControl(ServicesConfig.from_mapping({"services": [
+        {"name": "xai-node", "stop": "true", "start": "true", "status": "true"}]}))
+    with pytest.raises(ServiceControlError, match="exited 0 but xai-node still reports running"):
+        sc.stop("xai-node")
