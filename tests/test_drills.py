@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -231,6 +232,16 @@ def test_sigterm_mid_drill_cleans_up_and_keeps_a_partial_record(local: Local) ->
 
 
 def test_killed_drill_leaves_nothing_after_sweep_or_local_down(local: Local) -> None:
+    # What an operator's own restores kept: the sweep used to drop every <db>_quarantine_* database
+    # and remove every quarantine directory beside the data dir. They are not the drill's to remove.
+    kept_dbs = ["xai_blockchain_quarantine_20261101t000000z", "xai_blockchain_restore_20261101t000000z_abc123"]
+    with psycopg.connect(local.refresh().rsplit("/", 1)[0] + "/postgres", autocommit=True) as c:
+        for n in kept_dbs:
+            c.execute(f'CREATE DATABASE "{n}"')
+    data = Path(local.st["node"]["data_dir"])
+    kept_dir = data.parent / f"{data.name}.quarantine-20261101T000000Z"
+    kept_dir.mkdir()
+    (kept_dir / "chain.db").write_text("the operator's evidence")
     # SIGKILL mid-scenario: after the scratch copy is loaded, before it is verified and swapped in.
     r = run({**local.env, "RECOVERY_TEST_CRASH_AT": "restore-db:verify-scratch:before"},
             "drill", "full", "--stack", "local", "--scenario", "database-corruption")
@@ -242,11 +253,16 @@ def test_killed_drill_leaves_nothing_after_sweep_or_local_down(local: Local) -> 
     again = run(local.env, "drill", "db", "--stack", "local", "--fresh")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "swept leftovers" in again.stderr
-    assert not [n for n in local.databases() if "_restore_" in n or n.startswith("xai_drill_")]
+    assert not [n for n in local.databases() if ("_restore_" in n and n not in kept_dbs) or n.startswith("xai_drill_")]
     assert not [p for p in left_dirs if p.exists()]
+    assert set(kept_dbs) <= set(local.databases()) and (kept_dir / "chain.db").read_text() == "the operator's evidence"
     # The killed drill's damage is still in the table: the next full drill refuses to measure on it.
     refused = run(local.env, "drill", "full", "--stack", "local", "--scenario", "database-corruption")
     assert refused.returncode == 21 and "already damaged" in refused.stdout + refused.stderr
+    with psycopg.connect(local.refresh().rsplit("/", 1)[0] + "/postgres", autocommit=True) as c:
+        for n in kept_dbs:  # the operator's, so this test removes them itself
+            c.execute(f'DROP DATABASE "{n}"')
+    shutil.rmtree(kept_dir)
 
 
 @pytest.mark.parametrize("kind", ["full", "failover"])

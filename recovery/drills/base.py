@@ -29,6 +29,7 @@ callbacks registered with `d.cleanup(fn)` always run.
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from contextlib import contextmanager
@@ -50,6 +51,9 @@ class Step:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "started_at": self.started_at, "ended_at": self.ended_at,
                 "result": self.result, "detail": self.detail}
+
+
+LEDGER = "created.jsonl"  # in a scenario's work dir: what it made directly, one JSON line each
 
 
 @dataclass
@@ -111,6 +115,13 @@ class DrillRun:
 
     def cleanup(self, fn: Callable[[], None]) -> None:
         self._cleanups.append(fn)
+
+    def record_created(self, kind: str, name: str) -> None:
+        """Note in the drill's ledger, *before* creating it, something the scenario makes directly
+        (``kind`` "database" or "dir"): after a SIGKILL the next drill's sweep removes only what a
+        ledger, or the journals of the restores a drill ran, name."""
+        with open(self.work_dir / LEDGER, "a") as f:
+            f.write(json.dumps({"kind": kind, "name": name}) + "\n")
 
     def run_cleanups(self) -> list[str]:
         problems = []

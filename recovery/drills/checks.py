@@ -151,7 +151,7 @@ def drill_db(d: DrillRun) -> None:
     with d.step("verify-backup") as st:
         st.detail.update(verify_backup(s3, e))
     with d.step("restore-scratch") as st:
-        server.drop(scratch)
+        d.record_created("database", scratch)  # before it exists: a SIGKILL leaves it to the sweep
         d.cleanup(lambda: server.drop(scratch))
         server.create(scratch)
         st.detail.update(scratch=scratch, **psql_into(server, scratch, BackupStream(s3, m, progress=d.say)))

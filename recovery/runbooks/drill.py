@@ -16,10 +16,12 @@ and a human report (Markdown + self-contained HTML, ``recovery.drills.report``) 
 Cleanup: whatever a drill creates (scratch databases ``xai_drill_*``, work directories) is removed by
 the scenario's cleanups, on failure and on SIGTERM/Ctrl-C too. A SIGKILLed drill cannot clean up, so
 every drill first *sweeps* the leftovers of earlier ones, under a per-stack lock so it never sweeps a
-drill that is still running. On a local stack the sweep also drops what a killed ``drill full``
-leaves mid-restore (``<db>_restore_*`` / ``<db>_quarantine_*`` databases, the chain restore's staging
-and quarantine directories) and starts the node again if it was left stopped; ``recovery local down``
-removes everything in any case.
+drill that is still running. The sweep removes only what a dead drill recorded as its own: the
+scratch databases in its ledger (``DrillRun.record_created``, written before each is created), and what the
+restores it ran make (their scratch and quarantine databases, the chain restore's staging and
+quarantine directories), named from those restores' journals in its work dir. A quarantine kept by
+an operator's own restore is never touched. It then starts a local node a killed restore left
+stopped; ``recovery local down`` removes everything in any case.
 
 The restores a drill runs journal into the drill's own work directory (and the journal is copied into
 the record), so a killed drill's half-done restore is never resumed by a later, unrelated run.
@@ -40,7 +42,7 @@ from typing import Any, Callable
 
 from recovery import redact
 from recovery.processes import pid_alive
-from recovery.drills.base import DrillRun, ScenarioSpec, load_all, run_scenario
+from recovery.drills.base import LEDGER, DrillRun, ScenarioSpec, load_all, run_scenario
 from recovery.errors import DatabaseError, DrillFailedError, LockHeldError, NotLocalStackError, RecoveryError
 from recovery.stack import LOCAL_STACKS, StackOutputs
 
@@ -81,15 +83,45 @@ def make_work_dir(stack: str, drill_id: str) -> Path:
     return d
 
 
+def made_by(work: Path) -> dict[str, list[str]]:
+    """What the drill whose work dir is `work` created: its ledger, plus what the restores it ran
+    make (named from their journals, which a run saves before its first step)."""
+    from recovery.runbook import Journal
+    from recovery.runbooks.restore_chain import run_paths
+    from recovery.runbooks.restore_db import quarantine_name, scratch_name
+
+    made: dict[str, list[str]] = {"databases": [], "dirs": []}
+    for ledger in work.rglob(LEDGER):
+        for line in ledger.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+                made["databases" if entry["kind"] == "database" else "dirs"].append(str(entry["name"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by the kill
+    for runbook in ("restore-db", "restore-chain"):
+        for f in work.rglob(f"runs/{runbook}/*.json"):
+            try:
+                j = Journal.from_dict(json.loads(f.read_text()))
+                if runbook == "restore-db":
+                    made["databases"] += [scratch_name(j.target, j.run_id), quarantine_name(j.target, j.run_id)]
+                else:
+                    made["dirs"] += [str(p) for p in run_paths(Path(str(j.params["data_dir"])), j.run_id)]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+    return made
+
+
 def sweep(outputs: StackOutputs, say: Callable[[str], None] = lambda _m: None) -> dict[str, list[str]]:
-    """Remove what killed drills left behind (see the module docstring). Never raises for one item."""
+    """Remove what killed drills left behind: only what their ledgers and journals name (see the
+    module docstring), never a database or directory an operator's own restore kept. Never raises
+    for one item."""
     from recovery import postgres
     from recovery.runbooks.restore_db import Server
 
-    local = is_local(outputs.stack)
     removed: dict[str, list[str]] = {"databases": [], "dirs": [], "started": []}
-    # work dirs of drills whose process is gone
+    made: dict[str, list[str]] = {"databases": [], "dirs": []}
     root = work_root(outputs.stack)
+    dead = []
     for d in sorted(root.glob(f"{TMP_PREFIX}*")) if root.is_dir() else []:
         try:
             pid = int((d / PID_FILE).read_text().strip())
@@ -97,29 +129,27 @@ def sweep(outputs: StackOutputs, say: Callable[[str], None] = lambda _m: None) -
             pid = 0
         if pid and pid != os.getpid() and pid_alive(pid):
             continue
-        shutil.rmtree(d, ignore_errors=True)
-        removed["dirs"].append(str(d))
-    if local and outputs.node_data_dir:
-        data = Path(outputs.node_data_dir)
-        for p in [*data.parent.glob(f".{data.name}.restore-*"), *data.parent.glob(f"{data.name}.quarantine-*")]:
+        dead.append(d)
+        for k, v in made_by(d).items():
+            made[k] += v
+    for p in map(Path, made["dirs"]):
+        if p.exists():
             shutil.rmtree(p, ignore_errors=True)
             removed["dirs"].append(str(p))
-    # scratch databases
-    try:
-        server = Server(postgres.resolve(outputs))
-        patterns = [SCRATCH_PREFIX.replace("_", r"\_") + "%"]
-        if local:
-            db = outputs.db_name.replace("_", r"\_")
-            patterns += [db + r"\_restore\_%", db + r"\_quarantine\_%"]
-        with server.connect() as c:
-            names = sorted({r[0] for p in patterns for r in c.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s", (p,)).fetchall()})
-        for n in names:
-            server.drop(n)
-            removed["databases"].append(n)
-    except DatabaseError as exc:
-        say(f"sweep: could not check for leftover scratch databases: {exc.line()}")
-    if local:  # a drill killed mid-restore may have left the node stopped
+    if made["databases"]:
+        try:
+            server = Server(postgres.resolve(outputs))
+            for n in made["databases"]:
+                if server.exists(n):
+                    server.drop(n)
+                    removed["databases"].append(n)
+        except DatabaseError as exc:
+            say(f"sweep: could not drop leftover scratch databases: {exc.line()}")
+            dead = []  # keep the ledgers: the next drill tries again
+    for d in dead:
+        shutil.rmtree(d, ignore_errors=True)
+        removed["dirs"].append(str(d))
+    if is_local(outputs.stack) and dead:  # a drill killed mid-restore may have left the node stopped
         from recovery.services import ServiceControl
 
         try:

@@ -486,10 +486,11 @@ def _holder_dead_here(owner: str) -> bool:
 
 
 class Failover:
-    def __init__(self, sites: Sites, opts: FailoverOptions, pre: Preflight) -> None:
+    def __init__(self, sites: Sites, opts: FailoverOptions, pre: Preflight, store: JournalStore) -> None:
         self.sites = sites
         self.opts = opts
         self.pre = pre
+        self.store = store
         self.t = sites.target
         self.mode = pre.mode
 
@@ -742,11 +743,8 @@ class Failover:
                                    node_url=self.t.node_api_url, sync_timeout_s=self.opts.sync_timeout_s,
                                    sync_interval_s=1.0)
         r = build(self.t, opts, services=self._target_services())
-        from recovery.aws import client as _c
-        from recovery.runbook import journal_store
-
-        store = journal_store(_c("s3", self.t.region), self.t.backup_bucket_name, warn=ctx.info)
-        j = r.runbook().run(store, ctx.reporter, yes=True)
+        # journaled beside the failover's own journal (the target's bucket; a drill's work dir)
+        j = r.runbook().run(self.store, ctx.reporter, yes=True)
         key = j.step("verify-backup").detail.get("key")
         return {"restored": True, "backup": key, "restore_run": j.run_id}
 
@@ -909,7 +907,7 @@ def run_failover(target: StackOutputs, opts: FailoverOptions, store: JournalStor
     elif unfinished_mode(store, opts.direction, target.stack) == opts.mode:
         opts.resuming = True
     pre = preflight(sites, opts, reporter.message)
-    f = Failover(sites, opts, pre)
+    f = Failover(sites, opts, pre, store)
     rb = f.runbook()
     if dry_run:
         journal, plan = execute(rb, store, yes=yes, dry_run=True, reporter=reporter)

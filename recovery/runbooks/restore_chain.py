@@ -163,6 +163,14 @@ def sqlite_check(path: Path) -> dict[str, Any]:
     return check_sqlite(path, error=IntegrityError)
 
 
+def run_paths(data_dir: Path, run_id: str) -> tuple[Path, Path, Path]:
+    """(staging, partial extraction, quarantine) beside `data_dir` for run `run_id`: the only
+    directories a chain restore makes, so a drill's sweep can name exactly what one of its runs left."""
+    return (data_dir.parent / f".{data_dir.name}.restore-{run_id}",
+            data_dir.parent / f".{data_dir.name}.restore-{run_id}.partial",
+            data_dir.parent / f"{data_dir.name}.quarantine-{stamp(run_id)}")
+
+
 def raw_members(root: Path) -> list[Member]:
     """Every directory and regular file under root, archived raw (no SQLite snapshot: the node is
     stopped and the point is to keep the damaged state exactly as it is)."""
@@ -196,13 +204,13 @@ class ChainRestore:
         return Path(os.path.abspath(self.opts.data_dir))
 
     def staging(self, run_id: str) -> Path:
-        return self.data_dir.parent / f".{self.data_dir.name}.restore-{run_id}"
+        return run_paths(self.data_dir, run_id)[0]
 
     def partial(self, run_id: str) -> Path:
-        return self.data_dir.parent / f".{self.data_dir.name}.restore-{run_id}.partial"
+        return run_paths(self.data_dir, run_id)[1]
 
     def quarantine(self, run_id: str) -> Path:
-        return self.data_dir.parent / f"{self.data_dir.name}.quarantine-{stamp(run_id)}"
+        return run_paths(self.data_dir, run_id)[2]
 
     def archive_key(self, run_id: str) -> str:
         return f"quarantine/chain/corrupted-blockchain-{stamp(run_id)}.tar.gz"
