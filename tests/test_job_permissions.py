@@ -150,6 +150,7 @@ def _exercise(b: Battery, tmp: Path) -> None:
     b.run("rotate all", "rotate", "all", *local, "--yes", "--no-grace")
     b.run("partition rejoin", "partition", "rejoin", *local, "--peers", "10.0.1.11:8333", "--min-peers", "1",
           "--interval", "0.3s", "--timeout", "30s")
+    _lose_dr_chain_data(b, tmp)  # so the failover restores the DR node's chain, as its role allows
     b.run("failover (switchover)", "failover", *dr, "--mode", "switchover", "--yes")
     # The DR site is the writer now: everything an on-call engineer would run there.
     b.run("partition rejoin dr", "partition", "rejoin", *dr, "--peers", "10.0.1.11:8333", "--min-peers", "1",
@@ -178,6 +179,17 @@ def _exercise(b: Battery, tmp: Path) -> None:
         b.run(f"investigate {stack}", "investigate", *site, "--incident", f"INC-{stack}")
         b.run(f"contain terminate {stack}", "contain", "terminate", *site, "--instance", iid,
               "--incident", f"INC-{stack}", "--yes")
+
+
+def _lose_dr_chain_data(b: Battery, tmp: Path) -> None:
+    """The DR node's data directory is gone (moved aside with the node stopped, through its own
+    service control): the next failover must restore it from the replicated chain backup."""
+    from recovery.services import ServiceControl, ServicesConfig
+
+    sc = ServiceControl(ServicesConfig.from_file(b.dir / "services-dr.json"))
+    sc.stop_all()
+    Path(b.state["dr"]["node"]["data_dir"]).rename(tmp / "lost-dr-chain-data")
+    sc.start_all()
 
 
 def _instance(b: Battery, stack: str) -> str:
