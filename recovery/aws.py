@@ -19,7 +19,6 @@ PutObject, CreateMultipartUpload and CopyObject into that bucket when the caller
 from __future__ import annotations
 
 import getpass
-import os
 import socket
 from contextlib import contextmanager
 from functools import lru_cache
@@ -34,10 +33,12 @@ from botocore.exceptions import (
     ClientError,
     EndpointConnectionError,
     NoCredentialsError,
+    ReadTimeoutError,
     NoRegionError,
     PartialCredentialsError,
 )
 
+from recovery import knobs
 from recovery.errors import AwsAccessError, RecoveryError, StackOutputsError
 
 MAX_POOL = 16
@@ -54,18 +55,26 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
+CONNECT_TIMEOUT_SECONDS = 10
+
+
 def _config(region: str | None) -> Config:
+    """Every client's config (the STS fetcher's too): an endpoint that accepts connections and never
+    answers fails after at most attempts x (connect + read timeout), 5 x 40 s by default."""
     return Config(
         region_name=region or None,
-        retries={"mode": "standard", "max_attempts": int(os.environ.get("RECOVERY_AWS_MAX_ATTEMPTS", "5"))},
+        retries={"mode": "standard", "max_attempts": knobs.int_value("RECOVERY_AWS_MAX_ATTEMPTS")},
         max_pool_connections=MAX_POOL,
-        connect_timeout=10,
-        read_timeout=120,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        # S3 answers an UploadPart within seconds of its body and keeps a slow CompleteMultipartUpload
+        # alive with whitespace, so one read timeout serves data and control calls alike.
+        read_timeout=knobs.value("RECOVERY_AWS_READ_TIMEOUT_SECONDS"),
     )
 
 
 def client(service: str, region: str | None = None) -> Any:
     """A boto3 client for `service` in `region` (the stack's region) as the current job's role."""
+    knobs.check_endpoints()  # boto3 would fail mid-run with a bare ValueError
     session = _CURRENT.get("session") or _session()
     try:
         c = session.client(service, config=_config(region))
@@ -110,6 +119,7 @@ class _Fixed(CredentialProvider):
 
 @lru_cache(maxsize=None)
 def _base_identity(region: str) -> str:
+    knobs.check_endpoints()
     sts = _session().client("sts", config=_config(region))
     try:
         return str(sts.get_caller_identity()["Arn"])
@@ -137,7 +147,8 @@ def _role_session(role_arn: str, region: str, job: str) -> boto3.session.Session
     core.set_config_variable("sts_regional_endpoints", "regional")
     who = f"{getpass.getuser()}@{socket.gethostname()}"[:40]
     fetcher = AssumeRoleCredentialFetcher(
-        client_creator=lambda service, **kw: base.client(service, region_name=region, **kw),
+        # with our config: botocore's default (60 s + 60 s, legacy retries) would outlast ours
+        client_creator=lambda service, **kw: base.client(service, region_name=region, config=_config(region), **kw),
         source_credentials=source,
         role_arn=role_arn,
         extra_args={"RoleSessionName": f"recovery-{job}-{who}".replace("@", "-")[:64],
@@ -204,6 +215,10 @@ def aws_error(exc: BaseException, doing: str, *, bucket: str | None = None) -> R
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return AwsAccessError(f"no AWS credentials while {doing}",
                               "configure the standard chain (AWS_PROFILE, env vars, SSO or an instance role)")
+    if isinstance(exc, ReadTimeoutError):
+        return AwsAccessError(f"AWS did not answer while {doing} ({exc})",
+                              "check AWS health, the network and AWS_ENDPOINT_URL; RECOVERY_AWS_READ_TIMEOUT_SECONDS "
+                              "sets how long to wait")
     if isinstance(exc, EndpointConnectionError):
         return AwsAccessError(f"cannot reach AWS while {doing}: {exc}", "check the network, region and AWS_ENDPOINT_URL")
     if isinstance(exc, ClientError):

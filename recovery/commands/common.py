@@ -2,8 +2,8 @@
 
 Commands live in the modules of this package, one per area; `recovery/cli.py` only builds the
 top-level group from them. Results go to stdout (`--json`: one JSON document); logs, progress
-and errors go to stderr. Exit codes: 0 success; 2 usage; otherwise the RecoveryError class's
-code (recovery/errors.py).
+and errors go to stderr. Exit codes: 0 success; 2 usage (unknown or missing option or command);
+4 a bad option value (as InputError); otherwise the RecoveryError class's code (recovery/errors.py).
 """
 
 from __future__ import annotations
@@ -43,11 +43,22 @@ def setup_logging(verbose: int, debug: bool) -> None:
 
 
 class Main(click.Group):
-    """Maps RecoveryError (and stray AWS errors) to a one-line message and the class's exit code."""
+    """Maps RecoveryError (and stray AWS errors) to a one-line message and the class's exit code.
+    Click's own usage errors get the same one line instead of click's three (usage, hint, error)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:  # the top-level options (`recovery --bogus`)
+            self._usage(exc)
+            raise AssertionError("unreachable")
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a subcommand's options, parsed inside this invoke
+            self._usage(exc)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except RecoveryError as exc:
@@ -68,6 +79,16 @@ class Main(click.Group):
                 err = aws_error(exc, "talking to AWS")
                 self._fail(ctx, exc, err.line(), err.exit_code)
             self._fail(ctx, exc, f"unexpected {type(exc).__name__}: {exc} - rerun with --debug and report it", 1)
+
+    @classmethod
+    def _usage(cls, exc: click.UsageError) -> None:
+        """A bad option value is a bad input (InputError's code); anything else is usage (2)."""
+        where = exc.ctx.command_path if exc.ctx is not None else "recovery"
+        bad_value = isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter)
+        code = InputError.exit_code if bad_value else 2
+        line = f"{exc.format_message().rstrip('.')} - see `{where} --help`"
+        ctx = exc.ctx or click.Context(click.Command("recovery"))
+        cls._fail(ctx.find_root(), None, line, code)
 
     @staticmethod
     def _fail(ctx: click.Context, exc: BaseException | None, line: str, code: int) -> None:

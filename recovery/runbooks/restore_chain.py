@@ -41,10 +41,11 @@ import shutil
 import sqlite3
 import tarfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from recovery import knobs
 from recovery.archive import Member, TarSource
 from recovery.aws import client, error_code
 from recovery.catalog import Catalog, Entry
@@ -73,7 +74,7 @@ class ChainRestoreOptions:
     archive_current: bool = False
     node_url: str = "http://localhost:8080"
     sync_timeout_s: float = 900.0
-    sync_interval_s: float = float(os.environ.get("RECOVERY_SYNC_POLL_SECONDS", "5"))
+    sync_interval_s: float = field(default_factory=lambda: knobs.value("RECOVERY_SYNC_POLL_SECONDS"))
 
 
 # ------------------------------------------------------------------------------------- file helpers

@@ -22,13 +22,13 @@ anything, because the emulator does not check it.
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from recovery import knobs
 from recovery.aws import aws_error, client, error_code
 from recovery.errors import AwsAccessError, DeadlineError, InputError
 from recovery.runbook import Journal, JournalStore, Runbook, Step, StepContext, Target
@@ -45,7 +45,7 @@ class PitrOptions:
     new_cluster: str | None = None
     instance_class: str | None = None
     wait_timeout_s: float = 3600.0
-    poll_s: float = float(os.environ.get("RECOVERY_RDS_POLL_SECONDS", "15"))
+    poll_s: float = field(default_factory=lambda: knobs.value("RECOVERY_RDS_POLL_SECONDS"))
 
 
 def parse_time(text: str) -> datetime:
