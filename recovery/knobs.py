@@ -86,19 +86,24 @@ def check_endpoints(environ: Mapping[str, str] | None = None) -> None:
         check_url(name, env[name], what="an AWS endpoint")
 
 
-def check_url(name: str, text: str, *, what: str) -> None:
-    """`text` (named `name` in the message) is an http(s) URL with a host and a valid port."""
-    fix = f"set {name} to {what} URL such as https://host:443 or unset it"
+def is_http_url(text: str) -> bool:
+    """http(s)://HOST[:PORT][/path] with a host and a port in 1..65535."""
     try:
         u = urlsplit(text.strip())
-        port_ok = u.port is None or 0 < u.port < 65536  # .port raises ValueError when not a number
-    except ValueError:
-        port_ok = False
-        u = None
-    if u is None or u.scheme not in ("http", "https") or not u.hostname or not port_ok:
-        # a URL may carry user:password@; show it only when it cannot
-        shown = "" if "@" in text else f"={text[:60]!r}"
-        raise InputError(f"{name}{shown} is not an http(s) URL", fix)
+        return u.scheme in ("http", "https") and bool(u.hostname) and (u.port is None or 0 < u.port < 65536)
+    except ValueError:  # .port raises it for a port that is not a number
+        return False
+
+
+def shown(text: str) -> str:
+    """A value for a message; a URL may carry user:password@, so such a value is not shown."""
+    return "(value not shown)" if "@" in text else repr(text[:60])
+
+
+def check_url(name: str, text: str, *, what: str) -> None:
+    if not is_http_url(text):
+        raise InputError(f"{name}={shown(text)} is not an http(s) URL",
+                         f"set {name} to {what} URL such as https://host:443 or unset it")
 
 
 def check_all(environ: Mapping[str, str] | None = None) -> None:

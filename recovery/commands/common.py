@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import traceback
@@ -203,10 +204,10 @@ def finish_runbook(run: Callable[[], tuple[Any, Any]], as_json: bool) -> Any:
     return journal
 
 
-def parse_duration(text: str) -> float:
-    """'15m', '90s', '1h', '300' (seconds) -> seconds."""
+def parse_duration(text: str, *, allow_zero: bool = False, max_s: float = 7 * 86400) -> float:
+    """'15m', '90s', '1h', '2d', '300' (seconds) -> seconds, within (0 or above 0)..max_s."""
     t = text.strip().lower()
-    mult = {"s": 1, "m": 60, "h": 3600}
+    mult = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:
         if t and t[-1] in mult:
             value = float(t[:-1]) * mult[t[-1]]
@@ -214,6 +215,45 @@ def parse_duration(text: str) -> float:
             value = float(t)
     except ValueError:
         raise InputError(f"'{text}' is not a duration", "use e.g. 15m, 90s, 1h or seconds") from None
-    if value <= 0:
-        raise InputError(f"duration '{text}' must be positive", "use e.g. 15m")
+    low = "0" if allow_zero else "more than 0"
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero) or value > max_s:
+        raise InputError(f"duration '{text}' is out of range", f"use {low} up to {max_s / 3600:g}h, e.g. 15m")
     return value
+
+
+class Duration(click.ParamType):
+    """A duration option, converted while click parses, so a bad one stops the command before it starts
+    and the one-line message names the option."""
+
+    name = "duration"
+
+    def __init__(self, *, allow_zero: bool = False, max_s: float = 7 * 86400) -> None:
+        self.allow_zero = allow_zero
+        self.max_s = max_s
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return parse_duration(str(value), allow_zero=self.allow_zero, max_s=self.max_s)
+        except InputError as err:
+            self.fail(f"{err.problem} ({err.fix})", param, ctx)
+
+
+DURATION = Duration()
+
+
+class Url(click.ParamType):
+    """An http(s) URL option (a node API, a reference node), checked while click parses."""
+
+    name = "url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from recovery.knobs import is_http_url, shown
+
+        if not is_http_url(str(value)):
+            self.fail(f"{shown(str(value))} is not an http(s) URL such as http://host:8080", param, ctx)
+        return str(value)
+
+
+URL = Url()
