@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from recovery.commands.common import (emit_json, interactive, mb, node_data_dir, out, outputs_for, progress,
+from recovery.commands.common import (check_writable_dir, emit_json, interactive, mb, node_data_dir, out, outputs_for, progress,
                                       stack_options)
 from recovery.errors import VerificationFailed
 
@@ -176,6 +176,7 @@ def offsite_sync_cmd(stack: str, outputs_file: str | None, as_json: bool, dest: 
     from recovery.errors import IntegrityError
     from recovery.runbooks.offsite import offsite_sync
 
+    check_writable_dir(dest, "--dest")
     outputs = outputs_for(stack, outputs_file, "backup")
 
     def line(i: Any) -> None:

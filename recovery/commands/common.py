@@ -13,8 +13,10 @@ import logging
 import math
 import os
 import sys
+import tempfile
 import traceback
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import click
@@ -113,7 +115,7 @@ def _note_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool
 def stack_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--json", "as_json", is_flag=True, callback=_note_json, is_eager=True,
                      help="Print a machine-readable result on stdout.")(f)
-    f = click.option("--outputs", "outputs_file", type=click.Path(dir_okay=False), envvar="RECOVERY_OUTPUTS",
+    f = click.option("--outputs", "outputs_file", envvar="RECOVERY_OUTPUTS",
                      help="JSON of `pulumi stack output --json` or `pulumi stack export` [env RECOVERY_OUTPUTS].")(f)
     f = click.option("--stack", required=True, envvar="RECOVERY_STACK",
                      help="Pulumi stack name, e.g. production [env RECOVERY_STACK].")(f)
@@ -128,6 +130,27 @@ def outputs_for(stack: str, outputs_file: str | None, job: str) -> Any:
     outputs = load_outputs(stack, outputs_file)
     act_as(outputs, job)
     return outputs
+
+
+def check_writable_dir(path: str, option: str) -> None:
+    """InputError unless `path` is, or can be created as, a directory we can write into. Probed with a
+    temporary file that is removed at once (root passes every permission test but a read-only mount),
+    and nothing is created when the directory does not exist yet."""
+    p = Path(path).absolute()
+    probe_in = p
+    while not probe_in.exists():
+        if probe_in.is_symlink():
+            raise InputError(f"{option} {path} is a dangling symlink", "point it at a directory or pass another")
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        where = "is not a directory" if probe_in == p else f"cannot be created: {probe_in} is not a directory"
+        raise InputError(f"{option} {path} {where}", f"pass a directory for {option}")
+    try:
+        tempfile.TemporaryFile(dir=probe_in).close()
+    except OSError as exc:
+        where = "" if probe_in == p else f" (it would be created in {probe_in})"
+        raise InputError(f"{option} {path} is not writable{where}: {exc.strerror}",
+                         f"pass a writable directory for {option}, or fix its permissions") from None
 
 
 def node_data_dir(outputs: Any, given: str | None) -> str:

@@ -17,7 +17,7 @@ from recovery.errors import InputError
 
 @click.group("contain", invoke_without_command=True)
 @click.option("--stack", envvar="RECOVERY_STACK", help="Pulumi stack name [env RECOVERY_STACK].")
-@click.option("--outputs", "outputs_file", type=click.Path(dir_okay=False), envvar="RECOVERY_OUTPUTS",
+@click.option("--outputs", "outputs_file", envvar="RECOVERY_OUTPUTS",
               help="JSON of `pulumi stack output --json` [env RECOVERY_OUTPUTS].")
 @click.option("--json", "as_json", is_flag=True, callback=_note_json, is_eager=True, help="Print a machine-readable result.")
 @click.option("--dry-run", is_flag=True, help="Show the plan and change nothing.")

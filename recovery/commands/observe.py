@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import click
 
-from recovery.commands.common import URL, emit_json, local_node_url, out, outputs_for, stack_options
+from recovery.commands.common import URL, check_writable_dir, emit_json, local_node_url, out, outputs_for, stack_options
 from recovery.errors import InputError, StatusRedError
 
 
@@ -22,6 +23,8 @@ def metrics_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, t
     """Backup/restore/drill success rates, backup ages, recovery times and RPO/RTO compliance."""
     from recovery.runbooks.metrics import collect, render_prometheus, write_textfile
 
+    if textfile:
+        check_writable_dir(os.path.dirname(os.path.abspath(textfile)), "--textfile's directory")
     outputs = outputs_for(stack, outputs_file, "backup")
     report = collect(outputs)
     as_json = as_json or fmt == "json"

@@ -33,9 +33,9 @@ def restore_db_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: boo
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.restore_db import DbRestoreOptions, restore_db
 
+    opts = DbRestoreOptions(backup=backup, target_db=target_db, keep_old=not no_keep_old, force=force, dsn=dsn)
     outputs = outputs_for(stack, outputs_file, "restore")
     reporter = ConsoleReporter()
-    opts = DbRestoreOptions(backup=backup, target_db=target_db, keep_old=not no_keep_old, force=force, dsn=dsn)
     store = journal_store_for(outputs, reporter)
     finish_runbook(lambda: restore_db(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
 
