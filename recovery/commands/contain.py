@@ -42,10 +42,10 @@ def contain(ctx: click.Context, stack: str | None, outputs_file: str | None, as_
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.contain import ContainOptions, contain as run_contain
 
+    opts = ContainOptions(instance_id=instance_id, users=list(users), roles=list(roles), incident_id=incident_id,
+                          delete_keys=delete_keys, wait_timeout_s=wait_timeout)  # checks them before anything happens
     outputs = outputs_for(stack, outputs_file, "contain")
     reporter = ConsoleReporter()
-    opts = ContainOptions(instance_id=instance_id, users=list(users), roles=list(roles), incident_id=incident_id,
-                          delete_keys=delete_keys, wait_timeout_s=wait_timeout)
     store = journal_store_for(outputs, reporter)
     journal = finish_runbook(lambda: run_contain(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter),
                              as_json)
@@ -62,8 +62,9 @@ def terminate_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool
                   incident_id: str) -> None:
     """Terminate a contained instance, only once its incident's image and snapshots exist."""
     from recovery.runbook import ConsoleReporter
-    from recovery.runbooks.contain import terminate
+    from recovery.runbooks.contain import check_instance_id, terminate
 
+    check_instance_id(instance_id)
     outputs = outputs_for(stack, outputs_file, "contain")
     reporter = ConsoleReporter()
     store = journal_store_for(outputs, reporter)

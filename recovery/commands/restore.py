@@ -80,10 +80,10 @@ def restore_pitr_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: b
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.restore_pitr import PitrOptions, fmt, next_steps, parse_time, restore_pitr
 
+    opts = PitrOptions(to_time=parse_time(to_time), new_cluster=new_cluster, instance_class=instance_class,
+                       wait_timeout_s=wait_timeout)  # checks them before anything happens
     outputs = outputs_for(stack, outputs_file, "restore")
     reporter = ConsoleReporter()
-    opts = PitrOptions(to_time=parse_time(to_time), new_cluster=new_cluster, instance_class=instance_class,
-                       wait_timeout_s=wait_timeout)
     store = journal_store_for(outputs, reporter)
     journal = finish_runbook(lambda: restore_pitr(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
     if journal is not None and not as_json:

@@ -47,6 +47,10 @@ class PitrOptions:
     wait_timeout_s: float = 3600.0
     poll_s: float = field(default_factory=lambda: knobs.value("RECOVERY_RDS_POLL_SECONDS"))
 
+    def __post_init__(self) -> None:
+        if self.new_cluster is not None:  # before anything is read
+            check_cluster_id(self.new_cluster)
+
 
 def parse_time(text: str) -> datetime:
     """ISO 8601; a time without a zone is taken as UTC."""
@@ -61,9 +65,21 @@ def fmt(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+MAX_CLUSTER_ID = 63
+_CLUSTER_ID = re.compile(r"[A-Za-z](?:-?[A-Za-z0-9])*")  # RDS: letter first, no "--", no trailing "-"
+
+
+def check_cluster_id(name: str) -> str:
+    if len(name) > MAX_CLUSTER_ID or not _CLUSTER_ID.fullmatch(name):
+        raise InputError(f"--new-cluster '{name[:70]}' is not a valid RDS cluster identifier",
+                         f"use 1..{MAX_CLUSTER_ID} letters, digits and single hyphens, starting with a letter")
+    return name
+
+
 def default_name(source: str, t: datetime) -> str:
-    name = f"{source}-pitr-{t.strftime('%Y%m%d%H%M%S')}"
-    return re.sub(r"-+", "-", name)[:63].rstrip("-")
+    # the time suffix tells restores apart, so the source's name is what gets cut
+    suffix = f"-pitr-{t.strftime('%Y%m%d%H%M%S')}"
+    return re.sub(r"-+", "-", source)[:MAX_CLUSTER_ID - len(suffix)].rstrip("-") + suffix
 
 
 def restorable_window(cluster: dict[str, Any], now: datetime | None = None) -> tuple[datetime, datetime, str]:
