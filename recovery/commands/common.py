@@ -132,7 +132,7 @@ def outputs_for(stack: str, outputs_file: str | None, job: str) -> Any:
     return outputs
 
 
-def check_writable_dir(path: str, option: str) -> None:
+def check_writable_dir(path: str, option: str, fix: str | None = None) -> None:
     """InputError unless `path` is, or can be created as, a directory we can write into. Probed with a
     temporary file that is removed at once (root passes every permission test but a read-only mount),
     and nothing is created when the directory does not exist yet."""
@@ -144,13 +144,13 @@ def check_writable_dir(path: str, option: str) -> None:
         probe_in = probe_in.parent
     if not probe_in.is_dir():
         where = "is not a directory" if probe_in == p else f"cannot be created: {probe_in} is not a directory"
-        raise InputError(f"{option} {path} {where}", f"pass a directory for {option}")
+        raise InputError(f"{option} {path} {where}", fix or f"pass a directory for {option}")
     try:
         tempfile.TemporaryFile(dir=probe_in).close()
     except OSError as exc:
         where = "" if probe_in == p else f" (it would be created in {probe_in})"
         raise InputError(f"{option} {path} is not writable{where}: {exc.strerror}",
-                         f"pass a writable directory for {option}, or fix its permissions") from None
+                         fix or f"pass a writable directory for {option}, or fix its permissions") from None
 
 
 def node_data_dir(outputs: Any, given: str | None) -> str:

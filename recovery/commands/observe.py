@@ -24,7 +24,8 @@ def metrics_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, t
     from recovery.runbooks.metrics import collect, render_prometheus, write_textfile
 
     if textfile:
-        check_writable_dir(os.path.dirname(os.path.abspath(textfile)), "--textfile's directory")
+        check_writable_dir(os.path.dirname(os.path.abspath(textfile)), "--textfile's directory",
+                           "pass a --textfile path inside a writable directory")
     outputs = outputs_for(stack, outputs_file, "backup")
     report = collect(outputs)
     as_json = as_json or fmt == "json"
