@@ -53,9 +53,11 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("RECOVERY_PART_SIZE_MB", int, 8, 5, 5120, "MiB"),
     # Each concurrent part holds one pooled connection of the client (recovery/aws.py MAX_POOL = 16).
     Knob("RECOVERY_UPLOAD_CONCURRENCY", int, 4, 1, 16, ""),
-    # botocore's standard mode counts the first call; more than 10 turns an outage into a long hang.
+    # botocore's standard-mode `max_attempts`, which counts the retries after the first call; more
+    # than 10 turns an outage into a long wait.
     Knob("RECOVERY_AWS_MAX_ATTEMPTS", int, 5, 1, 10, ""),
-    # Per socket read; with the attempts it bounds how long a silent endpoint can stall a run.
+    # Per socket read (S3; other services wait at most 15 s); with the retries it bounds how long a
+    # silent endpoint can stall a run.
     Knob("RECOVERY_AWS_READ_TIMEOUT_SECONDS", float, 30, 1, 300, "s"),
     Knob("RECOVERY_RDS_POLL_SECONDS", float, 15, 0.05, 300, "s"),
     Knob("RECOVERY_SYNC_POLL_SECONDS", float, 5, 0.05, 300, "s"),

@@ -209,3 +209,18 @@ def test_gzip_outputs_are_still_read(stage: Stage) -> None:
                           capture_output=True, text=True, env=stage.env, cwd=ROOT, timeout=120)
     f.unlink()
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("target", ["xai_blockchain", "a" * 63, "\u00e9" * 31 + "a", "\u6570" * 21])
+def test_derived_database_names_fit_postgres_and_keep_the_run_suffix(target: str) -> None:
+    """PostgreSQL cuts names over 63 bytes silently; the scratch and quarantine names must never need it,
+    and the part that makes them unique per run must survive (the old code cut characters, then the end)."""
+    from recovery.runbooks.restore_db import quarantine_name, scratch_name
+
+    run_id = "20261125T171600Z-3f9a1c"
+    scratch, quarantine = scratch_name(target, run_id), quarantine_name(target, run_id)
+    assert len(scratch.encode()) <= 63 and scratch.endswith("_restore_20261125t171600z_3f9a1c")
+    assert len(quarantine.encode()) <= 63 and quarantine.endswith("_quarantine_20261125t171600z")
+    assert target.startswith(scratch.split("_restore_")[0])  # cut on a character boundary
+    if target == "xai_blockchain":  # short ASCII names are what they always were (a resumed run finds them)
+        assert scratch == "xai_blockchain_restore_20261125t171600z_3f9a1c"

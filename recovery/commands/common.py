@@ -143,8 +143,9 @@ def check_writable_dir(path: str, option: str, fix: str | None = None) -> None:
             raise InputError(f"{option} {path} is a dangling symlink", "point it at a directory or pass another")
         probe_in = probe_in.parent
     if not probe_in.is_dir():
-        where = "is not a directory" if probe_in == p else f"cannot be created: {probe_in} is not a directory"
-        raise InputError(f"{option} {path} {where}", fix or f"pass a directory for {option}")
+        problem = (f"{option} {path} is not a directory" if probe_in == p
+                   else f"cannot create {option} {path}: {probe_in} is not a directory")
+        raise InputError(problem, fix or f"pass a directory for {option}")
     try:
         tempfile.TemporaryFile(dir=probe_in).close()
     except OSError as exc:

@@ -21,11 +21,12 @@ from recovery.errors import InputError, StatusRedError
                    "(e.g. /var/lib/node_exporter/textfile_collector/xai_dr.prom); stdout then gets a one-line summary.")
 def metrics_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, textfile: str | None) -> None:
     """Backup/restore/drill success rates, backup ages, recovery times and RPO/RTO compliance."""
-    from recovery.runbooks.metrics import collect, render_prometheus, write_textfile
+    from recovery.runbooks.metrics import check_textfile, collect, render_prometheus, write_textfile
 
-    if textfile:
+    if textfile:  # before the collection's AWS calls, not after
+        check_textfile(textfile)
         check_writable_dir(os.path.dirname(os.path.abspath(textfile)), "--textfile's directory",
-                           "pass a --textfile path inside a writable directory")
+                           "check permissions of the textfile directory")
     outputs = outputs_for(stack, outputs_file, "backup")
     report = collect(outputs)
     as_json = as_json or fmt == "json"
