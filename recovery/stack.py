@@ -22,7 +22,6 @@ import json
 import math
 import os
 import shutil
-import stat
 import subprocess
 import zlib
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import Any, Mapping
 from urllib.parse import urlparse
 
 from recovery.errors import StackOutputsError
+from recovery.files import read_regular_file
 
 # Pulumi marks secret values in state and exports with this signature key.
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -314,52 +314,11 @@ def _load_json_bytes(data: bytes, source: str) -> Any:
 MAX_OUTPUTS_BYTES = 16 * 1024 * 1024  # a stack export is kilobytes; more is not an outputs file
 
 
-def _read_regular_file(p: Path) -> bytes:
-    """The bytes of `p`, refusing anything but a regular file BEFORE reading it: a FIFO or a terminal
-    would block the run forever, a device would never end."""
-    what = "outputs file"
-    try:
-        st = os.stat(p)
-    except FileNotFoundError:
-        raise StackOutputsError(f"{what} {p} does not exist", "pass the path of `pulumi stack output --json` saved output") from None
-    except NotADirectoryError:
-        raise StackOutputsError(f"{what} {p} does not exist (a parent is not a directory)", "check the path") from None
-    except OSError as exc:
-        raise StackOutputsError(f"cannot look at {what} {p}: {exc.strerror}", "check the path and permissions") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise StackOutputsError(f"{what} {p} is a directory", "pass the JSON file inside it, not the directory")
-    if not stat.S_ISREG(st.st_mode):
-        raise StackOutputsError(f"{what} {p} is a {_file_kind(st.st_mode)}, not a regular file",
-                                "save the outputs to a file first: `pulumi stack output --json > FILE`")
-    if st.st_size > MAX_OUTPUTS_BYTES:
-        raise StackOutputsError(f"{what} {p} is {st.st_size} bytes, too large for stack outputs", _REGENERATE)
-    try:
-        # O_NONBLOCK: if the path was swapped for a FIFO since the stat, opening it must not wait
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-    except PermissionError:
-        raise StackOutputsError(f"{what} {p} is not readable by this user", "check its permissions (chmod/chown) or run as its owner") from None
-    except OSError as exc:
-        raise StackOutputsError(f"cannot open {what} {p}: {exc.strerror}", "check the path and permissions") from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise StackOutputsError(f"{what} {p} changed into a non-regular file while being opened", "pass a regular file")
-        try:
-            return f.read(MAX_OUTPUTS_BYTES + 1)
-        except OSError as exc:
-            raise StackOutputsError(f"cannot read {what} {p}: {exc.strerror}", "check the disk and the path") from None
-
-
-def _file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"),
-                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
-        if test(mode):
-            return name
-    return "special file"
-
-
 def from_file(stack: str, path: str | os.PathLike[str]) -> StackOutputs:
     p = Path(path)
-    data = _read_regular_file(p)
+    data = read_regular_file(p, "outputs file", StackOutputsError, limit=MAX_OUTPUTS_BYTES,
+                             fix_special="save the outputs to a file first: `pulumi stack output --json > FILE`",
+                             fix_missing="pass the path of `pulumi stack output --json` saved output")
     return parse_outputs(stack, outputs_from_document(stack, _load_json_bytes(data, str(p)), str(p)), str(p))
 
 
