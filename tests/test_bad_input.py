@@ -184,9 +184,15 @@ def test_the_battery_covers_every_command_and_is_large_enough() -> None:
     assert len({c.name for c in CASES}) == len(CASES), "case names must be unique"
     first_words = {shlex.split(c.command)[0] for c in CASES}
     assert COMMANDS <= first_words, f"commands without a case: {COMMANDS - first_words}"
+    import click
+
     from recovery.cli import main
 
     assert set(main.commands) <= COMMANDS, "a new command needs rows in docs/bad-input.md"
+    covered = {" ".join(shlex.split(c.command)[:2]) for c in CASES}
+    for name, cmd in main.commands.items():
+        for sub in getattr(cmd, "commands", {}) if isinstance(cmd, click.Group) else ():
+            assert f"{name} {sub}" in covered, f"`recovery {name} {sub}` has no row in docs/bad-input.md"
 
 
 def test_every_knob_is_in_the_doc_with_its_range() -> None:

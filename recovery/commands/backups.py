@@ -6,8 +6,9 @@ from typing import Any
 
 import click
 
-from recovery.commands.common import (check_writable_dir, emit_json, interactive, mb, node_data_dir, out, outputs_for, progress,
+from recovery.commands.common import (emit_json, interactive, mb, node_data_dir, out, outputs_for, progress,
                                       stack_options)
+from recovery.commands.params import check_writable_dir
 from recovery.errors import VerificationFailed
 
 @click.group()

@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from recovery.commands.common import check_writable_dir, emit_json, out, outputs_for, stack_options
+from recovery.commands.common import emit_json, out, outputs_for, stack_options
+from recovery.commands.params import check_writable_dir
 
 _REPORT_DIR = click.option("--report-dir", type=click.Path(file_okay=False), default=".recovery/reports",
                            show_default=True, envvar="RECOVERY_REPORT_DIR",

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from recovery.commands.common import URL, check_writable_dir, emit_json, local_node_url, out, outputs_for, stack_options
+from recovery.commands.common import emit_json, local_node_url, out, outputs_for, stack_options
+from recovery.commands.params import URL, check_writable_dir
 from recovery.errors import InputError, StatusRedError
 
 

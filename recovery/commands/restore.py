@@ -11,8 +11,9 @@ from typing import Any, Callable
 
 import click
 
-from recovery.commands.common import (DURATION, URL, finish_runbook, journal_store_for, local_node_url, node_data_dir, out,
+from recovery.commands.common import (finish_runbook, journal_store_for, local_node_url, node_data_dir, out,
                                       outputs_for, runbook_options)
+from recovery.commands.params import DURATION, URL
 
 
 @click.group()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import click
 
-from recovery.commands.common import DURATION, Duration, finish_runbook, journal_store_for, outputs_for, runbook_options
+from recovery.commands.common import finish_runbook, journal_store_for, outputs_for, runbook_options
+from recovery.commands.params import DURATION, Duration
 
 
 @click.command("rotate")
