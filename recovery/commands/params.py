@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from recovery.errors import InputError
+from recovery.knobs import is_http_url, shown
 
 
 def parse_duration(text: str, *, allow_zero: bool = False, max_s: float = 7 * 86400) -> float:
@@ -58,8 +59,6 @@ class Url(click.ParamType):
     name = "url"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from recovery.knobs import is_http_url, shown
-
         if not is_http_url(str(value)):
             self.fail(f"{shown(str(value))} is not an http(s) URL such as http://host:8080", param, ctx)
         return str(value)
