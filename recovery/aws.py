@@ -19,7 +19,6 @@ PutObject, CreateMultipartUpload and CopyObject into that bucket when the caller
 from __future__ import annotations
 
 import getpass
-import os
 import socket
 from contextlib import contextmanager
 from functools import lru_cache
@@ -34,10 +33,12 @@ from botocore.exceptions import (
     ClientError,
     EndpointConnectionError,
     NoCredentialsError,
+    ReadTimeoutError,
     NoRegionError,
     PartialCredentialsError,
 )
 
+from recovery import knobs
 from recovery.errors import AwsAccessError, RecoveryError, StackOutputsError
 
 MAX_POOL = 16
@@ -54,21 +55,34 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
-def _config(region: str | None) -> Config:
+CONNECT_TIMEOUT_SECONDS = 10
+# Control APIs (STS, RDS, EC2, IAM, Route 53, Secrets Manager...) answer in well under a second,
+# also the asynchronous ones (they return at once and are polled), so they wait less than S3.
+CONTROL_READ_TIMEOUT_SECONDS = 15.0
+
+
+def _config(region: str | None, service: str) -> Config:
+    """Every client's config (the STS fetcher's too). An endpoint that accepts connections and never
+    answers fails after (retries + 1) x read timeout: 6 x 30 s for S3 and 6 x 15 s for the others at
+    the defaults (STS measured: 91.6 s). botocore's `max_attempts` counts the retries."""
+    read = knobs.value("RECOVERY_AWS_READ_TIMEOUT_SECONDS")
     return Config(
         region_name=region or None,
-        retries={"mode": "standard", "max_attempts": int(os.environ.get("RECOVERY_AWS_MAX_ATTEMPTS", "5"))},
+        retries={"mode": "standard", "max_attempts": knobs.int_value("RECOVERY_AWS_MAX_ATTEMPTS")},
         max_pool_connections=MAX_POOL,
-        connect_timeout=10,
-        read_timeout=120,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        # S3 answers an UploadPart within seconds of its body and keeps a slow CompleteMultipartUpload
+        # alive with whitespace; 30 s covers a loaded endpoint.
+        read_timeout=read if service == "s3" else min(read, CONTROL_READ_TIMEOUT_SECONDS),
     )
 
 
 def client(service: str, region: str | None = None) -> Any:
     """A boto3 client for `service` in `region` (the stack's region) as the current job's role."""
+    knobs.check_endpoints()  # boto3 would fail mid-run with a bare ValueError
     session = _CURRENT.get("session") or _session()
     try:
-        c = session.client(service, config=_config(region))
+        c = session.client(service, config=_config(region, service))
     except NoRegionError:
         raise AwsAccessError("no AWS region known", "set AWS_REGION or check the stack's 'region' output") from None
     if service == "s3":
@@ -110,7 +124,8 @@ class _Fixed(CredentialProvider):
 
 @lru_cache(maxsize=None)
 def _base_identity(region: str) -> str:
-    sts = _session().client("sts", config=_config(region))
+    knobs.check_endpoints()
+    sts = _session().client("sts", config=_config(region, "sts"))
     try:
         return str(sts.get_caller_identity()["Arn"])
     except Exception as exc:  # noqa: BLE001 - mapped to a one-line error
@@ -137,7 +152,9 @@ def _role_session(role_arn: str, region: str, job: str) -> boto3.session.Session
     core.set_config_variable("sts_regional_endpoints", "regional")
     who = f"{getpass.getuser()}@{socket.gethostname()}"[:40]
     fetcher = AssumeRoleCredentialFetcher(
-        client_creator=lambda service, **kw: base.client(service, region_name=region, **kw),
+        # with our config: botocore's default (60 s + 60 s, legacy retries) would outlast ours
+        client_creator=lambda service, **kw: base.client(service, region_name=region, config=_config(region, service),
+                                                         **kw),
         source_credentials=source,
         role_arn=role_arn,
         extra_args={"RoleSessionName": f"recovery-{job}-{who}".replace("@", "-")[:64],
@@ -204,6 +221,10 @@ def aws_error(exc: BaseException, doing: str, *, bucket: str | None = None) -> R
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return AwsAccessError(f"no AWS credentials while {doing}",
                               "configure the standard chain (AWS_PROFILE, env vars, SSO or an instance role)")
+    if isinstance(exc, ReadTimeoutError):
+        return AwsAccessError(f"AWS did not answer while {doing} ({exc})",
+                              "check AWS health, the network and AWS_ENDPOINT_URL; RECOVERY_AWS_READ_TIMEOUT_SECONDS "
+                              "sets how long to wait")
     if isinstance(exc, EndpointConnectionError):
         return AwsAccessError(f"cannot reach AWS while {doing}: {exc}", "check the network, region and AWS_ENDPOINT_URL")
     if isinstance(exc, ClientError):

@@ -62,7 +62,11 @@ class _Conn:
             raise CacheError(f"the cache at {self.target.where} closed the connection", "retry; check its health")
         kind, rest = line[:1], line[1:].rstrip(b"\r\n")
         if kind == b"$":
-            n = int(rest)
+            try:
+                n = int(rest)
+            except ValueError:
+                raise CacheError(f"the cache at {self.target.where} answered something that is not Redis",
+                                 "check the stack's cache_endpoint/cache_port") from None
             if n < 0:
                 return True, b""
             data = self.buf.read(n + 2)[:n]

@@ -10,7 +10,7 @@ import signal
 
 import click
 
-from recovery import __version__
+from recovery import __version__, knobs
 from recovery.commands import backups, contain, drill, failover, local, observe, partition, restore, rotate
 from recovery.commands.common import Main, setup_logging, terminate
 
@@ -24,6 +24,7 @@ def main(ctx: click.Context, debug: bool, verbose: int) -> None:
     """Carry out the XAI disaster recovery plan against a Pulumi stack's outputs."""
     ctx.obj = {"debug": debug}
     setup_logging(verbose, debug)
+    knobs.check_all()  # a bad RECOVERY_* or AWS_ENDPOINT_URL* value stops here, before anything happens
     # systemd stops a unit with SIGTERM: unwind like Ctrl-C, so uploads are aborted and locks released.
     signal.signal(signal.SIGTERM, terminate)
 

@@ -96,9 +96,44 @@ def resolve(outputs: StackOutputs, dsn: str | None = None) -> ConnParams:
             password = str(extra.pop("password"))
             redact.register(password)
         params.update({k: str(v) for k, v in extra.items() if v is not None})
+        _check_connect_timeout(params["connect_timeout"])
     if password is None and not os.environ.get("PGPASSFILE"):
         password = read_secret(outputs, outputs.db_secret_arn)
     return ConnParams(params, password)
+
+
+MAX_CONNECT_TIMEOUT = 300
+
+
+def _check_connect_timeout(text: str) -> None:
+    # libpq waits forever with connect_timeout=0 (or a value it cannot parse): never let --dsn do that
+    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_CONNECT_TIMEOUT:
+        raise InputError(f"--dsn connect_timeout={text!r} would let a silent server stall the run",
+                         f"use connect_timeout=1..{MAX_CONNECT_TIMEOUT} seconds or leave it out (default 10)")
+
+
+# PostgreSQL truncates longer names (NAMEDATALEN - 1 bytes) with only a NOTICE; we refuse instead.
+MAX_IDENT_BYTES = 63
+
+
+def check_name(name: str, what: str) -> str:
+    """`name` as a database name PostgreSQL keeps as given; InputError naming `what` otherwise."""
+    size = len(name.encode())
+    if size > MAX_IDENT_BYTES:
+        raise InputError(f"{what} is {size} bytes long; PostgreSQL names are at most {MAX_IDENT_BYTES} bytes "
+                         "and it would silently cut it", f"pass a name of at most {MAX_IDENT_BYTES} bytes")
+    if not name or "\x00" in name:
+        raise InputError(f"{what} is empty or holds a NUL byte", "pass a database name")
+    return name
+
+
+def fit_name(prefix: str, suffix: str, prefix_bytes: int) -> str:
+    """prefix (cut to `prefix_bytes` bytes, never inside a character) + suffix, within MAX_IDENT_BYTES;
+    the suffix carries what makes the name unique, so it is never cut."""
+    cut = prefix.encode()[:prefix_bytes].decode(errors="ignore")
+    name = cut + suffix
+    assert len(name.encode()) <= MAX_IDENT_BYTES, name  # suffixes are short ASCII
+    return name
 
 
 def connect(cp: ConnParams, **kw: Any) -> psycopg.Connection[Any]:

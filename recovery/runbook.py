@@ -32,7 +32,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Mapping, Protocol, TextIO
 
-from recovery.errors import AwsAccessError, InputError, RecoveryError, RefusedError, StepFailedError
+from recovery import knobs
+from recovery.errors import AwsAccessError, RecoveryError, RefusedError, StepFailedError
 
 SCHEMA = 1
 
@@ -46,8 +47,7 @@ FAILED = "failed"  # the action or the check raised
 
 DONE = (OK, HELD, SKIPPED)
 
-RESUME_WITHIN_ENV = "RECOVERY_RESUME_WITHIN_HOURS"
-RESUME_WITHIN_HOURS = 24.0  # an unfinished run older than this is history, not work in progress
+RESUME_WITHIN_ENV = "RECOVERY_RESUME_WITHIN_HOURS"  # recovery/knobs.py: default 24 h
 
 # Run states.
 RUN_RUNNING = "running"
@@ -672,17 +672,7 @@ def _isatty(stream: Any) -> bool:
 
 
 def resume_within_hours() -> float:
-    raw = os.environ.get(RESUME_WITHIN_ENV)
-    if raw is None or raw == "":
-        return RESUME_WITHIN_HOURS
-    try:
-        hours = float(raw)
-    except ValueError:
-        hours = -1.0
-    if not 0 <= hours <= 24 * 365:
-        raise InputError(f"{RESUME_WITHIN_ENV}={raw!r} is not a number of hours from 0 to 8760",
-                         f"unset it (default {RESUME_WITHIN_HOURS:g}) or set e.g. {RESUME_WITHIN_ENV}=6")
-    return hours
+    return knobs.value(RESUME_WITHIN_ENV)
 
 
 def _last_active(journal: Journal) -> datetime:

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from recovery.errors import InputError, ServiceControlError
+from recovery.files import read_regular_file
 from recovery.runbook import Step, StepContext
 
 ENV_VAR = "RECOVERY_SERVICES_CONFIG"
@@ -103,13 +104,9 @@ class ServicesConfig:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> ServicesConfig:
         p = Path(path)
-        try:
-            raw = p.read_bytes()
-        except OSError as exc:
-            raise InputError(
-                f"cannot read services config {p}: {exc.strerror or exc}",
-                f"fix {ENV_VAR} or the file",
-            ) from exc
+        # a FIFO or device named by mistake is refused, not opened (a blocking read would hang)
+        raw = read_regular_file(p, "services config", InputError, limit=1 << 20,
+                                fix_special=f"point {ENV_VAR} at the TOML or JSON file", fix_missing=f"fix {ENV_VAR}")
         try:
             data = tomllib.loads(raw.decode()) if p.suffix == ".toml" else json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:

@@ -19,15 +19,18 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import math
 import os
 import shutil
 import subprocess
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
 from recovery.errors import StackOutputsError
+from recovery.files import read_regular_file
 
 # Pulumi marks secret values in state and exports with this signature key.
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -128,6 +131,15 @@ _SPEC: dict[str, tuple[str, bool]] = {
     "services_config": ("str", False),
 }
 
+# Whole-number outputs whose range is narrower than a 32-bit int (which bounds the others).
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "db_port": (1, 65535),
+    "cache_port": (1, 65535),
+    "backup_retention_days": (1, 36500),
+    "offsite_retention_days": (1, 36500),
+}
+MAX_INTERVAL_MINUTES = 366 * 24 * 60  # a backup schedule longer than a year is a typo
+
 REQUIRED_OUTPUTS: frozenset[str] = frozenset(n for n, (_, req) in _SPEC.items() if req)
 LOCAL_ONLY_OUTPUTS: frozenset[str] = frozenset({"node_data_dir", "services_config"})
 DR_ONLY_OUTPUTS: frozenset[str] = frozenset(n for n, (_, req) in _SPEC.items() if not req) - LOCAL_ONLY_OUTPUTS
@@ -154,8 +166,13 @@ def _coerce(stack: str, name: str, kind: str, value: Any) -> Any:
             raise bad("a non-empty string")
         return value
     if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or int(value) != value:
             raise bad("a whole number")
+        low, high = _INT_RANGES.get(name, (0, 2**31 - 1))
+        if not low <= value <= high:
+            raise StackOutputsError(f"stack '{stack}' output '{name}' is {int(value)}, outside {low}..{high}",
+                                    "fix the infra program's export or the outputs file")
         return int(value)
     if kind == "object":
         if not isinstance(value, dict):
@@ -183,9 +200,10 @@ def parse_outputs(stack: str, raw: Mapping[str, Any], source: str = "") -> Stack
             values[name] = _coerce(stack, name, kind, raw[name])
     interval = values["backup_interval_minutes"]
     for k, v in interval.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= MAX_INTERVAL_MINUTES:
             raise StackOutputsError(
-                f"stack '{stack}' output 'backup_interval_minutes.{k}' should be a positive number",
+                f"stack '{stack}' output 'backup_interval_minutes.{k}' should be a number of minutes in "
+                f"1..{MAX_INTERVAL_MINUTES}",
                 "fix the infra program's export",
             )
     for job, arn in values["recovery_role_arns"].items():
@@ -208,7 +226,8 @@ def parse_outputs(stack: str, raw: Mapping[str, Any], source: str = "") -> Stack
 def outputs_from_document(stack: str, doc: Any, source: str) -> dict[str, Any]:
     """Flat outputs from a `stack output --json`, `stack export` or state-file document."""
     if not isinstance(doc, dict):
-        raise StackOutputsError(f"{source} is not a JSON object", "pass the output of `pulumi stack output --json`")
+        raise StackOutputsError(f"{source} holds a JSON {_json_kind(doc)}, not an object",
+                                "pass the output of `pulumi stack output --json`")
     deployment = None
     if isinstance(doc.get("deployment"), dict):  # pulumi stack export
         deployment = doc["deployment"]
@@ -216,7 +235,11 @@ def outputs_from_document(stack: str, doc: Any, source: str) -> dict[str, Any]:
         deployment = doc["checkpoint"].get("latest") or {}
     if deployment is None:
         return doc  # pulumi stack output --json
-    for res in deployment.get("resources") or []:
+    resources = deployment.get("resources") or []
+    if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
+        raise StackOutputsError(f"{source} has a malformed deployment (resources is not a list of objects)",
+                                "pass the output of `pulumi stack export` or `pulumi stack output --json`")
+    for res in resources:
         if res.get("type") == STACK_RESOURCE_TYPE:
             urn = str(res.get("urn", ""))
             # urn:pulumi:<stack>::<project>::pulumi:pulumi:Stack::<name>
@@ -227,32 +250,75 @@ def outputs_from_document(stack: str, doc: Any, source: str) -> dict[str, Any]:
                     f"{source} holds stack '{urn_stack}', not '{stack}'",
                     "pass --stack matching the file, or the right file",
                 )
-            return dict(res.get("outputs") or {})
+            outputs = res.get("outputs") or {}
+            if not isinstance(outputs, dict):
+                raise StackOutputsError(f"{source}: the stack resource's outputs are a JSON {_json_kind(outputs)}, "
+                                        "not an object", "pass the output of `pulumi stack output --json`")
+            return dict(outputs)
     raise StackOutputsError(
         f"{source} has no {STACK_RESOURCE_TYPE} resource, so stack '{stack}' has no outputs there",
         "has the stack ever been deployed (`pulumi up`)?",
     )
 
 
+_REGENERATE = "regenerate it with `pulumi stack output --json > FILE`"
+# No output is longer than an ARN; a longer digit string is a corrupt file (and Python refuses to
+# convert more than 4300 digits at all).
+MAX_DIGITS = 20
+
+
+class _Malformed(ValueError):
+    """Raised from inside json.loads' hooks: the document holds a value no output can have."""
+
+
+def _number(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_DIGITS:
+        raise _Malformed(f"a {digits}-digit number")
+    return int(text)
+
+
+def _constant(name: str) -> Any:
+    raise _Malformed(f"the non-JSON constant {name}")
+
+
+def _json_kind(doc: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(doc), "number")
+
+
 def _load_json_bytes(data: bytes, source: str) -> Any:
+    """The document in `data`; each way it can be broken has its own message."""
     if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise StackOutputsError(f"{source} is gzip-compressed but corrupt ({exc})", _REGENERATE) from None
     try:
-        return json.loads(data)
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise StackOutputsError(f"{source} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+                                _REGENERATE) from None
+    if not text.strip():
+        raise StackOutputsError(f"{source} is empty", _REGENERATE)
+    try:
+        return json.loads(text, parse_int=_number, parse_constant=_constant)
     except json.JSONDecodeError as exc:
-        raise StackOutputsError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno})",
-                                "regenerate it with `pulumi stack output --json > FILE`") from None
+        raise StackOutputsError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+                                _REGENERATE) from None
+    except _Malformed as exc:
+        raise StackOutputsError(f"{source} holds {exc}, which no stack output can be", _REGENERATE) from None
+    except RecursionError:
+        raise StackOutputsError(f"{source} is nested too deeply to be stack outputs", _REGENERATE) from None
+
+
+MAX_OUTPUTS_BYTES = 16 * 1024 * 1024  # a stack export is kilobytes; more is not an outputs file
 
 
 def from_file(stack: str, path: str | os.PathLike[str]) -> StackOutputs:
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise StackOutputsError(f"outputs file {p} does not exist",
-                                "pass the path of `pulumi stack output --json` saved output") from None
-    except OSError as exc:
-        raise StackOutputsError(f"cannot read outputs file {p}: {exc.strerror}", "check the path and permissions") from None
+    data = read_regular_file(p, "outputs file", StackOutputsError, limit=MAX_OUTPUTS_BYTES,
+                             fix_special="save the outputs to a file first: `pulumi stack output --json > FILE`",
+                             fix_missing="pass the path of `pulumi stack output --json` saved output")
     return parse_outputs(stack, outputs_from_document(stack, _load_json_bytes(data, str(p)), str(p)), str(p))
 
 

@@ -34,7 +34,7 @@ try:  # ISA-L's deflate: same gzip format, ~3x zlib's speed at levels 0-3 (relea
 except ImportError:  # pragma: no cover - optional accelerator
     _isal_zlib = None
 
-from recovery.errors import BackupFailedError, IntegrityError
+from recovery.errors import BackupFailedError, InputError, IntegrityError
 
 BLOCK = 4 * 1024 * 1024
 
@@ -44,6 +44,21 @@ FORMATS = {
     "zstd": ".zst",
 }
 DEFAULT_LEVEL = {"gzip": 1, "zstd": 3}
+# gzip 0 stores without compressing; zstd 20..22 are "ultra" levels that need a window (and memory)
+# far beyond a streaming backup's budget.
+LEVELS = {"gzip": (1, 9), "zstd": (1, 19)}
+MAX_WORKERS = 64
+
+
+def check_options(fmt: str, level: int | None, workers: int | None) -> None:
+    """InputError, naming the option and its range, for a format, level or worker count we cannot use."""
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format '{fmt}'", f"use --format {' or '.join(FORMATS)}")
+    low, high = LEVELS[fmt]
+    if level is not None and not low <= level <= high:
+        raise InputError(f"--level {level} is out of range for {fmt}", f"use --level {low}..{high} (default {DEFAULT_LEVEL[fmt]})")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise InputError(f"--workers {workers} is out of range", f"use --workers 1..{MAX_WORKERS} (default: the CPU count)")
 
 
 _INFLATE: Any = _isal_zlib if _isal_zlib is not None else zlib  # isal inflates ~2.5x faster
@@ -87,8 +102,7 @@ class CompressedReader(io.RawIOBase):
         on_raw: Callable[[int], None] | None = None,
         block_size: int = BLOCK,
     ) -> None:
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown format {fmt}")
+        check_options(fmt, level, workers)
         self.fmt = fmt
         self.level = DEFAULT_LEVEL[fmt] if level is None else level
         self.workers = workers or default_workers()

@@ -1,8 +1,8 @@
 """S3 transfers: streamed multipart upload through s3transfer, streamed single-stream download.
 
 Upload: boto3's managed transfer (s3transfer) reads our non-seekable compressed stream in
-`PART_SIZE` parts and uploads up to `CONCURRENCY` in parallel; at most `IN_MEMORY_PARTS` parts
-are buffered, so memory is bounded whatever the dump size. On any failure s3transfer aborts
+RECOVERY_PART_SIZE_MB parts and uploads up to RECOVERY_UPLOAD_CONCURRENCY in parallel; at most
+concurrency + 2 parts are buffered, so memory is bounded whatever the dump size. On any failure s3transfer aborts
 the multipart upload; `upload_stream` then also sweeps any upload left open for the key.
 
 Download: one GetObject stream read in chunks. Against moto a single stream is far faster
@@ -13,28 +13,28 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from typing import IO, Any, Callable, Iterator
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
+from recovery import knobs
 from recovery.aws import aws_error
 
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
-PART_SIZE = int(os.environ.get("RECOVERY_PART_SIZE_MB", "8")) * MB
-CONCURRENCY = int(os.environ.get("RECOVERY_UPLOAD_CONCURRENCY", "4"))
-IN_MEMORY_PARTS = CONCURRENCY + 2
 DOWNLOAD_CHUNK = 1 * MB
 
 
 def transfer_config() -> TransferConfig:
-    cfg = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE,
-                         max_concurrency=CONCURRENCY, use_threads=True)
+    """The knobs as they are now (recovery/knobs.py validates their ranges)."""
+    part_size = knobs.int_value("RECOVERY_PART_SIZE_MB") * MB
+    concurrency = knobs.int_value("RECOVERY_UPLOAD_CONCURRENCY")
+    cfg = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size,
+                         max_concurrency=concurrency, use_threads=True)
     # s3transfer's bound on buffered parts for non-seekable streams (default 10).
-    cfg.max_in_memory_upload_chunks = IN_MEMORY_PARTS
+    cfg.max_in_memory_upload_chunks = concurrency + 2
     return cfg
 
 

@@ -525,7 +525,7 @@ def test_an_unfinished_run_past_the_resume_window_is_left_alone(tmp_path: Path, 
     monkeypatch.setenv("RECOVERY_RESUME_WITHIN_HOURS", "soon")
     with pytest.raises(InputError) as bad:
         Demo(work, fail_at="finish").runbook(params={"backup": "a"}).run(store, RecordingReporter())
-    assert bad.value.line().startswith("RECOVERY_RESUME_WITHIN_HOURS='soon' is not a number of hours from 0 to 8760")
+    assert bad.value.line().startswith("RECOVERY_RESUME_WITHIN_HOURS='soon' is not a number in 0..8760 h")
 
 
 def test_a_rerun_step_runs_again_on_resume(tmp_path: Path) -> None:

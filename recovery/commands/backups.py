@@ -8,6 +8,7 @@ import click
 
 from recovery.commands.common import (emit_json, interactive, mb, node_data_dir, out, outputs_for, progress,
                                       stack_options)
+from recovery.commands.params import check_writable_dir
 from recovery.errors import VerificationFailed
 
 @click.group()
@@ -41,17 +42,18 @@ _FORMAT = click.Choice(["gzip", "zstd"])
 @stack_options
 @click.option("--format", "fmt", type=_FORMAT, default="gzip", show_default=True,
               help="gzip: plain SQL .sql.gz (the plan's gunzip|psql works); zstd: .sql.zst, faster.")
-@click.option("--level", type=int, help="Compression level (default gzip 1, zstd 3).")
-@click.option("--workers", type=int, help="Compression threads (default: CPU count).")
+@click.option("--level", type=int, help="Compression level: gzip 1..9 (default 1), zstd 1..19 (default 3).")
+@click.option("--workers", type=int, help="Compression threads, 1..64 (default: CPU count).")
 @click.option("--dsn", help="PostgreSQL connection string overriding the stack's (PG* env vars also override).")
 def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, level: int | None,
                   workers: int | None, dsn: str | None) -> None:
     """pg_dump of the chain database -> compression -> S3 multipart (SSE-KMS)."""
     from recovery.runbooks.backup import BackupOptions, backup_db
 
+    opts = BackupOptions(fmt=fmt, level=level, workers=workers)  # checks them before anything happens
     outputs = outputs_for(stack, outputs_file, "backup")
     with progress(interactive(as_json), "pg_dump") as cb:
-        opts = BackupOptions(fmt=fmt, level=level, workers=workers, on_bytes=cb)
+        opts.on_bytes = cb
         m = backup_db(outputs, opts, dsn=dsn)
     _render_manifest(m, as_json, opts.extra)
 
@@ -62,16 +64,17 @@ def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str,
               help="The node's data directory, e.g. /var/lib/xai/blockchain (default for local stacks: the local node's).")
 @click.option("--member-prefix", help="Path inside the archive (default: the data dir's absolute path without '/').")
 @click.option("--format", "fmt", type=_FORMAT, default="gzip", show_default=True)
-@click.option("--level", type=int, help="Compression level (default gzip 1, zstd 3).")
+@click.option("--level", type=int, help="Compression level: gzip 1..9 (default 1), zstd 1..19 (default 3).")
 def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_dir: str | None,
                      member_prefix: str | None, fmt: str, level: int | None) -> None:
     """tar.gz of the node's data directory (chain.db copied consistently)."""
     from recovery.runbooks.backup import BackupOptions, backup_chain
 
+    opts = BackupOptions(fmt=fmt, level=level)  # checks them before anything happens
     outputs = outputs_for(stack, outputs_file, "backup")
     data_dir = node_data_dir(outputs, data_dir)
     with progress(interactive(as_json), "tar") as cb:
-        opts = BackupOptions(fmt=fmt, level=level, on_bytes=cb)
+        opts.on_bytes = cb
         m = backup_chain(outputs, data_dir, opts, member_prefix=member_prefix)
     _render_manifest(m, as_json, opts.extra)
 
@@ -130,8 +133,8 @@ def list_cmd(stack: str, outputs_file: str | None, as_json: bool, kind: str | No
 @stack_options
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(["db", "chain", "config"]),
               help="Only these kinds (repeatable; default all).")
-@click.option("--max-age-db", type=float, help="Max age of the latest db backup in minutes (default 1.5 x interval).")
-@click.option("--max-age-chain", type=float, help="Max age of the latest chain backup in minutes (default 1.5 x interval).")
+@click.option("--max-age-db", type=click.FloatRange(min=0, max=525600), help="Max age of the latest db backup in minutes (default 1.5 x interval).")
+@click.option("--max-age-chain", type=click.FloatRange(min=0, max=525600), help="Max age of the latest chain backup in minutes (default 1.5 x interval).")
 @click.option("--no-record", is_flag=True, help="Do not record this verification in the bucket.")
 def verify_cmd(stack: str, outputs_file: str | None, as_json: bool, kinds: tuple[str, ...],
                max_age_db: float | None, max_age_chain: float | None, no_record: bool) -> None:
@@ -168,12 +171,13 @@ def offsite() -> None:
 @offsite.command("sync")
 @stack_options
 @click.option("--dest", required=True, type=click.Path(file_okay=False), help="Local directory, e.g. /var/backups/off-site.")
-@click.option("--retention-days", type=int, help="Prune copies older than this (default: the stack's offsite_retention_days).")
+@click.option("--retention-days", type=click.IntRange(1, 36500), help="Prune copies older than this (default: the stack's offsite_retention_days).")
 def offsite_sync_cmd(stack: str, outputs_file: str | None, as_json: bool, dest: str, retention_days: int | None) -> None:
     """Copy new verified backups to DEST (sha256 rechecked, atomic), prune old ones."""
     from recovery.errors import IntegrityError
     from recovery.runbooks.offsite import offsite_sync
 
+    check_writable_dir(dest, "--dest")
     outputs = outputs_for(stack, outputs_file, "backup")
 
     def line(i: Any) -> None:

@@ -2,8 +2,8 @@
 
 Commands live in the modules of this package, one per area; `recovery/cli.py` only builds the
 top-level group from them. Results go to stdout (`--json`: one JSON document); logs, progress
-and errors go to stderr. Exit codes: 0 success; 2 usage; otherwise the RecoveryError class's
-code (recovery/errors.py).
+and errors go to stderr. Exit codes: 0 success; 2 usage (unknown or missing option or command);
+4 a bad option value (as InputError); otherwise the RecoveryError class's code (recovery/errors.py).
 """
 
 from __future__ import annotations
@@ -43,11 +43,22 @@ def setup_logging(verbose: int, debug: bool) -> None:
 
 
 class Main(click.Group):
-    """Maps RecoveryError (and stray AWS errors) to a one-line message and the class's exit code."""
+    """Maps RecoveryError (and stray AWS errors) to a one-line message and the class's exit code.
+    Click's own usage errors get the same one line instead of click's three (usage, hint, error)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:  # the top-level options (`recovery --bogus`)
+            self._usage(exc)
+            raise AssertionError("unreachable")
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a subcommand's options, parsed inside this invoke
+            self._usage(exc)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except RecoveryError as exc:
@@ -68,6 +79,16 @@ class Main(click.Group):
                 err = aws_error(exc, "talking to AWS")
                 self._fail(ctx, exc, err.line(), err.exit_code)
             self._fail(ctx, exc, f"unexpected {type(exc).__name__}: {exc} - rerun with --debug and report it", 1)
+
+    @classmethod
+    def _usage(cls, exc: click.UsageError) -> None:
+        """A bad option value is a bad input (InputError's code); anything else is usage (2)."""
+        where = exc.ctx.command_path if exc.ctx is not None else "recovery"
+        bad_value = isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter)
+        code = InputError.exit_code if bad_value else 2
+        line = f"{exc.format_message().rstrip('.')} - see `{where} --help`"
+        ctx = exc.ctx or click.Context(click.Command("recovery"))
+        cls._fail(ctx.find_root(), None, line, code)
 
     @staticmethod
     def _fail(ctx: click.Context, exc: BaseException | None, line: str, code: int) -> None:
@@ -91,7 +112,7 @@ def _note_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool
 def stack_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--json", "as_json", is_flag=True, callback=_note_json, is_eager=True,
                      help="Print a machine-readable result on stdout.")(f)
-    f = click.option("--outputs", "outputs_file", type=click.Path(dir_okay=False), envvar="RECOVERY_OUTPUTS",
+    f = click.option("--outputs", "outputs_file", envvar="RECOVERY_OUTPUTS",
                      help="JSON of `pulumi stack output --json` or `pulumi stack export` [env RECOVERY_OUTPUTS].")(f)
     f = click.option("--stack", required=True, envvar="RECOVERY_STACK",
                      help="Pulumi stack name, e.g. production [env RECOVERY_STACK].")(f)
@@ -181,18 +202,3 @@ def finish_runbook(run: Callable[[], tuple[Any, Any]], as_json: bool) -> Any:
         emit_json(plan if plan is not None else journal.to_dict())
     return journal
 
-
-def parse_duration(text: str) -> float:
-    """'15m', '90s', '1h', '300' (seconds) -> seconds."""
-    t = text.strip().lower()
-    mult = {"s": 1, "m": 60, "h": 3600}
-    try:
-        if t and t[-1] in mult:
-            value = float(t[:-1]) * mult[t[-1]]
-        else:
-            value = float(t)
-    except ValueError:
-        raise InputError(f"'{text}' is not a duration", "use e.g. 15m, 90s, 1h or seconds") from None
-    if value <= 0:
-        raise InputError(f"duration '{text}' must be positive", "use e.g. 15m")
-    return value

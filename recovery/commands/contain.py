@@ -11,13 +11,14 @@ from typing import Any
 import click
 
 from recovery.commands.common import (_note_json, emit_json, finish_runbook, journal_store_for, out, outputs_for,
-                                      parse_duration, runbook_options, stack_options)
+                                      runbook_options, stack_options)
+from recovery.commands.params import DURATION, Duration
 from recovery.errors import InputError
 
 
 @click.group("contain", invoke_without_command=True)
 @click.option("--stack", envvar="RECOVERY_STACK", help="Pulumi stack name [env RECOVERY_STACK].")
-@click.option("--outputs", "outputs_file", type=click.Path(dir_okay=False), envvar="RECOVERY_OUTPUTS",
+@click.option("--outputs", "outputs_file", envvar="RECOVERY_OUTPUTS",
               help="JSON of `pulumi stack output --json` [env RECOVERY_OUTPUTS].")
 @click.option("--json", "as_json", is_flag=True, callback=_note_json, is_eager=True, help="Print a machine-readable result.")
 @click.option("--dry-run", is_flag=True, help="Show the plan and change nothing.")
@@ -27,11 +28,11 @@ from recovery.errors import InputError
 @click.option("--role", "roles", multiple=True, help="A stack role whose active sessions are revoked (repeatable).")
 @click.option("--incident", "incident_id", help="Incident id [default inc-YYYYMMDD-<instance>].")
 @click.option("--delete-keys", is_flag=True, help="Delete the users' access keys after deactivating them.")
-@click.option("--wait-timeout", default="30m", show_default=True, help="How long to wait for the image and snapshots.")
+@click.option("--wait-timeout", type=DURATION, default="30m", show_default=True, help="How long to wait for the image and snapshots.")
 @click.pass_context
 def contain(ctx: click.Context, stack: str | None, outputs_file: str | None, as_json: bool, dry_run: bool, yes: bool,
             instance_id: str | None, users: tuple[str, ...], roles: tuple[str, ...], incident_id: str | None,
-            delete_keys: bool, wait_timeout: str) -> None:
+            delete_keys: bool, wait_timeout: float) -> None:
     """Isolate an instance, preserve evidence, revoke credentials, ensure forensic logging; all recorded."""
     if ctx.invoked_subcommand is not None:
         return
@@ -42,10 +43,10 @@ def contain(ctx: click.Context, stack: str | None, outputs_file: str | None, as_
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.contain import ContainOptions, contain as run_contain
 
+    opts = ContainOptions(instance_id=instance_id, users=list(users), roles=list(roles), incident_id=incident_id,
+                          delete_keys=delete_keys, wait_timeout_s=wait_timeout)  # checks them before anything happens
     outputs = outputs_for(stack, outputs_file, "contain")
     reporter = ConsoleReporter()
-    opts = ContainOptions(instance_id=instance_id, users=list(users), roles=list(roles), incident_id=incident_id,
-                          delete_keys=delete_keys, wait_timeout_s=parse_duration(wait_timeout))
     store = journal_store_for(outputs, reporter)
     journal = finish_runbook(lambda: run_contain(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter),
                              as_json)
@@ -62,8 +63,9 @@ def terminate_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool
                   incident_id: str) -> None:
     """Terminate a contained instance, only once its incident's image and snapshots exist."""
     from recovery.runbook import ConsoleReporter
-    from recovery.runbooks.contain import terminate
+    from recovery.runbooks.contain import check_instance_id, terminate
 
+    check_instance_id(instance_id)
     outputs = outputs_for(stack, outputs_file, "contain")
     reporter = ConsoleReporter()
     store = journal_store_for(outputs, reporter)
@@ -74,14 +76,14 @@ def terminate_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool
 @click.command("investigate")
 @stack_options
 @click.option("--incident", "incident_id", required=True, help="The incident id.")
-@click.option("--since", default="24h", show_default=True, help="How far back to look in CloudTrail.")
-def investigate(stack: str, outputs_file: str | None, as_json: bool, incident_id: str, since: str) -> None:
+@click.option("--since", type=Duration(max_s=90 * 86400), default="24h", show_default=True, help="How far back to look in CloudTrail.")
+def investigate(stack: str, outputs_file: str | None, as_json: bool, incident_id: str, since: float) -> None:
     """Add CloudTrail events of the incident's users and instance to its record; write the report."""
     from recovery.runbooks.contain import investigate as run_investigate
 
     outputs = outputs_for(stack, outputs_file, "contain")
     say: Any = (lambda m: click.echo(m, err=True))
-    result = run_investigate(outputs, incident_id, parse_duration(since), say=say)
+    result = run_investigate(outputs, incident_id, since, say=say)
     if as_json:
         emit_json(result)
     else:

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from recovery.commands.common import emit_json, out, outputs_for, stack_options
+from recovery.commands.params import check_writable_dir
 
 _REPORT_DIR = click.option("--report-dir", type=click.Path(file_okay=False), default=".recovery/reports",
                            show_default=True, envvar="RECOVERY_REPORT_DIR",
@@ -71,6 +72,7 @@ def _run(kind: str, stack: str, outputs_file: str | None, as_json: bool, report_
     from recovery.runbooks.drill import run_drill, specs_for
 
     specs_for(kind, stack)  # refuse before touching anything (drill full on a real stack)
+    check_writable_dir(report_dir, "--report-dir")  # not after the drill has run for minutes
     outputs = outputs_for(stack, outputs_file, "backup")
     result = run_drill(kind, outputs, report_dir=report_dir, say=_say, **params)
     _finish(result, as_json)

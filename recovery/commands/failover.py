@@ -10,16 +10,17 @@ from typing import Any
 
 import click
 
-from recovery.commands.common import emit_json, finish_runbook, journal_store_for, outputs_for, parse_duration, runbook_options
+from recovery.commands.common import emit_json, finish_runbook, journal_store_for, outputs_for, runbook_options
+from recovery.commands.params import DURATION
 
 
 def _options(f: Any) -> Any:
-    f = click.option("--lock-ttl", default="15m", show_default=True, help="Lease of the S3 lock (renewed while running).")(f)
-    f = click.option("--sync-timeout", default="5m", show_default=True, help="How long to wait for the node to sync.")(f)
+    f = click.option("--lock-ttl", type=DURATION, default="15m", show_default=True, help="Lease of the S3 lock (renewed while running).")(f)
+    f = click.option("--sync-timeout", type=DURATION, default="5m", show_default=True, help="How long to wait for the node to sync.")(f)
     f = click.option("--take-over-stale", is_flag=True, help="Take over an EXPIRED lock left by another run (logged).")(f)
     f = click.option("--detach-fallback", is_flag=True,
                      help="If failover_global_cluster is unavailable, detach the cluster from the global cluster instead.")(f)
-    f = click.option("--max-lag", default="60s", show_default=True, help="Refuse when replication lag is over this.")(f)
+    f = click.option("--max-lag", type=DURATION, default="60s", show_default=True, help="Refuse when replication lag is over this.")(f)
     f = click.option("--force", is_flag=True, help="Override the forceable preflight checks (lag, node, chain data).")(f)
     f = click.option("--mode", type=click.Choice(["switchover", "failover"]),
                      help="switchover (planned, no data loss, needs a healthy peer) or failover (unplanned, AllowDataLoss). "
@@ -28,16 +29,16 @@ def _options(f: Any) -> Any:
 
 
 def _run(direction: str, stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool,
-         mode: str | None, force: bool, max_lag: str, detach_fallback: bool, take_over_stale: bool,
-         sync_timeout: str, lock_ttl: str) -> None:
+         mode: str | None, force: bool, max_lag: float, detach_fallback: bool, take_over_stale: bool,
+         sync_timeout: float, lock_ttl: float) -> None:
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.failover import FailoverOptions, run_failover
 
     outputs = outputs_for(stack, outputs_file, "failover")
     reporter = ConsoleReporter()
-    opts = FailoverOptions(direction=direction, mode=mode, force=force, max_lag_s=parse_duration(max_lag),
+    opts = FailoverOptions(direction=direction, mode=mode, force=force, max_lag_s=max_lag,
                            detach_fallback=detach_fallback, take_over_stale=take_over_stale,
-                           sync_timeout_s=parse_duration(sync_timeout), lock_ttl_s=int(parse_duration(lock_ttl)))
+                           sync_timeout_s=sync_timeout, lock_ttl_s=int(lock_ttl))
     store = journal_store_for(outputs, reporter)
 
     def go() -> tuple[Any, Any]:

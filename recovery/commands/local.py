@@ -47,7 +47,7 @@ def _render(st: dict[str, Any]) -> None:
 @local.command("up")
 @_DIR
 @_JSON
-@click.option("--mine-interval", type=float, default=1.0, show_default=True, help="Seconds between mined blocks.")
+@click.option("--mine-interval", type=click.FloatRange(min=0.05, max=3600), default=1.0, show_default=True, help="Seconds between mined blocks.")
 def up_cmd(path: str | None, as_json: bool, mine_interval: float) -> None:
     """Start the environment and deploy the Pulumi program into it for both stacks (local, local-dr)."""
     from recovery.local.environment import up

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import click
 
 from recovery.commands.common import emit_json, local_node_url, out, outputs_for, stack_options
-from recovery.errors import StatusRedError
+from recovery.commands.params import URL, check_writable_dir
+from recovery.errors import InputError, StatusRedError
 
 
 @click.command("metrics")
@@ -20,8 +22,12 @@ from recovery.errors import StatusRedError
                    "(e.g. /var/lib/node_exporter/textfile_collector/xai_dr.prom); stdout then gets a one-line summary.")
 def metrics_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, textfile: str | None) -> None:
     """Backup/restore/drill success rates, backup ages, recovery times and RPO/RTO compliance."""
-    from recovery.runbooks.metrics import collect, render_prometheus, write_textfile
+    from recovery.runbooks.metrics import check_textfile, collect, render_prometheus, write_textfile
 
+    if textfile:  # before the collection's AWS calls, not after
+        check_textfile(textfile)
+        check_writable_dir(os.path.dirname(os.path.abspath(textfile)), "--textfile's directory",
+                           "check permissions of the textfile directory")
     outputs = outputs_for(stack, outputs_file, "backup")
     report = collect(outputs)
     as_json = as_json or fmt == "json"
@@ -43,18 +49,21 @@ _STYLE = {"green": "green", "yellow": "yellow", "red": "bold red", "skip": "dim"
 
 @click.command("status")
 @stack_options
-@click.option("--reference", "reference_url", envvar="RECOVERY_REFERENCE_URL",
+@click.option("--reference", "reference_url", type=URL, envvar="RECOVERY_REFERENCE_URL",
               help="A reference node's API to compare heights with, e.g. https://mainnet-rpc.example.com "
                    "[env RECOVERY_REFERENCE_URL].")
-@click.option("--node-url", help="The node API to check [default: the stack's local node, else http://localhost:8080].")
+@click.option("--node-url", type=URL, help="The node API to check [default: the stack's local node, else http://localhost:8080].")
 @click.option("--dsn", help="PostgreSQL connection string overriding the stack's (PG* env vars also override).")
-@click.option("--max-lag", type=int, default=5, show_default=True, help="Blocks behind the reference before yellow.")
-@click.option("--red-lag", type=int, default=50, show_default=True, help="Blocks behind the reference before red.")
+@click.option("--max-lag", type=click.IntRange(min=0), default=5, show_default=True, help="Blocks behind the reference before yellow.")
+@click.option("--red-lag", type=click.IntRange(min=1), default=50, show_default=True, help="Blocks behind the reference before red.")
 def status_cmd(stack: str, outputs_file: str | None, as_json: bool, reference_url: str | None, node_url: str | None,
                dsn: str | None, max_lag: int, red_lag: int) -> None:
     """The DR plan's detection checks in one view; exit 29 if any line is red."""
     from recovery.runbooks.status import StatusOptions, run_status
 
+    if red_lag <= max_lag:
+        raise InputError(f"--red-lag {red_lag} is not above --max-lag {max_lag}",
+                         "pass a --red-lag greater than --max-lag (defaults 50 and 5)")
     outputs = outputs_for(stack, outputs_file, "backup")
     opts = StatusOptions(node_url=node_url or local_node_url(outputs), reference_url=reference_url, dsn=dsn,
                          max_lag=max_lag, red_lag=red_lag, local=bool(outputs.node_data_dir), role=outputs.role)

@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from recovery.commands.common import emit_json, finish_runbook, journal_store_for, out, outputs_for, parse_duration, stack_options
+from recovery.commands.common import emit_json, finish_runbook, journal_store_for, out, outputs_for, stack_options
+from recovery.commands.params import DURATION, URL
 
 
 def _node_url(outputs: Any, given: str | None) -> str:
@@ -18,11 +19,11 @@ def _node_url(outputs: Any, given: str | None) -> str:
 
 
 def _common(f: Any) -> Any:
-    f = click.option("--interval", default="10s", show_default=True, help="Seconds between polls.")(f)
-    f = click.option("--timeout", default="15m", show_default=True, help="Give up after this long (exit 34).")(f)
+    f = click.option("--interval", type=DURATION, default="10s", show_default=True, help="Seconds between polls.")(f)
+    f = click.option("--timeout", type=DURATION, default="15m", show_default=True, help="Give up after this long (exit 34).")(f)
     f = click.option("--min-peers", type=click.IntRange(min=1), default=5, show_default=True,
                      help="Healed means synced with at least this many peers.")(f)
-    f = click.option("--node-url", help="The node's API [default: the stack's node_api_url].")(f)
+    f = click.option("--node-url", type=URL, help="The node's API [default: the stack's node_api_url].")(f)
     return stack_options(f)
 
 
@@ -34,7 +35,7 @@ def partition() -> None:
 @partition.command("wait")
 @_common
 def wait_cmd(stack: str, outputs_file: str | None, as_json: bool, node_url: str | None, min_peers: int,
-             timeout: str, interval: str) -> None:
+             timeout: float, interval: float) -> None:
     """Poll peer count and sync state until healed (exit 0) or --timeout (exit 34)."""
     from recovery.node import NodeClient
     from recovery.runbooks.partition import wait_healed
@@ -42,7 +43,7 @@ def wait_cmd(stack: str, outputs_file: str | None, as_json: bool, node_url: str 
     outputs = outputs_for(stack, outputs_file, "failover")
     url = _node_url(outputs, node_url)
     with NodeClient(url, timeout_s=5, retries=1) as node:
-        last = wait_healed(node, min_peers=min_peers, timeout_s=parse_duration(timeout), interval_s=parse_duration(interval),
+        last = wait_healed(node, min_peers=min_peers, timeout_s=timeout, interval_s=interval,
                            progress=lambda p: click.echo(f"partition wait: {p.line()}", err=True))
     if as_json:
         emit_json({"ok": True, "healed": True, "node": url, "peers": last.peers, "synced": last.synced,
@@ -57,7 +58,7 @@ def wait_cmd(stack: str, outputs_file: str | None, as_json: bool, node_url: str 
 @click.option("--peers", required=True, help="Peers of the largest partition: HOST:PORT,HOST:PORT,...")
 @click.option("--dry-run", is_flag=True, help="Validate the peer list and show the plan; send nothing.")
 def rejoin_cmd(stack: str, outputs_file: str | None, as_json: bool, node_url: str | None, min_peers: int,
-               timeout: str, interval: str, peers: str, dry_run: bool) -> None:
+               timeout: float, interval: float, peers: str, dry_run: bool) -> None:
     """Validate the peer list, POST the node's rejoin, wait until healed, check consensus_state."""
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.partition import RejoinOptions, parse_peers, rejoin
@@ -65,7 +66,7 @@ def rejoin_cmd(stack: str, outputs_file: str | None, as_json: bool, node_url: st
     peer_list = parse_peers(peers)  # before anything else: a bad list never reaches the node
     outputs = outputs_for(stack, outputs_file, "failover")
     opts = RejoinOptions(peers=peer_list, node_url=_node_url(outputs, node_url), min_peers=min_peers,
-                         timeout_s=parse_duration(timeout), interval_s=parse_duration(interval))
+                         timeout_s=timeout, interval_s=interval)
     reporter = ConsoleReporter()
     store = journal_store_for(outputs, reporter)
     finish_runbook(lambda: rejoin(stack, opts, store, dry_run=dry_run, reporter=reporter), as_json)

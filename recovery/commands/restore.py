@@ -12,7 +12,8 @@ from typing import Any, Callable
 import click
 
 from recovery.commands.common import (finish_runbook, journal_store_for, local_node_url, node_data_dir, out,
-                                      outputs_for, parse_duration, runbook_options)
+                                      outputs_for, runbook_options)
+from recovery.commands.params import DURATION, URL
 
 
 @click.group()
@@ -33,9 +34,9 @@ def restore_db_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: boo
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.restore_db import DbRestoreOptions, restore_db
 
+    opts = DbRestoreOptions(backup=backup, target_db=target_db, keep_old=not no_keep_old, force=force, dsn=dsn)
     outputs = outputs_for(stack, outputs_file, "restore")
     reporter = ConsoleReporter()
-    opts = DbRestoreOptions(backup=backup, target_db=target_db, keep_old=not no_keep_old, force=force, dsn=dsn)
     store = journal_store_for(outputs, reporter)
     finish_runbook(lambda: restore_db(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
 
@@ -48,11 +49,11 @@ def restore_db_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: boo
 @click.option("--owner", help="USER:GROUP to chown the restored data to, as root [default xai:xai as in the plan; "
                              "local stacks: unchanged].")
 @click.option("--archive-current", is_flag=True, help="First upload the current data dir to s3://BUCKET/quarantine/chain/.")
-@click.option("--node-url", help="The node's API [default http://localhost:8080, as in the plan; local stacks: the local node].")
-@click.option("--sync-timeout", default="15m", show_default=True, help="How long to wait for the node to sync.")
+@click.option("--node-url", type=URL, help="The node's API [default http://localhost:8080, as in the plan; local stacks: the local node].")
+@click.option("--sync-timeout", type=DURATION, default="15m", show_default=True, help="How long to wait for the node to sync.")
 def restore_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool,
                       data_dir: str | None, backup: str, owner: str | None, archive_current: bool, node_url: str | None,
-                      sync_timeout: str) -> None:
+                      sync_timeout: float) -> None:
     """Restore the node's data directory from a chain backup; the current one is quarantined."""
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.restore_chain import ChainRestoreOptions, restore_chain
@@ -63,7 +64,7 @@ def restore_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: 
     opts = ChainRestoreOptions(data_dir=node_data_dir(outputs, data_dir), backup=backup,
                                owner=owner if owner is not None else ("" if local else "xai:xai"),
                                archive_current=archive_current, node_url=node_url or local_node_url(outputs),
-                               sync_timeout_s=parse_duration(sync_timeout))
+                               sync_timeout_s=sync_timeout)
     store = journal_store_for(outputs, reporter)
     finish_runbook(lambda: restore_chain(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
 
@@ -73,17 +74,17 @@ def restore_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: 
 @click.option("--to-time", required=True, help="UTC time to restore to, ISO 8601 (e.g. 2026-11-25T17:00:00Z).")
 @click.option("--new-cluster", help="Identifier of the new cluster (default: <source>-pitr-<time>).")
 @click.option("--instance-class", help="Instance class of the new cluster's instance (default: the source's).")
-@click.option("--wait-timeout", default="60m", show_default=True, help="How long to wait for the new cluster.")
+@click.option("--wait-timeout", type=DURATION, default="60m", show_default=True, help="How long to wait for the new cluster.")
 def restore_pitr_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, to_time: str,
-                     new_cluster: str | None, instance_class: str | None, wait_timeout: str) -> None:
+                     new_cluster: str | None, instance_class: str | None, wait_timeout: float) -> None:
     """Aurora point-in-time restore into a NEW cluster; the source cluster is never modified."""
     from recovery.runbook import ConsoleReporter
     from recovery.runbooks.restore_pitr import PitrOptions, fmt, next_steps, parse_time, restore_pitr
 
+    opts = PitrOptions(to_time=parse_time(to_time), new_cluster=new_cluster, instance_class=instance_class,
+                       wait_timeout_s=wait_timeout)  # checks them before anything happens
     outputs = outputs_for(stack, outputs_file, "restore")
     reporter = ConsoleReporter()
-    opts = PitrOptions(to_time=parse_time(to_time), new_cluster=new_cluster, instance_class=instance_class,
-                       wait_timeout_s=parse_duration(wait_timeout))
     store = journal_store_for(outputs, reporter)
     journal = finish_runbook(lambda: restore_pitr(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
     if journal is not None and not as_json:

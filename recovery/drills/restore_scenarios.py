@@ -41,13 +41,15 @@ from typing import Any
 
 from psycopg import sql
 
+from recovery import knobs
 from recovery.aws import acting_as
 from recovery.drills.base import DrillRun, scenario
 from recovery.drills.checks import (NotYet, block_time_db, chain_block, chain_tip, db_health, db_server, wait_for)
 from recovery.errors import IntegrityError
 
-BLOCKS_AFTER_BACKUP = int(os.environ.get("RECOVERY_DRILL_BLOCKS_AFTER_BACKUP", "3"))
-TIMEOUT_S = float(os.environ.get("RECOVERY_DRILL_TIMEOUT_SECONDS", "120"))
+# Read at import, but `recovery` validates both before a command starts (recovery/knobs.py).
+BLOCKS_AFTER_BACKUP = knobs.int_value("RECOVERY_DRILL_BLOCKS_AFTER_BACKUP")
+TIMEOUT_S = knobs.value("RECOVERY_DRILL_TIMEOUT_SECONDS")
 
 
 def _store(d: DrillRun) -> Any:

@@ -30,7 +30,7 @@ from recovery.catalog import Catalog, Manifest, iso, utc_now
 from recovery.errors import AwsAccessError, BackupFailedError, InputError, RecoveryError
 from recovery.locks import S3Lock
 from recovery.stack import StackOutputs
-from recovery.stream import FORMATS, CompressedReader, gzip_backend_name
+from recovery.stream import CompressedReader, check_options, gzip_backend_name
 from recovery.transfer import delete_object_version, upload_stream
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,9 @@ class BackupOptions:
     on_bytes: Callable[[int], None] | None = None  # raw (uncompressed) bytes read from the source
     s3: Any = None  # a boto3 S3 client; default: recovery.aws.client("s3", region)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_options(self.fmt, self.level, self.workers)  # before the lock and the snapshot
 
 
 def check_bucket(s3: Any, bucket: str) -> None:
@@ -69,8 +72,6 @@ def _stream_backup(outputs: StackOutputs, kind: str, opts: BackupOptions, *, con
                    describe: Callable[[], dict[str, Any]]) -> Manifest:
     """Lock, stream source -> compressor -> S3, write the manifest. `open_source` returns
     (stream, finish, kill): finish raises if the producer failed; kill stops it on error."""
-    if opts.fmt not in FORMATS:
-        raise InputError(f"unknown format '{opts.fmt}'", f"use one of: {', '.join(FORMATS)}")
     s3 = opts.s3 or client("s3", outputs.region)
     bucket = outputs.backup_bucket_name
     cat = Catalog(s3, bucket)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -66,6 +67,17 @@ def record_key(incident_id: str, name: str = "record.json") -> str:
     return f"incidents/{incident_id}/{name}"
 
 
+_INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
+
+
+def check_instance_id(instance_id: str) -> str:
+    """EC2's id format, checked before any AWS call, so a typo is an input error and not a lookup."""
+    if not _INSTANCE_ID.fullmatch(instance_id):
+        raise InputError(f"--instance '{instance_id[:40]}' is not an EC2 instance id",
+                         "pass i- followed by 8 or 17 hex digits, e.g. --instance i-0123456789abcdef0")
+    return instance_id
+
+
 @dataclass
 class ContainOptions:
     instance_id: str
@@ -77,6 +89,7 @@ class ContainOptions:
     poll_s: float = 2.0
 
     def __post_init__(self) -> None:
+        check_instance_id(self.instance_id)
         if not self.incident_id:
             self.incident_id = default_incident_id(self.instance_id)
         if "/" in self.incident_id or not self.incident_id.strip():

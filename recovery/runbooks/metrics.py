@@ -392,14 +392,20 @@ def render_prometheus(samples: list[Sample]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_textfile(path: str | os.PathLike[str], text: str) -> Path:
-    """Write atomically for node_exporter: temp file in the same directory, fsync, rename over."""
+def check_textfile(path: str | os.PathLike[str]) -> Path:
+    """The checks `write_textfile` makes that need no data; the CLI runs them before collecting."""
     p = Path(path)
     if p.suffix != ".prom":
         raise InputError(f"textfile {p} does not end in .prom", "node_exporter's textfile collector reads *.prom only")
     if not p.parent.is_dir():
         raise InputError(f"directory {p.parent} does not exist",
                          "create it or point --textfile at node_exporter's --collector.textfile.directory")
+    return p
+
+
+def write_textfile(path: str | os.PathLike[str], text: str) -> Path:
+    """Write atomically for node_exporter: temp file in the same directory, fsync, rename over."""
+    p = check_textfile(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     except OSError as exc:

@@ -40,10 +40,11 @@ import pwd
 import shutil
 import tarfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from recovery import knobs
 from recovery.archive import Member, TarSource, check_sqlite
 from recovery.aws import client, error_code
 from recovery.catalog import Catalog, Entry
@@ -72,7 +73,7 @@ class ChainRestoreOptions:
     archive_current: bool = False
     node_url: str = "http://localhost:8080"
     sync_timeout_s: float = 900.0
-    sync_interval_s: float = float(os.environ.get("RECOVERY_SYNC_POLL_SECONDS", "5"))
+    sync_interval_s: float = field(default_factory=lambda: knobs.value("RECOVERY_SYNC_POLL_SECONDS"))
 
 
 # ------------------------------------------------------------------------------------- file helpers
@@ -449,9 +450,10 @@ def _extract_all(stream: BackupStream, dest: Path) -> dict[str, Any]:
 
 def build(outputs: StackOutputs, opts: ChainRestoreOptions, *, s3: Any = None,
           services: ServiceControl | None = None) -> ChainRestore:
+    services = services or ServiceControl()  # a bad services config is refused before the catalogue is read
     s3 = s3 or client("s3", outputs.region)
     key = resolve_backup(Catalog(s3, outputs.backup_bucket_name), "chain", opts.backup).manifest.key
-    return ChainRestore(outputs, opts, s3, services or ServiceControl(), key)
+    return ChainRestore(outputs, opts, s3, services, key)
 
 
 def restore_chain(outputs: StackOutputs, opts: ChainRestoreOptions, store: JournalStore, *, yes: bool = False,

@@ -54,7 +54,7 @@ from recovery.stack import StackOutputs
 log = logging.getLogger(__name__)
 
 NAME = "restore-db"
-MAX_IDENT = 63
+PREFIX_BYTES = 30  # of the target in derived names; the rest is the run's unique suffix
 
 
 @dataclass
@@ -65,13 +65,17 @@ class DbRestoreOptions:
     force: bool = False
     dsn: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.target_db is not None:  # before anything is read or resolved
+            postgres.check_name(self.target_db, "--target-db")
+
 
 def scratch_name(target: str, run_id: str) -> str:
-    return f"{target[:30]}_restore_{run_id.lower().replace('-', '_')}"[:MAX_IDENT]
+    return postgres.fit_name(target, f"_restore_{run_id.lower().replace('-', '_')}", PREFIX_BYTES)
 
 
 def quarantine_name(target: str, run_id: str) -> str:
-    return f"{target[:30]}_quarantine_{stamp(run_id).lower()}"[:MAX_IDENT]
+    return postgres.fit_name(target, f"_quarantine_{stamp(run_id).lower()}", PREFIX_BYTES)
 
 
 def marker(run_id: str, key: str) -> str:
@@ -425,9 +429,11 @@ def build(outputs: StackOutputs, opts: DbRestoreOptions, *, s3: Any = None,
           services: ServiceControl | None = None) -> DbRestore:
     cp = postgres.resolve(outputs, opts.dsn)
     target = opts.target_db or cp.params.get("dbname") or outputs.db_name
+    postgres.check_name(target, "the target database (from --dsn, PGDATABASE or the stack's db_name)")
+    services = services or ServiceControl()  # a bad services config is refused before the catalogue is read
     s3 = s3 or client("s3", outputs.region)
     key = resolve_backup(Catalog(s3, outputs.backup_bucket_name), "db", opts.backup).manifest.key
-    return DbRestore(outputs, opts, s3, Server(cp), services or ServiceControl(), target, key)
+    return DbRestore(outputs, opts, s3, Server(cp), services, target, key)
 
 
 def restore_db(outputs: StackOutputs, opts: DbRestoreOptions, store: JournalStore, *, yes: bool = False,

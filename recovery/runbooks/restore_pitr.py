@@ -22,13 +22,13 @@ anything, because the emulator does not check it.
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from recovery import knobs
 from recovery.aws import aws_error, client, error_code
 from recovery.errors import AwsAccessError, DeadlineError, InputError
 from recovery.runbook import Journal, JournalStore, Runbook, Step, StepContext, Target
@@ -45,7 +45,11 @@ class PitrOptions:
     new_cluster: str | None = None
     instance_class: str | None = None
     wait_timeout_s: float = 3600.0
-    poll_s: float = float(os.environ.get("RECOVERY_RDS_POLL_SECONDS", "15"))
+    poll_s: float = field(default_factory=lambda: knobs.value("RECOVERY_RDS_POLL_SECONDS"))
+
+    def __post_init__(self) -> None:
+        if self.new_cluster is not None:  # before anything is read
+            check_cluster_id(self.new_cluster)
 
 
 def parse_time(text: str) -> datetime:
@@ -61,9 +65,21 @@ def fmt(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+MAX_CLUSTER_ID = 63
+_CLUSTER_ID = re.compile(r"[A-Za-z](?:-?[A-Za-z0-9])*")  # RDS: letter first, no "--", no trailing "-"
+
+
+def check_cluster_id(name: str) -> str:
+    if len(name) > MAX_CLUSTER_ID or not _CLUSTER_ID.fullmatch(name):
+        raise InputError(f"--new-cluster '{name[:70]}' is not a valid RDS cluster identifier",
+                         f"use 1..{MAX_CLUSTER_ID} letters, digits and single hyphens, starting with a letter")
+    return name
+
+
 def default_name(source: str, t: datetime) -> str:
-    name = f"{source}-pitr-{t.strftime('%Y%m%d%H%M%S')}"
-    return re.sub(r"-+", "-", name)[:63].rstrip("-")
+    # the time suffix tells restores apart, so the source's name is what gets cut
+    suffix = f"-pitr-{t.strftime('%Y%m%d%H%M%S')}"
+    return re.sub(r"-+", "-", source)[:MAX_CLUSTER_ID - len(suffix)].rstrip("-") + suffix
 
 
 def restorable_window(cluster: dict[str, Any], now: datetime | None = None) -> tuple[datetime, datetime, str]:
