@@ -282,6 +282,7 @@ def _run_as_nobody(site: Site, args: list[str]) -> int:
         return run_cli(*args, env=site.env).code
     import click.testing
 
+    import encodings.utf_8_sig  # noqa: F401 - the outputs reader's codec; /root is unreadable after setuid
     import recovery.archive  # noqa: F401 - import before dropping privileges
     import recovery.cli
     import recovery.runbooks.backup  # noqa: F401
