@@ -54,10 +54,15 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
+def max_attempts() -> int:
+    """Attempts per AWS call (botocore's retries, and transfer.iter_object's resumed body reads)."""
+    return int(os.environ.get("RECOVERY_AWS_MAX_ATTEMPTS", "5"))
+
+
 def _config(region: str | None) -> Config:
     return Config(
         region_name=region or None,
-        retries={"mode": "standard", "max_attempts": int(os.environ.get("RECOVERY_AWS_MAX_ATTEMPTS", "5"))},
+        retries={"mode": "standard", "max_attempts": max_attempts()},
         max_pool_connections=MAX_POOL,
         connect_timeout=10,
         read_timeout=120,

@@ -37,6 +37,12 @@ def _render_manifest(m: Any, as_json: bool, extra: dict[str, Any]) -> None:
 _FORMAT = click.Choice(["gzip", "zstd"])
 
 
+def _take_over_option(f: Any) -> Any:
+    return click.option("--take-over-stale", is_flag=True,
+                        help="Take the backup lock from any other holder (logged with its identity); a holder "
+                             "that died on this host is taken over without it.")(f)
+
+
 @backup.command("db")
 @stack_options
 @click.option("--format", "fmt", type=_FORMAT, default="gzip", show_default=True,
@@ -44,14 +50,15 @@ _FORMAT = click.Choice(["gzip", "zstd"])
 @click.option("--level", type=int, help="Compression level (default gzip 1, zstd 3).")
 @click.option("--workers", type=int, help="Compression threads (default: CPU count).")
 @click.option("--dsn", help="PostgreSQL connection string overriding the stack's (PG* env vars also override).")
+@_take_over_option
 def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, level: int | None,
-                  workers: int | None, dsn: str | None) -> None:
+                  workers: int | None, dsn: str | None, take_over_stale: bool) -> None:
     """pg_dump of the chain database -> compression -> S3 multipart (SSE-KMS)."""
     from recovery.runbooks.backup import BackupOptions, backup_db
 
     outputs = outputs_for(stack, outputs_file, "backup")
     with progress(interactive(as_json), "pg_dump") as cb:
-        opts = BackupOptions(fmt=fmt, level=level, workers=workers, on_bytes=cb)
+        opts = BackupOptions(fmt=fmt, level=level, workers=workers, on_bytes=cb, take_over_stale=take_over_stale)
         m = backup_db(outputs, opts, dsn=dsn)
     _render_manifest(m, as_json, opts.extra)
 
@@ -63,15 +70,16 @@ def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str,
 @click.option("--member-prefix", help="Path inside the archive (default: the data dir's absolute path without '/').")
 @click.option("--format", "fmt", type=_FORMAT, default="gzip", show_default=True)
 @click.option("--level", type=int, help="Compression level (default gzip 1, zstd 3).")
+@_take_over_option
 def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_dir: str | None,
-                     member_prefix: str | None, fmt: str, level: int | None) -> None:
+                     member_prefix: str | None, fmt: str, level: int | None, take_over_stale: bool) -> None:
     """tar.gz of the node's data directory (chain.db copied consistently)."""
     from recovery.runbooks.backup import BackupOptions, backup_chain
 
     outputs = outputs_for(stack, outputs_file, "backup")
     data_dir = node_data_dir(outputs, data_dir)
     with progress(interactive(as_json), "tar") as cb:
-        opts = BackupOptions(fmt=fmt, level=level, on_bytes=cb)
+        opts = BackupOptions(fmt=fmt, level=level, on_bytes=cb, take_over_stale=take_over_stale)
         m = backup_chain(outputs, data_dir, opts, member_prefix=member_prefix)
     _render_manifest(m, as_json, opts.extra)
 
@@ -79,12 +87,14 @@ def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_d
 @backup.command("config")
 @stack_options
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-def backup_config_cmd(stack: str, outputs_file: str | None, as_json: bool, paths: tuple[str, ...]) -> None:
+@_take_over_option
+def backup_config_cmd(stack: str, outputs_file: str | None, as_json: bool, paths: tuple[str, ...],
+                      take_over_stale: bool) -> None:
     """tar.gz of deployment configuration (run on every deployment)."""
     from recovery.runbooks.backup import BackupOptions, backup_config
 
     outputs = outputs_for(stack, outputs_file, "backup")
-    opts = BackupOptions()
+    opts = BackupOptions(take_over_stale=take_over_stale)
     m = backup_config(outputs, list(paths), opts)
     _render_manifest(m, as_json, opts.extra)
 
