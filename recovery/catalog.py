@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from recovery.aws import aws_error, error_code
 from recovery.errors import InputError, IntegrityError
+from recovery.transfer import read_object
 
 MANIFEST_SUFFIX = ".manifest.json"
 VERIFY_SUFFIX = ".verify.json"
@@ -140,11 +141,11 @@ class Catalog:
     # -- reading
     def _get_json(self, key: str) -> dict[str, Any] | None:
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            body = read_object(self.s3, self.bucket, key)
         except ClientError as exc:
-            if error_code(exc) in ("NoSuchKey", "404"):
-                return None
             raise aws_error(exc, f"reading s3://{self.bucket}/{key}", bucket=self.bucket) from None
+        if body is None:
+            return None
         try:
             d = json.loads(body)
         except ValueError:

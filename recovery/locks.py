@@ -39,6 +39,7 @@ from botocore.exceptions import ClientError
 from recovery.aws import aws_error, error_code
 from recovery.errors import LockHeldError
 from recovery.processes import pid_namespace, process_gone, start_ticks
+from recovery.transfer import iter_object
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +150,12 @@ class S3Lock:
     def read(self) -> tuple[LockInfo | None, str | None]:
         """The current lock holder and the lock object's ETag, or (None, None) if free."""
         try:
-            resp = self.s3.get_object(Bucket=self.bucket, Key=self.key)
+            resp, chunks = iter_object(self.s3, self.bucket, self.key, map_errors=False)
         except ClientError as exc:
             if error_code(exc) in _GONE:
                 return None, None
             raise
-        return LockInfo.parse(resp["Body"].read()), str(resp["ETag"])
+        return LockInfo.parse(b"".join(chunks)), str(resp["ETag"])
 
     def _takeover_reason(self, holder: LockInfo) -> str | None:
         """Why `holder` may be displaced, or None when it must be respected."""

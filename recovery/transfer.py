@@ -10,7 +10,7 @@ with a prefix is the sweep the next backup runs under its lock (runbooks/backup.
 Download: one GetObject stream read in chunks. Against moto a single stream is far faster
 than parallel ranged GETs (see ENVIRONMENT.md); against AWS it is still ample for verify.
 botocore retries a request until its headers arrive, never a body cut off halfway: `iter_object`
-resumes such a body with a ranged GET pinned to the same object version (or ETag), so the
+resumes such a body with a ranged GET pinned to the same object version (or its ETag), so the
 consumer sees one continuous stream, within the same attempt budget as botocore's retries.
 """
 
@@ -135,12 +135,25 @@ _BODY_ERRORS = (HTTPClientError, IncompleteReadError, urllib3.exceptions.HTTPErr
                 ConnectionError, TimeoutError)
 
 
+def read_object(s3: Any, bucket: str, key: str) -> bytes | None:
+    """The whole body of a small object (a manifest, a lock), None if there is none; other
+    ClientErrors of the request are raised as they are. A body cut off is resumed as in iter_object."""
+    try:
+        _, chunks = iter_object(s3, bucket, key, map_errors=False)
+    except ClientError as exc:
+        if error_code(exc) in ("NoSuchKey", "404"):
+            return None
+        raise
+    return b"".join(chunks)
+
+
 def iter_object(s3: Any, bucket: str, key: str, *, version_id: str | None = None,
-                chunk: int = DOWNLOAD_CHUNK) -> tuple[dict[str, Any], Iterator[bytes]]:
+                chunk: int = DOWNLOAD_CHUNK, map_errors: bool = True) -> tuple[dict[str, Any], Iterator[bytes]]:
     """(GetObject metadata, iterator of body chunks) for a single streamed download.
 
-    A body that breaks off is resumed from the first byte not yet yielded (`Range`), pinned to the
-    version first read (or its ETag, in an unversioned bucket) so the pieces are of one object.
+    A body that breaks off is resumed from the first byte not yet yielded (`Range`), pinned to
+    `version_id` or else to the ETag first read (IfMatch), so the pieces are of one object.
+    `map_errors=False`: the first request's ClientError is the caller's to map (e.g. NoSuchKey).
     """
     kw: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if version_id:
@@ -150,14 +163,19 @@ def iter_object(s3: Any, bucket: str, key: str, *, version_id: str | None = None
     def get(**extra: Any) -> dict[str, Any]:
         try:
             return dict(s3.get_object(**kw, **extra))
-        except ClientError as exc:
-            raise aws_error(exc, f"reading {where}", bucket=bucket) from None
-        except Exception as exc:  # noqa: BLE001 - botocore spent its retries (connection errors)
+        except Exception as exc:  # noqa: BLE001 - includes botocore's spent retries (connection errors)
             raise aws_error(exc, f"reading {where}", bucket=bucket) from None
 
-    resp = get()
+    try:
+        resp = dict(s3.get_object(**kw))
+    except Exception as exc:  # noqa: BLE001
+        if isinstance(exc, ClientError) and not map_errors:
+            raise
+        raise aws_error(exc, f"reading {where}", bucket=bucket) from None
     total = int(resp.get("ContentLength", -1))
-    pin = {} if version_id else {"VersionId": resp["VersionId"]} if resp.get("VersionId") else {"IfMatch": resp["ETag"]}
+    # IfMatch, not the VersionId just read: reading a named version needs s3:GetObjectVersion, which
+    # a job role may lack; the ETag pins the same bytes.
+    pin = {} if version_id else {"IfMatch": resp["ETag"]}
 
     def chunks() -> Iterator[bytes]:
         body, offset, attempt, budget = resp["Body"], 0, 1, max_attempts()

@@ -66,7 +66,7 @@ class FaultProxy:
         class Handler(_Handler):
             owner = proxy
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True).start()
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -130,6 +130,11 @@ class FaultProxy:
         conn.putheader("Content-Length", str(len(body)))
         conn.endheaders(body)
         return conn.getresponse()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients hang up on us (timeouts after a lost reply): expected here, not news
 
 
 class _Handler(BaseHTTPRequestHandler):

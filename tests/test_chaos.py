@@ -36,7 +36,7 @@ def proxy(moto_server: Any) -> Iterator[FaultProxy]:
 def rs(moto_server: Any, pg: Any, proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RSite]:
     s = make_rsite(moto_server, pg, tmp_path, monkeypatch, rows=3000)
     # The CLI goes through the proxy; the test's own checks (s.s3()) go to moto directly.
-    s.extra_env.update(AWS_ENDPOINT_URL=proxy.endpoint, RECOVERY_AWS_MAX_ATTEMPTS="5", RECOVERY_PART_SIZE_MB="5",
+    s.extra_env.update(AWS_ENDPOINT_URL=proxy.endpoint, RECOVERY_AWS_MAX_ATTEMPTS="6", RECOVERY_PART_SIZE_MB="5",
                        RECOVERY_SYNC_POLL_SECONDS="0.2")
     yield s
     drop_test_databases(pg, s.db)
@@ -124,38 +124,45 @@ def test_body_reads_spent_exit_with_the_aws_code(rs: RSite, proxy: FaultProxy) -
 
 
 def test_backups_and_restores_under_random_faults(rs: RSite, proxy: FaultProxy, tmp_path: Path) -> None:
-    data = make_chain_dir(tmp_path / "var-lib-xai", blocks=1500)
+    # ~7 MB stored: a multipart upload of two 5 MB parts (CreateMultipartUpload, UploadPart and
+    # CompleteMultipartUpload all meet faults); the db backup is a single PutObject.
+    data = make_chain_dir(tmp_path / "var-lib-xai", blocks=45_000)
     source_db, source_chain = rs.summary(), chain_state(data)
-    proxy.rates = {"5xx": 0.06, "reset": 0.03, "lost": 0.03, "truncate": 0.25}
+    proxy.rates = {"5xx": 0.08, "reset": 0.04, "lost": 0.04, "truncate": 0.3}
     proxy.truncate_paths = r"/backups/"  # body reads of backups and manifests (journals are the engine's)
     kept: list[str] = []
     codes: dict[str, list[int]] = {}
+    errors: list[str] = []
     t0 = time.monotonic()
     with NodeApiStub(block_height=1500, is_synced=True) as node:
-        for _round in range(3):
+        for _round in range(2):
             for kind, args in (("db", ()), ("chain", ("--data-dir", str(data)))):
                 r = backup(rs, kind, *args)
                 codes.setdefault(f"backup {kind}", []).append(r.code)
+                errors += [line for line in r.err.splitlines() if line.startswith("error: ")]
                 if r.code == 0:
                     kept.append(r.json()["key"])
             with rs.pg.connect(rs.db) as c:
                 c.execute("DELETE FROM blockchain WHERE height > 500")
             r = rs.cli("db", "--yes", "--force", timeout=180)
             codes.setdefault("restore db", []).append(r.code)
+            errors += [line for line in r.err.splitlines() if line.startswith("error: ")]
             if r.code == 0:
                 assert rs.summary() == source_db
             r = rs.cli("chain", "--data-dir", str(data), "--owner", OWNER, "--node-url", node.url, "--yes", timeout=180)
             codes.setdefault("restore chain", []).append(r.code)
+            errors += [line for line in r.err.splitlines() if line.startswith("error: ")]
             if r.code == 0:
                 assert chain_state(data) == source_chain
             # a failed restore leaves its unfinished run; the next one starts (or resumes) it
     elapsed = time.monotonic() - t0
     proxy.calm()
-    print(f"chaos: {elapsed:.1f} s, proxy {proxy.stats}, exit codes {codes}")
+    print(f"chaos: {elapsed:.1f} s, proxy {proxy.stats}, exit codes {codes}", *errors, *proxy.log, sep="\n")
     assert sum(proxy.stats.get(f, 0) for f in ("5xx", "reset", "lost", "truncate")) >= 10, proxy.stats
     assert_catalogue_sound(rs)
     catalogued = {m["key"] for m in manifests(rs)}
     assert set(kept) <= catalogued, "a backup whose run exited 0 is gone"
     assert open_uploads(rs) == []
-    assert all(c == 0 for c in codes["backup db"] + codes["backup chain"]), codes
-    assert 0 in codes["restore db"] and 0 in codes["restore chain"], codes
+    # Retries absorb these rates: every kind succeeded, and a failure is only ever AWS's (5) or the
+    # stream's (14), never an unretried read (10) or an unexpected error.
+    assert all(0 in c and set(c) <= {0, 5, 14} for c in codes.values()), codes
