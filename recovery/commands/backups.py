@@ -20,6 +20,8 @@ def _render_manifest(m: Any, as_json: bool, extra: dict[str, Any]) -> None:
         doc = m.to_json()
         if extra.get("took_over"):
             doc["took_over_stale_lock"] = extra["took_over"]
+        if extra.get("aborted_uploads"):
+            doc["aborted_open_uploads"] = extra["aborted_uploads"]
         emit_json(doc)
         return
     rate = m.raw_bytes / m.duration_seconds / 1e6 if m.duration_seconds else 0
