@@ -257,7 +257,9 @@ class S3Lock:
             try:
                 self.s3.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=self.etag)
             except ClientError as exc:
-                log.warning("could not release %s (%s); it expires on its own", self._what, error_code(exc))
+                # Gone, or no longer ours: our retried delete after a lost reply, or a takeover.
+                if error_code(exc) not in _CONFLICT + _GONE:
+                    log.warning("could not release %s (%s); it expires on its own", self._what, error_code(exc))
             except Exception as exc:  # noqa: BLE001
                 log.warning("could not release %s (%s); it expires on its own", self._what, exc)
         self.etag = None
