@@ -142,7 +142,8 @@ def _role_session(role_arn: str, region: str, job: str) -> boto3.session.Session
     core.set_config_variable("sts_regional_endpoints", "regional")
     who = f"{getpass.getuser()}@{socket.gethostname()}"[:40]
     fetcher = AssumeRoleCredentialFetcher(
-        client_creator=lambda service, **kw: base.client(service, region_name=region, **kw),
+        # Our retry budget and timeouts for AssumeRole too: botocore's default client would retry less.
+        client_creator=lambda service, **kw: base.client(service, region_name=region, config=_config(region), **kw),
         source_credentials=source,
         role_arn=role_arn,
         extra_args={"RoleSessionName": f"recovery-{job}-{who}".replace("@", "-")[:64],

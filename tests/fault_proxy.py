@@ -91,7 +91,7 @@ class FaultProxy:
         self.stop()
 
     # -- decisions
-    def choose(self, method: str, path: str) -> str | None:
+    def choose(self, method: str, path: str, operation: str = "") -> str | None:
         with self._lock:
             self.stats["requests"] = self.stats.get("requests", 0) + 1
             fault = None
@@ -112,7 +112,7 @@ class FaultProxy:
                     draw -= rate
             if fault:
                 self.stats[fault] = self.stats.get(fault, 0) + 1
-                self.log.append(f"{fault} {method} {path}")
+                self.log.append(f"{fault} {method} {path} {operation}".rstrip())
             return fault
 
     def cut(self, size: int) -> int:
@@ -130,6 +130,14 @@ class FaultProxy:
         conn.putheader("Content-Length", str(len(body)))
         conn.endheaders(body)
         return conn.getresponse()
+
+
+def _operation(target: str | None, body: bytes) -> str:
+    """The API operation of a POST to / (JSON protocols name it in X-Amz-Target, query ones in Action=)."""
+    if target:
+        return target
+    m = re.search(rb"(?:^|&)Action=(\w+)", body[:200])
+    return m.group(1).decode() if m else ""
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -171,7 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         body = self._body()
-        fault = self.owner.choose(self.command, self.path)
+        fault = self.owner.choose(self.command, self.path, _operation(self.headers.get("X-Amz-Target"), body))
         if fault == "reset":
             return self._drop()
         if fault == "5xx":

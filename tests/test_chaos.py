@@ -35,8 +35,9 @@ def proxy(moto_server: Any) -> Iterator[FaultProxy]:
 @pytest.fixture()
 def rs(moto_server: Any, pg: Any, proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RSite]:
     s = make_rsite(moto_server, pg, tmp_path, monkeypatch, rows=3000)
-    # The CLI goes through the proxy; the test's own checks (s.s3()) go to moto directly.
-    s.extra_env.update(AWS_ENDPOINT_URL=proxy.endpoint, RECOVERY_AWS_MAX_ATTEMPTS="6", RECOVERY_PART_SIZE_MB="5",
+    # The CLI goes through the proxy with the default retry budget; the test's own checks (s.s3()) go
+    # to moto directly.
+    s.extra_env.update(AWS_ENDPOINT_URL=proxy.endpoint, RECOVERY_AWS_MAX_ATTEMPTS="5", RECOVERY_PART_SIZE_MB="5",
                        RECOVERY_SYNC_POLL_SECONDS="0.2")
     yield s
     drop_test_databases(pg, s.db)
