@@ -177,7 +177,9 @@ def test_a_backup_killed_at_random_points_never_blocks_the_next(site: Site) -> N
     s3 = site.s3()
     held_at_kill = 0
     for i in range(5):
-        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # gzip -9 on one thread: the victim holds its lock for seconds, so kills land inside it
+        proc = subprocess.Popen([*args, "--level", "9", "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
         if i == 0:
             time.sleep(rng.uniform(0.0, 0.5))  # early: usually before the lock
         else:
