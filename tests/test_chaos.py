@@ -99,6 +99,21 @@ def test_a_lost_reply_to_the_lock_put_does_not_refuse_our_own_run(rs: RSite, pro
     assert proxy.stats.get("lost") == 1 and rs.keys("locks/") == []
 
 
+def test_lost_replies_to_the_multipart_calls_leave_one_complete_upload(rs: RSite, proxy: FaultProxy,
+                                                                       tmp_path: Path) -> None:
+    """CreateMultipartUpload's lost reply makes botocore start a second upload (the first stays open);
+    CompleteMultipartUpload's lost reply makes its retry fail although the object is complete."""
+    data = make_chain_dir(tmp_path / "var-lib-xai", blocks=45_000)
+    proxy.rules += [Rule("POST", r"\.tar\.gz\?uploads", "lost"), Rule("POST", r"\.tar\.gz\?uploadId=", "lost")]
+    r = backup(rs, "chain", "--data-dir", str(data))
+    assert r.code == 0, r.err
+    assert proxy.stats.get("lost") == 2
+    assert "completed although its reply was lost" in r.err
+    assert_catalogue_sound(rs)
+    assert [m["key"] for m in manifests(rs)] == [r.json()["key"]]
+    assert open_uploads(rs) == []
+
+
 def test_a_truncated_backup_read_resumes_with_a_ranged_get(rs: RSite, proxy: FaultProxy) -> None:
     """Before: a GET body cut off mid-stream failed the restore (exit 10)."""
     assert backup(rs, "db").code == 0

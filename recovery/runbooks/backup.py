@@ -37,7 +37,7 @@ from recovery.errors import AwsAccessError, BackupFailedError, InputError, Recov
 from recovery.locks import S3Lock
 from recovery.stack import StackOutputs
 from recovery.stream import FORMATS, CompressedReader, gzip_backend_name
-from recovery.transfer import abort_uploads, delete_object_version, upload_stream
+from recovery.transfer import abort_open_uploads, abort_uploads, delete_object_version, upload_stream
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,8 @@ def _stream_backup(outputs: StackOutputs, kind: str, opts: BackupOptions, *, con
             raise BackupFailedError(f"upload of {key} failed ({err.problem}); the multipart upload was aborted"
                                     " and nothing was catalogued", "retry; if it persists check S3 health") from None
         upload_s = time.monotonic() - t0
+        # A lost reply to CreateMultipartUpload makes botocore start a second upload; the first stays open.
+        abort_open_uploads(s3, bucket, key)
         version_id = head.get("VersionId")
         try:
             lock.check()
