@@ -106,8 +106,10 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
     docs: dict[str, list[dict[str, Any]]] = {
         # The scheduled hosts: backups, their verification, off-site copies, status and metrics.
         "backup": [
+            # ListBucketMultipartUploads: a backup sweeps the uploads a killed run left open.
             statement("ListVault", list_vault + ["s3:GetBucketVersioning", "s3:GetEncryptionConfiguration",
-                                                 "s3:GetLifecycleConfiguration", "s3:GetReplicationConfiguration"],
+                                                 "s3:GetLifecycleConfiguration", "s3:GetReplicationConfiguration",
+                                                 "s3:ListBucketMultipartUploads"],
                       bucket),
             statement("ReadVault", ["s3:GetObject"], f"{bucket}/*"),
             # The monthly restore tests (`drill db|chain`) read the backup version they verified.

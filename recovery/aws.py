@@ -55,6 +55,11 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
+def max_attempts() -> int:
+    """Attempts per AWS call (botocore's retries, and transfer.iter_object's resumed body reads)."""
+    return knobs.int_value("RECOVERY_AWS_MAX_ATTEMPTS")
+
+
 CONNECT_TIMEOUT_SECONDS = 10
 # Control APIs (STS, RDS, EC2, IAM, Route 53, Secrets Manager...) answer in well under a second,
 # also the asynchronous ones (they return at once and are polled), so they wait less than S3.
@@ -68,7 +73,7 @@ def _config(region: str | None, service: str) -> Config:
     read = knobs.value("RECOVERY_AWS_READ_TIMEOUT_SECONDS")
     return Config(
         region_name=region or None,
-        retries={"mode": "standard", "max_attempts": knobs.int_value("RECOVERY_AWS_MAX_ATTEMPTS")},
+        retries={"mode": "standard", "max_attempts": max_attempts()},
         max_pool_connections=MAX_POOL,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         # S3 answers an UploadPart within seconds of its body and keeps a slow CompleteMultipartUpload
@@ -152,7 +157,8 @@ def _role_session(role_arn: str, region: str, job: str) -> boto3.session.Session
     core.set_config_variable("sts_regional_endpoints", "regional")
     who = f"{getpass.getuser()}@{socket.gethostname()}"[:40]
     fetcher = AssumeRoleCredentialFetcher(
-        # with our config: botocore's default (60 s + 60 s, legacy retries) would outlast ours
+        # our retry budget and timeouts for AssumeRole too: botocore's default client (60 s + 60 s,
+        # legacy retries) would outlast ours, and gave up after 3 faults in the chaos test
         client_creator=lambda service, **kw: base.client(service, region_name=region, config=_config(region, service),
                                                          **kw),
         source_credentials=source,

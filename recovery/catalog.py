@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from recovery.aws import aws_error, error_code
 from recovery.errors import InputError, IntegrityError
+from recovery.transfer import read_object
 
 MANIFEST_SUFFIX = ".manifest.json"
 VERIFY_SUFFIX = ".verify.json"
@@ -140,11 +141,11 @@ class Catalog:
     # -- reading
     def _get_json(self, key: str) -> dict[str, Any] | None:
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            body = read_object(self.s3, self.bucket, key)
         except ClientError as exc:
-            if error_code(exc) in ("NoSuchKey", "404"):
-                return None
             raise aws_error(exc, f"reading s3://{self.bucket}/{key}", bucket=self.bucket) from None
+        if body is None:
+            return None
         try:
             d = json.loads(body)
         except ValueError:
@@ -255,13 +256,31 @@ class Catalog:
             t += timedelta(seconds=1)
 
     def put_manifest(self, m: Manifest) -> None:
+        """Catalogue `m`, once: IfNoneMatch='*'. A 412 is either our own write (its reply was lost and
+        botocore's retry found it: the manifest there is `m`, so this is success) or a conflict."""
         body = json.dumps(m.to_json(), indent=2, sort_keys=True).encode()
+        key = m.key + MANIFEST_SUFFIX
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=m.key + MANIFEST_SUFFIX, Body=body,
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body,
                                ContentType="application/json", IfNoneMatch="*",
                                ServerSideEncryption="aws:kms", SSEKMSKeyId=m.kms_key_id)
         except ClientError as exc:
-            raise aws_error(exc, f"writing manifest for {m.key}", bucket=self.bucket) from None
+            if error_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise aws_error(exc, f"writing manifest for {m.key}", bucket=self.bucket) from None
+            if self.manifest_written(m) is not True:
+                raise IntegrityError(f"another manifest already exists for {m.key}",
+                                     "inspect it with `recovery list`; nothing was overwritten") from None
+
+    def manifest_written(self, m: Manifest) -> bool | None:
+        """True when the manifest in the bucket is `m`, False when there is none, None when it cannot be
+        told (unreadable, or a different one): the caller then must not treat the backup as absent."""
+        try:
+            d = self._get_json(m.key + MANIFEST_SUFFIX)
+        except Exception:  # noqa: BLE001 - unknown is an answer here
+            return None
+        if d is None:
+            return False
+        return True if d == json.loads(json.dumps(m.to_json())) else None
 
     def put_verification(self, key: str, record: dict[str, Any], kms_key_id: str) -> None:
         body = json.dumps(record, indent=2, sort_keys=True).encode()

@@ -1,13 +1,23 @@
 """A lease lock held in one S3 object, created with a conditional put (IfNoneMatch='*').
 
-General purpose: backups lock per kind and stack; failover and restores can reuse it.
+General purpose: backups lock per kind and stack; failover takes the same lock class with a
+stricter takeover policy.
 
 - acquire: ``PutObject(IfNoneMatch='*')``. S3 answers 412 if the object exists.
-- held by someone else and not expired: LockHeldError naming the owner and expiry.
-- expired (stale): taken over with ``PutObject(IfMatch=<etag of the stale lock>)`` so two
-  contenders cannot both take it over; the takeover is reported (``took_over`` + a warning log).
-- renewal: a daemon thread rewrites the lock with ``IfMatch=<our etag>`` every ttl/3; losing the
-  lock (someone else took it over) is recorded and raised by ``check()``.
+- the body names the holder: ``owner`` (text for people) and ``host``, ``pid``, ``pid_start``
+  (the process's start time in ticks, so a reused pid is not mistaken for the holder) and
+  ``pid_ns`` (the pid namespace: a container sharing the host name cannot judge our pids).
+- a 412 whose lock carries our own token is ours: the reply to our put was lost and botocore's
+  retry found the object we had just written.
+- a holder known dead (same host and pid namespace, process gone) is taken over at once; a
+  crashed run must not block the next one for a whole lease.
+- expired (stale): taken over, unless the lock was made with ``take_over_expired=False``.
+- ``take_over_stale=True`` (the ``--take-over-stale`` flag) takes over any other holder.
+- every takeover uses ``PutObject(IfMatch=<etag of the lock we judged>)`` so two contenders cannot
+  both take it over, and is reported (``took_over``, ``took_over_because`` and a warning log).
+- otherwise: LockHeldError naming the owner and expiry.
+- renewal: a daemon thread rewrites the lock with ``IfMatch=<our etag>`` every ttl/3, so leases
+  can be short; losing the lock (someone else took it over) is recorded and raised by ``check()``.
 - release: ``DeleteObject(IfMatch=<our etag>)``, so we never delete someone else's lock.
 """
 
@@ -28,8 +38,13 @@ from botocore.exceptions import ClientError
 
 from recovery.aws import aws_error, error_code
 from recovery.errors import LockHeldError
+from recovery.processes import pid_namespace, process_gone, start_ticks
+from recovery.transfer import iter_object
 
 log = logging.getLogger(__name__)
+
+_CONFLICT = ("PreconditionFailed", "412", "ConditionalRequestConflict")
+_GONE = ("NoSuchKey", "404")
 
 
 def default_owner() -> str:
@@ -48,6 +63,13 @@ def _iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _int(v: Any) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
 @dataclass
 class LockInfo:
     owner: str
@@ -55,6 +77,10 @@ class LockInfo:
     acquired_at: str
     expires_at: str
     purpose: str = ""
+    host: str = ""
+    pid: int | None = None
+    pid_start: int | None = None
+    pid_ns: str | None = None
 
     @property
     def expired(self) -> bool:
@@ -64,28 +90,56 @@ class LockInfo:
             return True  # unreadable lock: treat as stale
         return exp <= _now()
 
+    @property
+    def dead_here(self) -> bool:
+        """The holder ran on this host, in our pid namespace, and its process is gone."""
+        if not self.pid or self.host != socket.gethostname() or self.pid_ns != pid_namespace():
+            return False
+        return process_gone(self.pid, self.pid_start)
+
+    @classmethod
+    def parse(cls, raw: bytes) -> "LockInfo":
+        try:
+            d = json.loads(raw)
+            return cls(owner=str(d.get("owner", "?")), token=str(d.get("token", "")),
+                       acquired_at=str(d.get("acquired_at", "?")), expires_at=str(d.get("expires_at", "")),
+                       purpose=str(d.get("purpose", "")), host=str(d.get("host", "")), pid=_int(d.get("pid")),
+                       pid_start=_int(d.get("pid_start")), pid_ns=d.get("pid_ns"))
+        except (ValueError, AttributeError):
+            return cls(owner="unreadable lock", token="", acquired_at="?", expires_at="")
+
 
 class S3Lock:
-    def __init__(self, s3: Any, bucket: str, key: str, *, ttl_seconds: int = 900, owner: str | None = None,
-                 purpose: str = "", renew: bool = True) -> None:
+    def __init__(self, s3: Any, bucket: str, key: str, *, ttl_seconds: int = 120, owner: str | None = None,
+                 purpose: str = "", renew: bool = True, take_over_stale: bool = False,
+                 take_over_expired: bool = True) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.key = key
         self.ttl = ttl_seconds
         self.owner = owner or default_owner()
         self.purpose = purpose
+        self.take_over_stale = take_over_stale
+        self.take_over_expired = take_over_expired
         self.token = uuid.uuid4().hex
         self.etag: str | None = None
         self.acquired_at = _now()
         self.took_over: LockInfo | None = None
+        self.took_over_because = ""
         self.lost: str | None = None
         self._renew = renew
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def _what(self) -> str:
+        return self.purpose or "lock"
+
     def _body(self) -> bytes:
         info = {"owner": self.owner, "token": self.token, "purpose": self.purpose,
-                "acquired_at": _iso(self.acquired_at), "expires_at": _iso(_now() + timedelta(seconds=self.ttl))}
+                "acquired_at": _iso(self.acquired_at), "expires_at": _iso(_now() + timedelta(seconds=self.ttl)),
+                "host": socket.gethostname(), "pid": os.getpid(), "pid_start": start_ticks(os.getpid()),
+                "pid_ns": pid_namespace()}
         return json.dumps(info).encode()
 
     def _put(self, **cond: str) -> str:
@@ -96,19 +150,30 @@ class S3Lock:
     def read(self) -> tuple[LockInfo | None, str | None]:
         """The current lock holder and the lock object's ETag, or (None, None) if free."""
         try:
-            resp = self.s3.get_object(Bucket=self.bucket, Key=self.key)
+            resp, chunks = iter_object(self.s3, self.bucket, self.key, map_errors=False)
         except ClientError as exc:
-            if error_code(exc) in ("NoSuchKey", "404"):
+            if error_code(exc) in _GONE:
                 return None, None
             raise
-        try:
-            d = json.loads(resp["Body"].read())
-            info = LockInfo(owner=str(d.get("owner", "?")), token=str(d.get("token", "")),
-                            acquired_at=str(d.get("acquired_at", "?")), expires_at=str(d.get("expires_at", "")),
-                            purpose=str(d.get("purpose", "")))
-        except ValueError:
-            info = LockInfo(owner="unreadable lock", token="", acquired_at="?", expires_at="")
-        return info, str(resp["ETag"])
+        return LockInfo.parse(b"".join(chunks)), str(resp["ETag"])
+
+    def _takeover_reason(self, holder: LockInfo) -> str | None:
+        """Why `holder` may be displaced, or None when it must be respected."""
+        if holder.dead_here:
+            return f"its process {holder.pid} on {holder.host} is gone"
+        if self.take_over_stale:
+            return "--take-over-stale"
+        if holder.expired and self.take_over_expired:
+            return f"expired {holder.expires_at}"
+        return None
+
+    def _refusal(self, holder: LockInfo) -> LockHeldError:
+        if holder.expired:
+            return LockHeldError(f"the {self._what} s3://{self.bucket}/{self.key} is stale (held by {holder.owner},"
+                                 f" expired {holder.expires_at})", "make sure that run is gone, then rerun with --take-over-stale")
+        return LockHeldError(f"the {self._what} is held by {holder.owner} since {holder.acquired_at}"
+                             f" (expires {holder.expires_at})",
+                             "wait for that run to finish; if it is gone, rerun with --take-over-stale")
 
     def acquire(self) -> "S3Lock":
         doing = f"taking lock s3://{self.bucket}/{self.key}"
@@ -116,31 +181,35 @@ class S3Lock:
             for _attempt in range(3):
                 try:
                     self.etag = self._put(IfNoneMatch="*")
+                    self.took_over, self.took_over_because = None, ""  # it was free: nobody displaced
                     break
                 except ClientError as exc:
-                    if error_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                    if error_code(exc) not in _CONFLICT:
                         raise
                 holder, etag = self.read()
                 if holder is None:
                     continue  # released between our put and our read: try again
-                if not holder.expired:
-                    raise LockHeldError(
-                        f"the {self.purpose or 'lock'} is held by {holder.owner} since {holder.acquired_at}"
-                        f" (expires {holder.expires_at})",
-                        "wait for that run to finish; a dead run's lock is taken over after it expires",
-                    )
+                if holder.token == self.token:
+                    self.etag = etag  # our own put, whose reply was lost (botocore retried it)
+                    break
+                why = self._takeover_reason(holder)
+                if why is None:
+                    raise self._refusal(holder)
+                # Recorded before the put: if its reply is lost, the next round finds our token.
+                self.took_over, self.took_over_because = holder, why
                 try:
                     self.etag = self._put(IfMatch=str(etag))
                 except ClientError as exc:
-                    if error_code(exc) in ("PreconditionFailed", "412", "NoSuchKey", "404", "ConditionalRequestConflict"):
-                        continue  # someone else took it over or released it first
+                    if error_code(exc) in _CONFLICT + _GONE:
+                        continue  # someone else took it over or released it first (or it was us: see above)
                     raise
-                self.took_over = holder
-                log.warning("took over the stale %s, held by %s since %s (expired %s)",
-                            self.purpose or "lock", holder.owner, holder.acquired_at, holder.expires_at)
                 break
             else:
-                raise LockHeldError(f"the {self.purpose or 'lock'} is contended", "retry in a minute")
+                raise LockHeldError(f"the {self._what} is contended", "retry in a minute")
+            if self.took_over:
+                h = self.took_over
+                log.warning("took over the stale %s, held by %s since %s (%s)", self._what, h.owner, h.acquired_at,
+                            self.took_over_because)
         except LockHeldError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -155,17 +224,30 @@ class S3Lock:
             try:
                 self.etag = self._put(IfMatch=str(self.etag))
             except ClientError as exc:
-                if error_code(exc) in ("PreconditionFailed", "412", "NoSuchKey", "404"):
-                    self.lost = "the lock was taken over by another run"
-                    log.error("%s: %s", self.purpose or "lock", self.lost)
-                    return
-                log.warning("could not renew %s: %s", self.purpose or "lock", exc)
+                if error_code(exc) not in _CONFLICT + _GONE:
+                    log.warning("could not renew %s: %s", self._what, exc)
+                    continue
+                if self._still_ours():
+                    continue  # our renewal landed but its reply was lost
+                self.lost = "the lock was taken over by another run"
+                log.error("%s: %s", self._what, self.lost)
+                return
             except Exception as exc:  # noqa: BLE001 - keep trying until the lease runs out
-                log.warning("could not renew %s: %s", self.purpose or "lock", exc)
+                log.warning("could not renew %s: %s", self._what, exc)
+
+    def _still_ours(self) -> bool:
+        try:
+            holder, etag = self.read()
+        except Exception:  # noqa: BLE001 - unknown: the next renewal asks again
+            return True
+        if holder is not None and holder.token == self.token:
+            self.etag = etag
+            return True
+        return False
 
     def check(self) -> None:
         if self.lost:
-            raise LockHeldError(f"the {self.purpose or 'lock'}: {self.lost}", "another run is now responsible; check it")
+            raise LockHeldError(f"the {self._what}: {self.lost}", "another run is now responsible; check it")
 
     def release(self) -> None:
         self._stop.set()
@@ -175,9 +257,11 @@ class S3Lock:
             try:
                 self.s3.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=self.etag)
             except ClientError as exc:
-                log.warning("could not release %s (%s); it expires on its own", self.purpose or "lock", error_code(exc))
+                # Gone, or no longer ours: our retried delete after a lost reply, or a takeover.
+                if error_code(exc) not in _CONFLICT + _GONE:
+                    log.warning("could not release %s (%s); it expires on its own", self._what, error_code(exc))
             except Exception as exc:  # noqa: BLE001
-                log.warning("could not release %s (%s); it expires on its own", self.purpose or "lock", exc)
+                log.warning("could not release %s (%s); it expires on its own", self._what, exc)
         self.etag = None
 
     def __enter__(self) -> "S3Lock":

@@ -220,7 +220,7 @@ def test_a_held_lock_refuses_the_second_backup(cli: Any, site: Site) -> None:
     assert r.code == 7
     assert r.err.strip() == ("error: the db backup lock of stack 'production' is held by ops@db-host-2 pid 4242 since "
                              "2026-01-01T00:00:00Z (expires 2999-01-01T00:00:00Z) - wait for that run to finish; "
-                             "a dead run's lock is taken over after it expires")
+                             "if it is gone, rerun with --take-over-stale")
     assert site.versions() == before
     # another kind is not blocked
     assert cli("backup", "config", str(Path(__file__))).code == 0

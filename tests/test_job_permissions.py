@@ -43,6 +43,9 @@ NOT_CALLED_HERE = {
        for j, sid in (("backup", "WriteBackups"), ("restore", "ArchiveReplaced"))},
     **{(j, "ResumeJournals", "s3:GetObject"): "a journal is read back only to resume an interrupted run "
        "(tests/test_runbook.py and the SIGKILL tests do that)" for j in JOBS},
+    **{("failover", sid, "s3:GetObject"): "the lock is read only when its conditional create meets one "
+       "(tests/test_locks.py, and the stale-lock test of tests/test_failover.py)"
+       for sid in ("FailoverLock", "FailoverLockInDrSite")},
     ("failover", "GlobalClusterFailover", "rds:FailoverGlobalCluster"): "the battery switches over; "
     "tests/test_failover.py fails over",
     ("failover", "ReadLag", "cloudwatch:GetMetricStatistics"): "lag is read from CloudWatch only when the standby "

@@ -21,6 +21,8 @@ def _render_manifest(m: Any, as_json: bool, extra: dict[str, Any]) -> None:
         doc = m.to_json()
         if extra.get("took_over"):
             doc["took_over_stale_lock"] = extra["took_over"]
+        if extra.get("aborted_uploads"):
+            doc["aborted_open_uploads"] = extra["aborted_uploads"]
         emit_json(doc)
         return
     rate = m.raw_bytes / m.duration_seconds / 1e6 if m.duration_seconds else 0
@@ -38,6 +40,12 @@ def _render_manifest(m: Any, as_json: bool, extra: dict[str, Any]) -> None:
 _FORMAT = click.Choice(["gzip", "zstd"])
 
 
+def _take_over_option(f: Any) -> Any:
+    return click.option("--take-over-stale", is_flag=True,
+                        help="Take the backup lock from any other holder (logged with its identity); a holder "
+                             "that died on this host is taken over without it.")(f)
+
+
 @backup.command("db")
 @stack_options
 @click.option("--format", "fmt", type=_FORMAT, default="gzip", show_default=True,
@@ -45,12 +53,14 @@ _FORMAT = click.Choice(["gzip", "zstd"])
 @click.option("--level", type=int, help="Compression level: gzip 1..9 (default 1), zstd 1..19 (default 3).")
 @click.option("--workers", type=int, help="Compression threads, 1..64 (default: CPU count).")
 @click.option("--dsn", help="PostgreSQL connection string overriding the stack's (PG* env vars also override).")
+@_take_over_option
 def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, level: int | None,
-                  workers: int | None, dsn: str | None) -> None:
+                  workers: int | None, dsn: str | None, take_over_stale: bool) -> None:
     """pg_dump of the chain database -> compression -> S3 multipart (SSE-KMS)."""
     from recovery.runbooks.backup import BackupOptions, backup_db
 
-    opts = BackupOptions(fmt=fmt, level=level, workers=workers)  # checks them before anything happens
+    # checked here, before the outputs are read, the lock taken or the snapshot exported
+    opts = BackupOptions(fmt=fmt, level=level, workers=workers, take_over_stale=take_over_stale)
     outputs = outputs_for(stack, outputs_file, "backup")
     with progress(interactive(as_json), "pg_dump") as cb:
         opts.on_bytes = cb
@@ -65,12 +75,13 @@ def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str,
 @click.option("--member-prefix", help="Path inside the archive (default: the data dir's absolute path without '/').")
 @click.option("--format", "fmt", type=_FORMAT, default="gzip", show_default=True)
 @click.option("--level", type=int, help="Compression level: gzip 1..9 (default 1), zstd 1..19 (default 3).")
+@_take_over_option
 def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_dir: str | None,
-                     member_prefix: str | None, fmt: str, level: int | None) -> None:
+                     member_prefix: str | None, fmt: str, level: int | None, take_over_stale: bool) -> None:
     """tar.gz of the node's data directory (chain.db copied consistently)."""
     from recovery.runbooks.backup import BackupOptions, backup_chain
 
-    opts = BackupOptions(fmt=fmt, level=level)  # checks them before anything happens
+    opts = BackupOptions(fmt=fmt, level=level, take_over_stale=take_over_stale)  # checked before anything happens
     outputs = outputs_for(stack, outputs_file, "backup")
     data_dir = node_data_dir(outputs, data_dir)
     with progress(interactive(as_json), "tar") as cb:
@@ -82,12 +93,14 @@ def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_d
 @backup.command("config")
 @stack_options
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-def backup_config_cmd(stack: str, outputs_file: str | None, as_json: bool, paths: tuple[str, ...]) -> None:
+@_take_over_option
+def backup_config_cmd(stack: str, outputs_file: str | None, as_json: bool, paths: tuple[str, ...],
+                      take_over_stale: bool) -> None:
     """tar.gz of deployment configuration (run on every deployment)."""
     from recovery.runbooks.backup import BackupOptions, backup_config
 
     outputs = outputs_for(stack, outputs_file, "backup")
-    opts = BackupOptions()
+    opts = BackupOptions(take_over_stale=take_over_stale)
     m = backup_config(outputs, list(paths), opts)
     _render_manifest(m, as_json, opts.extra)
 

@@ -4,11 +4,17 @@ Steps of every backup, in order:
 
 1. preflight: the bucket exists and is reachable; the inputs are readable (data dir walked,
    database connected and a consistent snapshot exported). Nothing is written before this.
-2. lock: `locks/backup-<kind>.lock` in the bucket (S3Lock), so two backups of one kind on one
-   stack never interleave; a stale lock is taken over and the takeover is reported.
+2. lock: `locks/backup-<kind>.lock` in the bucket (S3Lock, a 2-minute lease renewed every 40 s),
+   so two backups of one kind on one stack never interleave. A lock whose holder died on this host
+   is taken over at once, an expired one too, any other only with `--take-over-stale`; every
+   takeover is logged and reported. Holding the lock, the backup aborts every multipart upload
+   left open under `backups/<kind>/` (only a dead run of this kind can have left one) and logs them.
 3. stream: source -> compression -> s3transfer multipart upload with SSE-KMS (stack key).
    Any failure aborts the multipart upload; the command fails.
-4. manifest: written last (IfNoneMatch='*'). Until it exists the object is not a backup.
+4. manifest: written last (IfNoneMatch='*'). Until it exists the object is not a backup. A 412
+   with our own manifest in place (a lost reply) is success. The uploaded object is deleted only
+   when its manifest is known to be absent: an ambiguous failure keeps it (uncatalogued, so not a
+   backup; the lifecycle rule expires it).
 """
 
 from __future__ import annotations
@@ -26,16 +32,16 @@ from recovery import __version__, redact
 from recovery import postgres
 from recovery.archive import Member, TarSource, chain_db_member, plan_tree
 from recovery.aws import aws_error, client, error_code
-from recovery.catalog import Catalog, Manifest, iso, utc_now
+from recovery.catalog import Catalog, Manifest, iso, prefix, utc_now
 from recovery.errors import AwsAccessError, BackupFailedError, InputError, RecoveryError
 from recovery.locks import S3Lock
 from recovery.stack import StackOutputs
 from recovery.stream import CompressedReader, check_options, gzip_backend_name
-from recovery.transfer import delete_object_version, upload_stream
+from recovery.transfer import abort_open_uploads, abort_uploads, delete_object_version, upload_stream
 
 log = logging.getLogger(__name__)
 
-LOCK_TTL_SECONDS = 900
+LOCK_TTL_SECONDS = 120  # short: a dead holder on another host blocks for at most this long
 
 
 @dataclass
@@ -44,6 +50,7 @@ class BackupOptions:
     level: int | None = None
     workers: int | None = None
     lock_ttl: int = LOCK_TTL_SECONDS
+    take_over_stale: bool = False  # take the lock from any other holder (logged with its identity)
     on_bytes: Callable[[int], None] | None = None  # raw (uncompressed) bytes read from the source
     s3: Any = None  # a boto3 S3 client; default: recovery.aws.client("s3", region)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -76,8 +83,11 @@ def _stream_backup(outputs: StackOutputs, kind: str, opts: BackupOptions, *, con
     bucket = outputs.backup_bucket_name
     cat = Catalog(s3, bucket)
     lock = S3Lock(s3, bucket, f"locks/backup-{kind}.lock", ttl_seconds=opts.lock_ttl,
-                  purpose=f"{kind} backup lock of stack '{outputs.stack}'")
+                  purpose=f"{kind} backup lock of stack '{outputs.stack}'", take_over_stale=opts.take_over_stale)
     with lock:
+        # Under the lock no other backup of this kind runs: an open upload here is a dead run's.
+        if swept := abort_uploads(s3, bucket, prefix(kind)):
+            opts.extra["aborted_uploads"] = swept
         key = cat.new_key(kind, opts.fmt)
         started = utc_now()
         t0 = time.monotonic()
@@ -102,6 +112,8 @@ def _stream_backup(outputs: StackOutputs, kind: str, opts: BackupOptions, *, con
             raise BackupFailedError(f"upload of {key} failed ({err.problem}); the multipart upload was aborted"
                                     " and nothing was catalogued", "retry; if it persists check S3 health") from None
         upload_s = time.monotonic() - t0
+        # A lost reply to CreateMultipartUpload makes botocore start a second upload; the first stays open.
+        abort_open_uploads(s3, bucket, key)
         version_id = head.get("VersionId")
         try:
             lock.check()
@@ -118,13 +130,26 @@ def _stream_backup(outputs: StackOutputs, kind: str, opts: BackupOptions, *, con
                 compressor=gzip_backend_name(reader.level) if opts.fmt == "gzip" else "zstd",
                 duration_seconds=round(time.monotonic() - t0, 3),
                 version_id=version_id, timings={"stream_seconds": round(upload_s, 3)}, **describe())
-            cat.put_manifest(m)
         except BaseException:
-            delete_object_version(s3, bucket, key, version_id)
+            delete_object_version(s3, bucket, key, version_id)  # no manifest was attempted
             raise
+        try:
+            cat.put_manifest(m)
+        except BaseException as exc:
+            written = cat.manifest_written(m)
+            if written is False:
+                delete_object_version(s3, bucket, key, version_id)
+                raise
+            if written is None:
+                log.warning("kept s3://%s/%s: whether its manifest was written is unknown", bucket, key)
+                raise
+            if isinstance(exc, KeyboardInterrupt):
+                raise  # catalogued, but the operator asked to stop
+            log.warning("the manifest of %s was written although the reply said otherwise (%s)", key, exc)
     if lock.took_over:
-        opts.extra["took_over"] = {"owner": lock.took_over.owner, "acquired_at": lock.took_over.acquired_at,
-                                   "expires_at": lock.took_over.expires_at}
+        h = lock.took_over
+        opts.extra["took_over"] = {"owner": h.owner, "host": h.host, "pid": h.pid, "acquired_at": h.acquired_at,
+                                   "expires_at": h.expires_at, "because": lock.took_over_because}
     return m
 
 

@@ -49,15 +49,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from recovery.processes import pid_alive
 from recovery.aws import client, error_code, vault_key
-from recovery.errors import (ChainDataError, LockHeldError, NodeApiError, NotDrStackError, RecoveryError, ReplicationLagError,
+from recovery.errors import (ChainDataError, NodeApiError, NotDrStackError, RecoveryError, ReplicationLagError,
                              SiteNotReadyError, StackOutputsError, VerificationFailed)
 from recovery.locks import S3Lock
 from recovery.runbook import Journal, JournalStore, Runbook, Step, StepContext, Target
@@ -437,49 +435,11 @@ def preflight(sites: Sites, opts: FailoverOptions, say: Any = lambda _m: None) -
 
 
 class FailoverLock(S3Lock):
-    """S3Lock that takes over an expired lock only when told to (or when its holder provably died here)."""
+    """S3Lock that takes over an expired lock only when told to (--take-over-stale: a failover must
+    not race a slow run); a holder provably dead on this host is taken over always (S3Lock)."""
 
     def __init__(self, *args: Any, allow_takeover: bool = False, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.allow_takeover = allow_takeover
-
-    def acquire(self) -> "FailoverLock":
-        try:
-            holder, _etag = self.read()
-        except Exception:  # noqa: BLE001 - acquire reports AWS errors properly
-            holder = None
-        if holder is not None:
-            dead_here = _holder_dead_here(holder.owner)
-            if holder.expired and not (self.allow_takeover or dead_here):
-                raise LockHeldError(
-                    f"the failover lock s3://{self.bucket}/{self.key} is stale (held by {holder.owner}, "
-                    f"expired {holder.expires_at})",
-                    "make sure that run is gone, then rerun with --take-over-stale")
-            if dead_here and not holder.expired:
-                log.warning("the %s's holder (%s) is no longer running on this host: taking it over",
-                            self.purpose, holder.owner)
-                self._force_expired = True
-        return super().acquire()  # type: ignore[return-value]
-
-    def read(self) -> Any:
-        holder, etag = super().read()
-        if holder is not None and getattr(self, "_force_expired", False) and _holder_dead_here(holder.owner):
-            holder.expires_at = f"{holder.expires_at}, but its process is gone"  # unparseable = stale
-        return holder, etag
-
-
-def _holder_dead_here(owner: str) -> bool:
-    """'user@host pid N' of this host whose process is gone (a crashed run on this machine)."""
-    try:
-        who, pid_text = owner.rsplit(" pid ", 1)
-        host = who.split("@", 1)[1]
-        pid = int(pid_text)
-    except (ValueError, IndexError):
-        return False
-    if host != socket.gethostname() or pid == os.getpid():
-        return False
-    return not pid_alive(pid)
-    return False
+        super().__init__(*args, take_over_expired=allow_takeover, **kw)
 
 
 # ----------------------------------------------------------------------------------- the runbook
