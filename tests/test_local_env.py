@@ -122,7 +122,8 @@ def test_down_refuses_a_directory_local_up_did_not_make(tmp_path: Path) -> None:
     assert down.returncode == 16, down.stderr
     assert down.stderr.strip().count("\n") == 0
     assert "nothing was stopped or removed" in down.stderr and "recovery local up" in down.stderr
-    assert cli(e, "local", "down", "--dir", str(mine / "k")).returncode == 2  # click: not a directory
+    not_dir = cli(e, "local", "down", "--dir", str(mine / "k"))
+    assert not_dir.returncode == 4 and "is a file" in not_dir.stderr and not_dir.stderr.strip().count("\n") == 0
     assert (mine / "k").read_text() == "kept"
     assert cli(e, "local", "down", "--dir", str(tmp_path / "never-made")).returncode == 0
 
