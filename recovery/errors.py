@@ -206,34 +206,3 @@ class PartitionNotHealedError(DeadlineError):
     """`recovery partition wait|rejoin`: the node did not regain peers and sync before the timeout."""
 
     exit_code = 34
-
-ALL_ERRORS: tuple[type[RecoveryError], ...] = (
-    RecoveryError,
-    StackOutputsError,
-    InputError,
-    AwsAccessError,
-    DatabaseError,
-    LockHeldError,
-    IntegrityError,
-    RefusedError,
-    StepFailedError,
-    DeadlineError,
-    NodeApiError,
-    VerificationFailed,
-    BackupFailedError,
-    ServiceControlError,
-    LocalEnvError,
-    CacheError,
-    UnknownInstanceError,
-    UnknownUserError,
-    WrongVpcError,
-    TrailMissingError,
-    EvidenceMissingError,
-    NotLocalStackError,
-    DrillFailedError,
-    StatusRedError,
-    NotDrStackError,
-    SiteNotReadyError,
-    ReplicationLagError,
-    PartitionNotHealedError,
-)

@@ -23,7 +23,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ZERO_HASH = "0" * 64
 GENESIS_TIMESTAMP = 1704067200.0  # 2024-01-01T00:00:00Z
@@ -329,14 +329,6 @@ class ChainStore:
             with conn:
                 cur = conn.execute("DELETE FROM blocks WHERE height > ?", (int(height),))
             return int(cur.rowcount)
-
-    def iter_from(self, start: int, batch: int = 500) -> Iterator[list[Block]]:
-        while True:
-            got = self.blocks(start, batch)
-            if not got:
-                return
-            yield got
-            start = got[-1].height + 1
 
 
 __all__ = [

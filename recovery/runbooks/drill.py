@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -314,13 +313,6 @@ def run_drill(kind: str, outputs: StackOutputs, *, report_dir: str | os.PathLike
         say(f"drill interrupted; partial record {record['record_key']}, report {result.reports['html']}")
         raise interrupted
     return result
-
-
-def install_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C so the scenario cleanups run (the CLI already does this)."""
-    from recovery.commands.common import terminate
-
-    signal.signal(signal.SIGTERM, terminate)
 
 
 __all__ = ["DrillFailedError", "DrillResult", "NotLocalStackError", "run_drill", "sweep", "put_record",

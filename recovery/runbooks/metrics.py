@@ -426,9 +426,5 @@ def write_textfile(path: str | os.PathLike[str], text: str) -> Path:
     return p
 
 
-def to_json_text(report: MetricsReport) -> str:
-    return json.dumps(report.to_json(), indent=2, sort_keys=True, default=str)
-
-
 __all__ = ["METRICS", "MetricsReport", "Sample", "backup_rpo_limit_seconds", "collect", "p95",
            "render_prometheus", "write_textfile"]
