@@ -43,6 +43,9 @@ from recovery import redact
 from recovery.processes import pid_alive
 from recovery.drills.base import LEDGER, DrillRun, ScenarioSpec, load_all, run_scenario
 from recovery.errors import DatabaseError, DrillFailedError, LockHeldError, NotLocalStackError, RecoveryError
+from recovery.runbook import Journal
+from recovery.runbooks.restore_chain import run_paths
+from recovery.runbooks.restore_db import quarantine_name, scratch_name
 from recovery.stack import LOCAL_STACKS, StackOutputs
 
 TS_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -85,10 +88,6 @@ def make_work_dir(stack: str, drill_id: str) -> Path:
 def made_by(work: Path) -> dict[str, list[str]]:
     """What the drill whose work dir is `work` created: its ledger, plus what the restores it ran
     make (named from their journals, which a run saves before its first step)."""
-    from recovery.runbook import Journal
-    from recovery.runbooks.restore_chain import run_paths
-    from recovery.runbooks.restore_db import quarantine_name, scratch_name
-
     made: dict[str, list[str]] = {"databases": [], "dirs": []}
     for ledger in work.rglob(LEDGER):
         for line in ledger.read_text().splitlines():

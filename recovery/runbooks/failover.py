@@ -59,7 +59,8 @@ from recovery.errors import (ChainDataError, NodeApiError, NotDrStackError, Reco
                              SiteNotReadyError, StackOutputsError, VerificationFailed)
 from recovery.locks import S3Lock
 from recovery.runbook import Journal, JournalStore, Runbook, Step, StepContext, Target
-from recovery.runbooks.restore_common import execute, hooked, is_production
+from recovery.catalog import Catalog
+from recovery.runbooks.restore_common import execute, hooked, is_production, resolve_backup, verify_backup
 from recovery.stack import StackOutputs
 
 log = logging.getLogger(__name__)
@@ -277,8 +278,6 @@ def node_state(url: str) -> dict[str, Any]:
 
 
 def newest_backups(outputs: StackOutputs) -> dict[str, Any]:
-    from recovery.catalog import Catalog
-
     cat = Catalog(client("s3", outputs.region), outputs.backup_bucket_name)
     out: dict[str, Any] = {}
     now = time.time()
@@ -295,9 +294,6 @@ def newest_backups(outputs: StackOutputs) -> dict[str, Any]:
 
 def chain_backup_problem(outputs: StackOutputs) -> str | None:
     """Why the newest chain backup could not restore a node (the restore's own verification), or None."""
-    from recovery.catalog import Catalog
-    from recovery.runbooks.restore_common import resolve_backup, verify_backup
-
     cat = Catalog(client("s3", outputs.region), outputs.backup_bucket_name)
     try:
         verify_backup(cat.s3, resolve_backup(cat, "chain", "latest"))
