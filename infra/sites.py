@@ -41,6 +41,7 @@ def build(cfg: StackConfig) -> Outputs:
 def _common_outputs(cfg: StackConfig) -> Outputs:
     return {
         "role": cfg.role,
+        "production": cfg.production,
         "region": cfg.region,
         "peer_stack": cfg.peer_stack.rsplit("/", 1)[-1],
         "backup_retention_days": cfg.backup.retention_days,

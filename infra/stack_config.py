@@ -97,6 +97,7 @@ class StackConfig:
     stack: str
     region: str
     role: str
+    production: bool
     peer_stack: str
     network: Network
     backup: Backup
@@ -188,6 +189,9 @@ def load(raw: Mapping[str, Any], *, stack: str, region: str | None) -> StackConf
         )
     role = r.value(None, "role", str, check=lambda v: v in ROLES, expect="primary or dr")
     peer_stack = r.value(None, "peerStack", str, expect="a stack name")
+    # Said, not guessed from the name: a production target makes every destructive runbook ask for
+    # its name to be retyped.
+    production = r.value(None, "production", bool, expect="true or false")
 
     n = r.section("network")
     network = Network(
@@ -295,6 +299,7 @@ def load(raw: Mapping[str, Any], *, stack: str, region: str | None) -> StackConf
         stack=stack,
         region=region,
         role=role,
+        production=production,
         peer_stack=peer_stack,
         network=network,
         backup=backup,
@@ -311,7 +316,7 @@ def from_pulumi() -> StackConfig:
     import pulumi
 
     cfg = pulumi.Config(NAMESPACE)
-    keys = ("role", "peerStack", "network", "backup", "database", "cache", "dns", "recovery", "objectives")
+    keys = ("role", "production", "peerStack", "network", "backup", "database", "cache", "dns", "recovery", "objectives")
     raw: dict[str, Any] = {}
     for key in keys:
         try:

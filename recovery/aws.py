@@ -7,8 +7,11 @@ it through the stack's own region's STS endpoint (never the global one, which li
 botocore's assume-role fetcher refreshes the session before it expires, so a four-hour restore keeps
 working. A base identity that already is the job's role (an instance profile) is used as it is.
 
-boto3 itself honours ``AWS_ENDPOINT_URL`` (and ``AWS_ENDPOINT_URL_<SERVICE>``), which is how the local
-emulator is reached; nothing here special-cases it. Retries use botocore's standard mode.
+boto3 itself honours ``AWS_ENDPOINT_URL`` (and ``AWS_ENDPOINT_URL_<SERVICE>``). A stack whose outputs
+name its own AWS API (``aws_endpoint_url``, ``aws_ca_bundle``, and ``aws_credentials_file`` with
+``aws_profile``: the local environment's emulator) is reached there instead, starting from that
+profile of that shared credentials file; `act_as` reads them, so nothing rewrites ``os.environ``.
+Retries use botocore's standard mode.
 
 Every object the tool writes into a backup vault is encrypted under that vault's key: the vault's
 bucket policy refuses any upload without those headers (infra/backup_vault.py). `vault_key()`
@@ -48,11 +51,36 @@ SESSION_SECONDS = 4 * 3600  # the roles' MaxSessionDuration (infra/recovery_acce
 _CURRENT: dict[str, Any] = {}
 _VAULT_KEYS: dict[str, str] = {}  # bucket -> the KMS key its policy demands
 _SSE_OPERATIONS = ("PutObject", "CreateMultipartUpload", "CopyObject")
+# The AWS API a stack's outputs name (endpoint_url, verify, credentials_file, profile); empty for a
+# stack in AWS itself, whose clients follow boto3's own configuration.
+_API: dict[str, str | None] = {}
 
 
 @lru_cache(maxsize=None)
 def _session() -> boto3.session.Session:
-    return boto3.session.Session()
+    if not _API.get("profile"):
+        return boto3.session.Session()
+    # An explicit profile makes botocore skip the AWS_* key variables, so the stack's identity wins.
+    core = botocore.session.Session(profile=_API["profile"])
+    if _API.get("credentials_file"):
+        core.set_config_variable("credentials_file", _API["credentials_file"])
+    return boto3.session.Session(botocore_session=core)
+
+
+def _api_args() -> dict[str, Any]:
+    """endpoint_url and verify for a client of the stack's own AWS API (nothing for real AWS)."""
+    return {k: _API[k] for k in ("endpoint_url", "verify") if _API.get(k)}
+
+
+def use_api_of(outputs: Any) -> None:
+    """Reach the AWS API the stack's outputs name, if they name one (the local environment's)."""
+    wanted = {"endpoint_url": getattr(outputs, "aws_endpoint_url", None), "verify": getattr(outputs, "aws_ca_bundle", None),
+              "credentials_file": getattr(outputs, "aws_credentials_file", None),
+              "profile": getattr(outputs, "aws_profile", None)}
+    if not wanted["endpoint_url"] or wanted == _API:
+        return
+    forget_sessions()
+    _API.update(wanted)
 
 
 def max_attempts() -> int:
@@ -87,7 +115,7 @@ def client(service: str, region: str | None = None) -> Any:
     knobs.check_endpoints()  # boto3 would fail mid-run with a bare ValueError
     session = _CURRENT.get("session") or _session()
     try:
-        c = session.client(service, config=_config(region, service))
+        c = session.client(service, config=_config(region, service), **_api_args())
     except NoRegionError:
         raise AwsAccessError("no AWS region known", "set AWS_REGION or check the stack's 'region' output") from None
     if service == "s3":
@@ -130,7 +158,7 @@ class _Fixed(CredentialProvider):
 @lru_cache(maxsize=None)
 def _base_identity(region: str) -> str:
     knobs.check_endpoints()
-    sts = _session().client("sts", config=_config(region, "sts"))
+    sts = _session().client("sts", config=_config(region, "sts"), **_api_args())
     try:
         return str(sts.get_caller_identity()["Arn"])
     except Exception as exc:  # noqa: BLE001 - mapped to a one-line error
@@ -160,7 +188,7 @@ def _role_session(role_arn: str, region: str, job: str) -> boto3.session.Session
         # our retry budget and timeouts for AssumeRole too: botocore's default client (60 s + 60 s,
         # legacy retries) would outlast ours, and gave up after 3 faults in the chaos test
         client_creator=lambda service, **kw: base.client(service, region_name=region, config=_config(region, service),
-                                                         **kw),
+                                                         **{**_api_args(), **kw}),
         source_credentials=source,
         role_arn=role_arn,
         extra_args={"RoleSessionName": f"recovery-{job}-{who}".replace("@", "-")[:64],
@@ -177,6 +205,7 @@ def act_as(outputs: Any, job: str) -> None:
     if not arn:
         raise StackOutputsError(f"stack '{outputs.stack}' names no role for the {job} job in recovery_role_arns",
                                 "deploy the current infra program (`pulumi up`), which creates one role per job")
+    use_api_of(outputs)
     vault_key(outputs.backup_bucket_name, outputs.backup_kms_key_arn)
     if _is_role(_base_identity(outputs.region), arn):
         _CURRENT.clear()
@@ -204,6 +233,7 @@ def current_job() -> str | None:
 def forget_sessions() -> None:
     """Drop the cached sessions and identities: the credentials this process starts from changed."""
     _CURRENT.clear()
+    _API.clear()
     _session.cache_clear()
     _role_session.cache_clear()
     _base_identity.cache_clear()
@@ -232,6 +262,10 @@ def aws_error(exc: BaseException, doing: str, *, bucket: str | None = None) -> R
                               "check AWS health, the network and AWS_ENDPOINT_URL; RECOVERY_AWS_READ_TIMEOUT_SECONDS "
                               "sets how long to wait")
     if isinstance(exc, EndpointConnectionError):
+        if _API.get("endpoint_url"):
+            return AwsAccessError(f"cannot reach the stack's AWS API at {_API['endpoint_url']} while {doing}",
+                                  "is the local environment running? `recovery local status`; restart it with "
+                                  "`recovery local down && recovery local up`")
         return AwsAccessError(f"cannot reach AWS while {doing}: {exc}", "check the network, region and AWS_ENDPOINT_URL")
     if isinstance(exc, ClientError):
         code = error_code(exc)

@@ -8,6 +8,8 @@ distinct per class so that cron, systemd and CI can tell failures apart.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RecoveryError(Exception):
     """Base class. Subclasses set exit_code; never reuse a code."""
@@ -21,6 +23,14 @@ class RecoveryError(Exception):
 
     def line(self) -> str:
         return f"{self.problem} - {self.fix}" if self.fix else self.problem
+
+
+def one_line(exc: BaseException) -> str:
+    """Any exception as one line: a RecoveryError's own, else its class and message."""
+    if isinstance(exc, RecoveryError):
+        return exc.line()
+    text = str(exc).strip().replace("\n", " ") or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}" if not isinstance(exc, OSError) else text
 
 
 class StackOutputsError(RecoveryError):
@@ -66,9 +76,18 @@ class RefusedError(RecoveryError):
 
 
 class StepFailedError(RecoveryError):
-    """A runbook step failed; the message names the step."""
+    """A runbook step failed; the message names the step.
+
+    ``step`` is the step's name and ``journal`` the run's journal (a recovery.engine.journal.Journal;
+    typed Any so that this module stays below the engine), which ``--json`` prints on failure."""
 
     exit_code = 10
+
+    def __init__(self, problem: str, fix: str | None = None, *, step: str | None = None,
+                 journal: Any = None) -> None:
+        super().__init__(problem, fix)
+        self.step = step
+        self.journal = journal
 
 
 class DeadlineError(RecoveryError):

@@ -43,7 +43,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from recovery.errors import InputError, ServiceControlError
 from recovery.files import read_regular_file
-from recovery.runbook import Step, StepContext
+from recovery.engine.steps import Step, StepContext
 
 ENV_VAR = "RECOVERY_SERVICES_CONFIG"
 DEFAULT_TIMEOUT_S = 60.0
@@ -99,6 +99,14 @@ class ServicesConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServicesConfig:
         env = os.environ if environ is None else environ
         path = env.get(ENV_VAR)
+        return cls.from_file(path) if path else cls.defaults()
+
+    @classmethod
+    def for_stack(cls, outputs: Any, environ: Mapping[str, str] | None = None) -> ServicesConfig:
+        """This host's config for `outputs`' services: RECOVERY_SERVICES_CONFIG when set, else the
+        stack's own `services_config` output (the local environment's), else systemd's defaults."""
+        env = os.environ if environ is None else environ
+        path = env.get(ENV_VAR) or getattr(outputs, "services_config", None)
         return cls.from_file(path) if path else cls.defaults()
 
     @classmethod

@@ -29,13 +29,26 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
-from recovery.errors import StackOutputsError
+from recovery.errors import LocalEnvError, StackOutputsError
 from recovery.files import read_regular_file
 
 # Pulumi marks secret values in state and exports with this signature key.
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 STACK_RESOURCE_TYPE = "pulumi:pulumi:Stack"
 LOCAL_STACKS = ("local", "local-dr")
+# Where `recovery local up` keeps the embedded stacks' self-managed backend (RECOVERY_LOCAL_DIR moves
+# it); for those two stack names it is the default source, as PULUMI_BACKEND_URL is for others.
+LOCAL_DIR_ENV = "RECOVERY_LOCAL_DIR"
+DEFAULT_LOCAL_DIR = ".recovery/local"
+
+
+def local_dir(path: str | os.PathLike[str] | None = None) -> Path:
+    """The local environment's directory: `path`, else $RECOVERY_LOCAL_DIR, else .recovery/local."""
+    return Path(path or os.environ.get(LOCAL_DIR_ENV) or DEFAULT_LOCAL_DIR).absolute()
+
+
+def local_backend_url(path: str | os.PathLike[str] | None = None) -> str:
+    return f"file://{local_dir(path) / 'backend'}"
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,7 @@ class StackOutputs:
 
     stack: str
     role: str
+    production: bool
     region: str
     peer_stack: str
     backup_bucket_name: str
@@ -78,9 +92,16 @@ class StackOutputs:
     objectives: dict[str, Any]
     replication_source_bucket_name: str | None = None
     replication_role_arn: str | None = None
-    # Only the local environment's stacks carry these: its bindings (recovery/local/deploy.py).
+    # Only the local environment's stacks carry these (recovery/local/deploy.py LOCAL_BINDINGS):
+    # `local` says so explicitly, and the aws_* outputs say where its AWS API is and which
+    # credentials reach it (recovery/aws.py uses them; nothing rewrites the environment).
     node_data_dir: str | None = None
     services_config: str | None = None
+    local: bool = False
+    aws_endpoint_url: str | None = None
+    aws_ca_bundle: str | None = None
+    aws_credentials_file: str | None = None
+    aws_profile: str | None = None
     source: str = field(default="", compare=False)
 
     def interval_minutes(self, kind: str) -> int | None:
@@ -93,6 +114,7 @@ class StackOutputs:
 # name -> (python type, required for every role). Types follow `pulumi stack output --json`.
 _SPEC: dict[str, tuple[str, bool]] = {
     "role": ("str", True),
+    "production": ("bool", True),
     "region": ("str", True),
     "peer_stack": ("str", True),
     "backup_bucket_name": ("str", True),
@@ -129,6 +151,11 @@ _SPEC: dict[str, tuple[str, bool]] = {
     "replication_role_arn": ("str", False),
     "node_data_dir": ("str", False),
     "services_config": ("str", False),
+    "local": ("bool", False),
+    "aws_endpoint_url": ("str", False),
+    "aws_ca_bundle": ("str", False),
+    "aws_credentials_file": ("str", False),
+    "aws_profile": ("str", False),
 }
 
 # Whole-number outputs whose range is narrower than a 32-bit int (which bounds the others).
@@ -141,7 +168,8 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 MAX_INTERVAL_MINUTES = 366 * 24 * 60  # a backup schedule longer than a year is a typo
 
 REQUIRED_OUTPUTS: frozenset[str] = frozenset(n for n, (_, req) in _SPEC.items() if req)
-LOCAL_ONLY_OUTPUTS: frozenset[str] = frozenset({"node_data_dir", "services_config"})
+LOCAL_ONLY_OUTPUTS: frozenset[str] = frozenset({"node_data_dir", "services_config", "local", "aws_endpoint_url",
+                                                 "aws_ca_bundle", "aws_credentials_file", "aws_profile"})
 DR_ONLY_OUTPUTS: frozenset[str] = frozenset(n for n, (_, req) in _SPEC.items() if not req) - LOCAL_ONLY_OUTPUTS
 
 
@@ -174,6 +202,10 @@ def _coerce(stack: str, name: str, kind: str, value: Any) -> Any:
             raise StackOutputsError(f"stack '{stack}' output '{name}' is {int(value)}, outside {low}..{high}",
                                     "fix the infra program's export or the outputs file")
         return int(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
     if kind == "object":
         if not isinstance(value, dict):
             raise bad("an object")
@@ -422,11 +454,13 @@ def load_outputs(stack: str, outputs_file: str | os.PathLike[str] | None = None)
     if outputs_file:
         return from_file(stack, outputs_file)
     if stack in LOCAL_STACKS and not os.environ.get("PULUMI_BACKEND_URL"):
-        # The embedded default: `recovery local up` wrote these stacks' outputs, and activating
-        # it points AWS clients and service control at the local environment.
-        from recovery.local.environment import activate
-
-        return from_backend(stack, activate(stack))
+        # The embedded default: `recovery local up` wrote these stacks' outputs, which say where
+        # its emulator is (aws_endpoint_url) and which identity to start from.
+        url = local_backend_url()
+        if not (local_dir() / "backend").is_dir():
+            raise LocalEnvError(f"no local environment in {local_dir()} for stack '{stack}'",
+                                    "start one with `recovery local up` (or pass --outputs FILE)")
+        return from_backend(stack, url)
     pulumi = shutil.which("pulumi")
     if pulumi and not os.environ.get("RECOVERY_NO_PULUMI_CLI"):
         return from_pulumi_cli(stack, pulumi)

@@ -14,7 +14,8 @@ import boto3
 import pytest
 
 from recovery.local.node_api_stub import NodeApiStub
-from recovery.runbook import Journal, Plan, StepRecord
+from recovery.engine.journal import Journal, StepRecord
+from recovery.engine.steps import Plan
 
 REPO = Path(__file__).resolve().parent.parent
 DUMMY_AWS = {

@@ -16,7 +16,10 @@ from pathlib import Path
 import boto3
 
 from recovery.errors import RecoveryError
-from recovery.runbook import ConsoleReporter, LocalJournalStore, Runbook, S3JournalStore, Step, StepContext, Target
+from recovery.engine.console import ConsoleReporter
+from recovery.engine.journal import LocalJournalStore, S3JournalStore
+from recovery.engine.runbook import Runbook
+from recovery.engine.steps import Step, StepContext, Target
 
 
 def build(d: Path, block_at: str | None, fail_at: str | None, production: bool) -> Runbook:

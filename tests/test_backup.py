@@ -22,7 +22,7 @@ import pytest
 from recovery.aws import client
 from recovery.errors import BackupFailedError
 from recovery.local.postgres_cluster import PostgresCluster
-from recovery.runbooks.backup import BackupOptions, backup_db
+from recovery.backups.take import BackupOptions, backup_db
 
 from conftest import DB_PASSWORD, Site, run_cli
 
@@ -285,7 +285,7 @@ def _run_as_nobody(site: Site, args: list[str]) -> int:
     import encodings.utf_8_sig  # noqa: F401 - the outputs reader's codec; /root is unreadable after setuid
     import recovery.archive  # noqa: F401 - import before dropping privileges
     import recovery.cli
-    import recovery.runbooks.backup  # noqa: F401
+    import recovery.backups.take  # noqa: F401
 
     pid = os.fork()
     if pid == 0:  # child

@@ -26,7 +26,7 @@ def test_infra_exports_exactly_what_recovery_reads(stack: str) -> None:
 def test_the_documented_contract_matches_the_reader() -> None:
     """The README's output table (names and JSON types) is the one the reader enforces."""
     doc = (ROOT / "README.md").read_text()
-    rows = dict(re.findall(r"^\| `([a-z][a-z_]*)` \| (string|number|object|array of string) \|", doc, re.M))
+    rows = dict(re.findall(r"^\| `([a-z][a-z_]*)` \| (string|number|boolean|object|array of string) \|", doc, re.M))
     assert set(rows) == REQUIRED_OUTPUTS | DR_ONLY_OUTPUTS
-    as_json = {"str": "string", "int": "number", "object": "object", "list[str]": "array of string"}
+    as_json = {"str": "string", "int": "number", "bool": "boolean", "object": "object", "list[str]": "array of string"}
     assert {n: as_json[kind] for n, (kind, _) in _SPEC.items() if n not in LOCAL_ONLY_OUTPUTS} == rows

@@ -190,7 +190,7 @@ def test_a_chain_backup_that_could_not_restore_stops_the_failover_first(env: Env
     restore-chain on every rerun; now preflight refuses it before anything changes."""
     from recovery import aws
     from recovery.archive import plan_tree
-    from recovery.runbooks.backup import BackupOptions, _tar_backup
+    from recovery.backups.take import BackupOptions, _tar_backup
     from recovery.stack import parse_outputs
 
     dr = parse_outputs("local-dr", env.outputs["local-dr"])

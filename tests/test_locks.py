@@ -18,7 +18,7 @@ import pytest
 
 from recovery.aws import client
 from recovery.errors import LockHeldError
-from recovery.locks import S3Lock
+from recovery.engine.locks import S3Lock
 from recovery.processes import pid_namespace, start_ticks
 
 from conftest import DB_PASSWORD, Site, run_cli
@@ -159,7 +159,7 @@ def test_a_short_lease_is_renewed_and_a_lost_one_is_reported(site: Site) -> None
 
 
 def test_the_backup_lease_is_short() -> None:
-    from recovery.runbooks.backup import LOCK_TTL_SECONDS
+    from recovery.backups.take import LOCK_TTL_SECONDS
 
     assert LOCK_TTL_SECONDS <= 120
 

@@ -22,8 +22,8 @@ from recovery import aws
 from recovery.catalog import MANIFEST_SUFFIX, TS_FORMAT, VERIFY_SUFFIX, Manifest, iso, object_name, prefix
 from recovery.local.deploy import site_for_tests
 from recovery.local.moto_server import MotoServer
-from recovery.runbook import Journal, S3JournalStore
-from recovery.runbooks.metrics import METRICS, collect, p95, render_prometheus, write_textfile
+from recovery.engine.journal import Journal, S3JournalStore
+from recovery.reports.metrics import METRICS, collect, p95, render_prometheus, write_textfile
 from recovery.stack import parse_outputs
 from tests.conftest import DB_PASSWORD, run_cli
 
@@ -254,7 +254,7 @@ def test_exposition_parses_and_carries_the_same_numbers(known: dict[str, Any]) -
 
 
 def test_label_values_are_escaped() -> None:
-    from recovery.runbooks.metrics import Sample
+    from recovery.reports.metrics import Sample
 
     text = render_prometheus([Sample("xai_dr_drill_runs", {"stack": 'a"b\\c\nd', "kind": "x", "result": "passed"}, 1)])
     samples = parse_exposition(text)

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 from recovery.local.node_api_stub import NodeApiStub
-from recovery.runbooks.backup import BackupOptions, backup_chain
+from recovery.backups.take import BackupOptions, backup_chain
 
 from _restore_fixtures import RSite, drop_test_databases, listing, make_chain_dir, make_rsite, make_services, tree
 

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from recovery.runbooks.backup import BackupOptions, backup_db
+from recovery.backups.take import BackupOptions, backup_db
 
 from _restore_fixtures import RSite, drop_test_databases, make_rsite
 

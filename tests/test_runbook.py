@@ -24,17 +24,10 @@ from _engine_fixtures import (  # noqa: F401 - fixtures
 )
 
 from recovery.errors import InputError, LockHeldError, RefusedError, StepFailedError
-from recovery.runbook import (
-    ConsoleReporter,
-    FallbackJournalStore,
-    LocalJournalStore,
-    Runbook,
-    S3JournalStore,
-    Step,
-    StepContext,
-    Target,
-    journal_store,
-)
+from recovery.engine.console import ConsoleReporter
+from recovery.engine.journal import FallbackJournalStore, journal_store, LocalJournalStore, S3JournalStore
+from recovery.engine.runbook import Runbook
+from recovery.engine.steps import Step, StepContext, Target
 
 SCRIPT = str(REPO / "tests" / "_engine_script.py")
 

@@ -184,7 +184,8 @@ def test_missing_config_file_names_the_variable(tmp_path: Path) -> None:
 def test_service_steps_in_a_runbook_dry_run_then_run_then_rerun(fake: Path, tmp_path: Path) -> None:
     from _engine_fixtures import RecordingReporter
 
-    from recovery.runbook import LocalJournalStore, Runbook
+    from recovery.engine.journal import LocalJournalStore
+    from recovery.engine.runbook import Runbook
 
     control = ServiceControl(ServicesConfig.from_file(config_for(fake)))
     rb = Runbook("services-demo", [control.stop_step(), control.start_step()], "host")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from recovery.runbooks.offsite import offsite_sync
+from recovery.backups.offsite import offsite_sync
 from recovery.stack import parse_outputs
 
 from conftest import DB_PASSWORD, ROOT, Site
@@ -248,7 +248,7 @@ def test_dr_stack_checks_that_the_primary_replicates_into_it(moto_server: Any, s
 def legacy_chain_backup(site: Site, data_dir: Path) -> Any:
     """A chain backup as versions before the chain.db check took them: the archive alone, unchecked."""
     from recovery.archive import plan_tree
-    from recovery.runbooks.backup import BackupOptions, _tar_backup
+    from recovery.backups.take import BackupOptions, _tar_backup
 
     return _tar_backup(site.act_as("backup"), "chain", plan_tree(data_dir, "var/lib/xai/blockchain"),
                        str(data_dir), BackupOptions(s3=site.s3()))

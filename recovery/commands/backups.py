@@ -57,7 +57,7 @@ def _take_over_option(f: Any) -> Any:
 def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, level: int | None,
                   workers: int | None, dsn: str | None, take_over_stale: bool) -> None:
     """pg_dump of the chain database -> compression -> S3 multipart (SSE-KMS)."""
-    from recovery.runbooks.backup import BackupOptions, backup_db
+    from recovery.backups.take import BackupOptions, backup_db
 
     # checked here, before the outputs are read, the lock taken or the snapshot exported
     opts = BackupOptions(fmt=fmt, level=level, workers=workers, take_over_stale=take_over_stale)
@@ -79,7 +79,7 @@ def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str,
 def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_dir: str | None,
                      member_prefix: str | None, fmt: str, level: int | None, take_over_stale: bool) -> None:
     """tar.gz of the node's data directory (chain.db copied consistently)."""
-    from recovery.runbooks.backup import BackupOptions, backup_chain
+    from recovery.backups.take import BackupOptions, backup_chain
 
     opts = BackupOptions(fmt=fmt, level=level, take_over_stale=take_over_stale)  # checked before anything happens
     outputs = outputs_for(stack, outputs_file, "backup")
@@ -97,7 +97,7 @@ def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_d
 def backup_config_cmd(stack: str, outputs_file: str | None, as_json: bool, paths: tuple[str, ...],
                       take_over_stale: bool) -> None:
     """tar.gz of deployment configuration (run on every deployment)."""
-    from recovery.runbooks.backup import BackupOptions, backup_config
+    from recovery.backups.take import BackupOptions, backup_config
 
     outputs = outputs_for(stack, outputs_file, "backup")
     opts = BackupOptions(take_over_stale=take_over_stale)
@@ -110,7 +110,7 @@ def backup_config_cmd(stack: str, outputs_file: str | None, as_json: bool, paths
 @click.option("--kind", type=click.Choice(["db", "chain", "config"]), help="Only this kind.")
 def list_cmd(stack: str, outputs_file: str | None, as_json: bool, kind: str | None) -> None:
     """Catalogued backups: time, size, age, sha256 prefix, verified."""
-    from recovery.runbooks.listing import list_backups
+    from recovery.reports.listing import list_backups
 
     rows = list_backups(outputs_for(stack, outputs_file, "restore"), kind)
     if as_json:
@@ -153,7 +153,7 @@ def verify_cmd(stack: str, outputs_file: str | None, as_json: bool, kinds: tuple
                max_age_db: float | None, max_age_chain: float | None, no_record: bool) -> None:
     """Check the latest backup of each kind and the bucket; exit 13 if any check fails."""
     from recovery.catalog import KINDS
-    from recovery.runbooks.verify import verify
+    from recovery.backups.verify import verify
 
     outputs = outputs_for(stack, outputs_file, "backup")
     ages = {k: v for k, v in (("db", max_age_db), ("chain", max_age_chain)) if v is not None}
@@ -188,7 +188,7 @@ def offsite() -> None:
 def offsite_sync_cmd(stack: str, outputs_file: str | None, as_json: bool, dest: str, retention_days: int | None) -> None:
     """Copy new verified backups to DEST (sha256 rechecked, atomic), prune old ones."""
     from recovery.errors import IntegrityError
-    from recovery.runbooks.offsite import offsite_sync
+    from recovery.backups.offsite import offsite_sync
 
     check_writable_dir(dest, "--dest")
     outputs = outputs_for(stack, outputs_file, "backup")

@@ -130,7 +130,7 @@ def outputs_for(stack: str, outputs_file: str | None, job: str) -> Any:
 
 
 def node_data_dir(outputs: Any, given: str | None) -> str:
-    """--data-dir, else the local environment's node data dir; real stacks must say it."""
+    """--data-dir, else the stack's node_data_dir output (the local environment has one); else say it."""
     if given:
         return given
     if outputs.node_data_dir:
@@ -140,7 +140,7 @@ def node_data_dir(outputs: Any, given: str | None) -> str:
 
 def local_node_url(outputs: Any) -> str:
     """The node API on this host: the plan's localhost:8080, or the local environment's node."""
-    return str(outputs.node_api_url) if outputs.node_data_dir else "http://localhost:8080"
+    return str(outputs.node_api_url) if outputs.local else "http://localhost:8080"
 
 
 def emit_json(doc: Any) -> None:
@@ -185,7 +185,7 @@ def runbook_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def journal_store_for(outputs: Any, reporter: Any) -> Any:
     from recovery.aws import client
-    from recovery.runbook import journal_store
+    from recovery.engine.journal import journal_store
 
     return journal_store(client("s3", outputs.region), outputs.backup_bucket_name, warn=reporter.message)
 

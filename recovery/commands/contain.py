@@ -40,7 +40,7 @@ def contain(ctx: click.Context, stack: str | None, outputs_file: str | None, as_
         raise InputError("no --stack given", "pass --stack NAME (e.g. production)")
     if not instance_id:
         raise InputError("no --instance given", "pass the compromised instance, e.g. --instance i-0123456789abcdef0")
-    from recovery.runbook import ConsoleReporter
+    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.contain import ContainOptions, contain as run_contain
 
     opts = ContainOptions(instance_id=instance_id, users=list(users), roles=list(roles), incident_id=incident_id,
@@ -62,7 +62,7 @@ def contain(ctx: click.Context, stack: str | None, outputs_file: str | None, as_
 def terminate_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, instance_id: str,
                   incident_id: str) -> None:
     """Terminate a contained instance, only once its incident's image and snapshots exist."""
-    from recovery.runbook import ConsoleReporter
+    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.contain import check_instance_id, terminate
 
     check_instance_id(instance_id)

@@ -42,7 +42,7 @@ def table_lines(record: dict[str, Any]) -> list[str]:
 
 
 def _finish(result: Any, as_json: bool) -> None:
-    from recovery.runbooks.drill import DrillFailedError
+    from recovery.drills.run import DrillFailedError
 
     rec = result.record
     if as_json:
@@ -69,7 +69,7 @@ def _finish(result: Any, as_json: bool) -> None:
 
 
 def _run(kind: str, stack: str, outputs_file: str | None, as_json: bool, report_dir: str, **params: Any) -> None:
-    from recovery.runbooks.drill import run_drill, specs_for
+    from recovery.drills.run import run_drill, specs_for
 
     specs_for(kind, stack)  # refuse before touching anything (drill full on a real stack)
     check_writable_dir(report_dir, "--report-dir")  # not after the drill has run for minutes

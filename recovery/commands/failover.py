@@ -31,7 +31,7 @@ def _options(f: Any) -> Any:
 def _run(direction: str, stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool,
          mode: str | None, force: bool, max_lag: float, detach_fallback: bool, take_over_stale: bool,
          sync_timeout: float, lock_ttl: float) -> None:
-    from recovery.runbook import ConsoleReporter
+    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.failover import FailoverOptions, run_failover
 
     outputs = outputs_for(stack, outputs_file, "failover")

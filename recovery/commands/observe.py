@@ -22,7 +22,7 @@ from recovery.errors import InputError, StatusRedError
                    "(e.g. /var/lib/node_exporter/textfile_collector/xai_dr.prom); stdout then gets a one-line summary.")
 def metrics_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, textfile: str | None) -> None:
     """Backup/restore/drill success rates, backup ages, recovery times and RPO/RTO compliance."""
-    from recovery.runbooks.metrics import check_textfile, collect, render_prometheus, write_textfile
+    from recovery.reports.metrics import check_textfile, collect, render_prometheus, write_textfile
 
     if textfile:  # before the collection's AWS calls, not after
         check_textfile(textfile)
@@ -59,14 +59,14 @@ _STYLE = {"green": "green", "yellow": "yellow", "red": "bold red", "skip": "dim"
 def status_cmd(stack: str, outputs_file: str | None, as_json: bool, reference_url: str | None, node_url: str | None,
                dsn: str | None, max_lag: int, red_lag: int) -> None:
     """The DR plan's detection checks in one view; exit 29 if any line is red."""
-    from recovery.runbooks.status import StatusOptions, run_status
+    from recovery.reports.status import StatusOptions, run_status
 
     if red_lag <= max_lag:
         raise InputError(f"--red-lag {red_lag} is not above --max-lag {max_lag}",
                          "pass a --red-lag greater than --max-lag (defaults 50 and 5)")
     outputs = outputs_for(stack, outputs_file, "backup")
     opts = StatusOptions(node_url=node_url or local_node_url(outputs), reference_url=reference_url, dsn=dsn,
-                         max_lag=max_lag, red_lag=red_lag, local=bool(outputs.node_data_dir), role=outputs.role)
+                         max_lag=max_lag, red_lag=red_lag, local=outputs.local, role=outputs.role)
     tty = not as_json and sys.stdout.isatty()
     report = run_status(outputs, opts)
     if as_json:

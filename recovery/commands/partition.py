@@ -60,7 +60,7 @@ def wait_cmd(stack: str, outputs_file: str | None, as_json: bool, node_url: str 
 def rejoin_cmd(stack: str, outputs_file: str | None, as_json: bool, node_url: str | None, min_peers: int,
                timeout: float, interval: float, peers: str, dry_run: bool) -> None:
     """Validate the peer list, POST the node's rejoin, wait until healed, check consensus_state."""
-    from recovery.runbook import ConsoleReporter
+    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.partition import RejoinOptions, parse_peers, rejoin
 
     peer_list = parse_peers(peers)  # before anything else: a bad list never reaches the node

@@ -31,7 +31,7 @@ def restore() -> None:
 def restore_db_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, backup: str,
                    target_db: str | None, no_keep_old: bool, force: bool, dsn: str | None) -> None:
     """Restore a database dump into a scratch database, verify it, swap it in by rename."""
-    from recovery.runbook import ConsoleReporter
+    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.restore_db import DbRestoreOptions, restore_db
 
     opts = DbRestoreOptions(backup=backup, target_db=target_db, keep_old=not no_keep_old, force=force, dsn=dsn)
@@ -55,14 +55,13 @@ def restore_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: 
                       data_dir: str | None, backup: str, owner: str | None, archive_current: bool, node_url: str | None,
                       sync_timeout: float) -> None:
     """Restore the node's data directory from a chain backup; the current one is quarantined."""
-    from recovery.runbook import ConsoleReporter
+    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.restore_chain import ChainRestoreOptions, restore_chain
 
     outputs = outputs_for(stack, outputs_file, "restore")
     reporter = ConsoleReporter()
-    local = outputs.node_data_dir is not None
     opts = ChainRestoreOptions(data_dir=node_data_dir(outputs, data_dir), backup=backup,
-                               owner=owner if owner is not None else ("" if local else "xai:xai"),
+                               owner=owner if owner is not None else ("" if outputs.local else "xai:xai"),
                                archive_current=archive_current, node_url=node_url or local_node_url(outputs),
                                sync_timeout_s=sync_timeout)
     store = journal_store_for(outputs, reporter)
@@ -78,7 +77,7 @@ def restore_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: 
 def restore_pitr_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, to_time: str,
                      new_cluster: str | None, instance_class: str | None, wait_timeout: float) -> None:
     """Aurora point-in-time restore into a NEW cluster; the source cluster is never modified."""
-    from recovery.runbook import ConsoleReporter
+    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.restore_pitr import PitrOptions, fmt, next_steps, parse_time, restore_pitr
 
     opts = PitrOptions(to_time=parse_time(to_time), new_cluster=new_cluster, instance_class=instance_class,

@@ -24,7 +24,7 @@ from recovery.commands.params import DURATION, Duration
 def rotate(what: str, stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, grace: float,
            no_grace: bool, set_timeout: float) -> None:
     """Rotate secrets: create (AWSPENDING), set, test, finish; resumable, never locks clients out."""
-    from recovery.runbook import ConsoleReporter
+    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.rotate import rotate as run_rotation
 
     outputs = outputs_for(stack, outputs_file, "rotate")

@@ -1,6 +1,6 @@
 """Restore tests (`drill db`, `drill chain`) and the real checks the drill scenarios detect and verify with.
 
-These are not registered scenarios (they inject nothing); `recovery.runbooks.drill` runs them through
+These are not registered scenarios (they inject nothing); `recovery.drills.run` runs them through
 the same `DrillRun` machinery so their records and reports have the same shape. Their "RTO" is the
 time to restore and verify the backup (no disaster was detected: the clock starts when the restore
 starts); the backup's age is recorded in ``extra`` but not held to the RPO objective (a monthly
@@ -123,8 +123,8 @@ def drill_db(d: DrillRun) -> None:
     """Monthly database restore test into a scratch database on the target server."""
     from recovery.aws import client
     from recovery.catalog import Catalog
-    from recovery.runbooks.backup import backup_db
-    from recovery.runbooks.restore_common import BackupStream, resolve_backup, verify_backup
+    from recovery.backups.take import backup_db
+    from recovery.backups.read import BackupStream, resolve_backup, verify_backup
     from recovery.runbooks.restore_db import psql_into
 
     o = d.outputs
@@ -180,9 +180,9 @@ def drill_chain(d: DrillRun) -> None:
     from recovery.aws import client
     from recovery.catalog import Catalog
     from recovery.local.chain import verify_chain_file
-    from recovery.runbooks.backup import backup_chain
+    from recovery.backups.take import backup_chain
     from recovery.runbooks.restore_chain import extract_tar, sqlite_check
-    from recovery.runbooks.restore_common import BackupStream, resolve_backup, verify_backup
+    from recovery.backups.read import BackupStream, resolve_backup, verify_backup
 
     o = d.outputs
     s3 = client("s3", o.region)

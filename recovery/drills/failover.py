@@ -33,7 +33,7 @@ def regional_failover(d: DrillRun) -> None:
     from recovery.local import dr_site
     from recovery.local.environment import local_dir
     from recovery.runbooks import failover as fo
-    from recovery.runbooks.backup import backup_chain, backup_db
+    from recovery.backups.take import backup_chain, backup_db
     from recovery.services import ServiceControl, ServicesConfig
     from recovery.stack import load_outputs
 

@@ -53,14 +53,14 @@ TIMEOUT_S = knobs.value("RECOVERY_DRILL_TIMEOUT_SECONDS")
 
 
 def _store(d: DrillRun) -> Any:
-    from recovery.runbook import LocalJournalStore
+    from recovery.engine.journal import LocalJournalStore
 
     return LocalJournalStore(d.work_dir / "journal")
 
 
 def _reporter(d: DrillRun) -> Any:
     """Runbook progress as drill progress lines (stderr), never a prompt."""
-    from recovery.runbook import ConsoleReporter
+    from recovery.engine.console import ConsoleReporter
 
     class _Say:
         def write(self, text: str) -> int:
@@ -130,7 +130,7 @@ def _keep_mining(d: DrillRun, height_now: Any, start: int, what: str) -> int:
           description="rows deleted from and altered in the blockchain table; restored from the last good "
                       "backup with the restore-db runbook")
 def database_corruption(d: DrillRun) -> None:
-    from recovery.runbooks.backup import backup_db
+    from recovery.backups.take import backup_db
     from recovery.runbooks.restore_db import DbRestoreOptions, quarantine_name, restore_db
 
     o = d.outputs
@@ -239,7 +239,7 @@ def _reindex_above(server: Any, db: str, height: int) -> int:
                       "restore-chain runbook")
 def chain_data_loss(d: DrillRun) -> None:
     from recovery.local.chain import verify_chain_file
-    from recovery.runbooks.backup import backup_chain
+    from recovery.backups.take import backup_chain
     from recovery.runbooks.restore_chain import ChainRestoreOptions, restore_chain
 
     o = d.outputs

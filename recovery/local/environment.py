@@ -8,10 +8,12 @@ It runs real processes and leaves them running for the other commands:
 
 Then it deploys the Pulumi program itself into the emulator for the stacks `local` and `local-dr`
 (`deploy.py`, from `Pulumi.local*.yaml`) and writes their outputs into a file backend under the
-directory, which `recovery/stack.py` reads for those stack names. `activate()` points this
-process's AWS clients at the emulator, as the on-call identity the stacks trust (each command then
-assumes its job's role), and service control at the local node, so every runbook runs unchanged
-with `--stack local`.
+directory, which `recovery/stack.py` reads for those stack names. Those outputs say, beside the
+program's own, that the stack is local, where its AWS API is (the emulator's endpoint and TLS
+certificate) and which credentials reach it (a credentials file holding the on-call identity the
+stacks trust; each command then assumes its job's role), and how to control the local node's
+services, so every runbook runs unchanged with `--stack local` and nothing rewrites the
+environment.
 
 Everything lives in one directory (default `.recovery/local`, or `RECOVERY_LOCAL_DIR`):
 `state.json` (what runs, where, since when), `backend/` (stack outputs), `aws.json`,
@@ -34,10 +36,11 @@ from urllib.parse import quote
 
 from recovery.errors import InputError, LocalEnvError
 from recovery.processes import pid_alive, stop_pid
+from recovery.stack import local_backend_url
+from recovery.stack import local_dir as stack_local_dir
 
 LOCAL_STACKS = ("local", "local-dr")
 PROJECT = "xai-dr"
-DEFAULT_DIR = ".recovery/local"
 MAINT_USER = "xai_control_plane"
 # Written first into every directory `up` makes. `down` deletes a directory only when it carries
 # this marker: `--dir` is user input, and a typo must never remove someone's files.
@@ -45,7 +48,7 @@ MARKER = ".xai-recovery-local"
 
 
 def local_dir(path: str | os.PathLike[str] | None = None) -> Path:
-    return Path(path or os.environ.get("RECOVERY_LOCAL_DIR") or DEFAULT_DIR).absolute()
+    return stack_local_dir(path)
 
 
 def _write_json(path: Path, doc: Any, mode: int = 0o600) -> None:
@@ -79,28 +82,23 @@ def read_state(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
 
 
 def backend_url(path: str | os.PathLike[str] | None = None) -> str:
-    return f"file://{local_dir(path) / 'backend'}"
+    return local_backend_url(path)
 
 
-def activate(stack: str, path: str | os.PathLike[str] | None = None) -> str:
-    """Point this process at the local environment for `stack`; return its backend URL.
+CREDENTIALS_FILE = "aws-credentials"
+ONCALL_PROFILE = "xai-local-oncall"
 
-    AWS clients go to the emulator with throwaway credentials, and service control uses the
-    local node's start/stop commands unless RECOVERY_SERVICES_CONFIG already says otherwise.
-    """
-    state = read_state(path)
-    endpoint = state["aws"]["endpoint"]
-    if not pid_alive(state["aws"].get("pid")):
-        raise LocalEnvError(f"the local AWS emulator (pid {state['aws'].get('pid')}) is not running",
-                            "restart it with `recovery local down && recovery local up`")
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    os.environ["AWS_CA_BUNDLE"] = state["aws"]["ca_bundle"]  # the emulator's own TLS certificate
-    os.environ["AWS_ACCESS_KEY_ID"] = state["oncall"]["access_key_id"]
-    os.environ["AWS_SECRET_ACCESS_KEY"] = state["oncall"]["secret_access_key"]
-    os.environ.pop("AWS_SESSION_TOKEN", None)
-    os.environ.pop("AWS_PROFILE", None)
-    os.environ.setdefault("RECOVERY_SERVICES_CONFIG", state["stacks"][stack]["services_config"])
-    return backend_url(path)
+
+def _aws_outputs(d: Path, aws: dict[str, Any], oncall: Any) -> dict[str, Any]:
+    """The outputs that make a stack local: the emulator's endpoint and certificate, and a shared
+    credentials file (0600) with the on-call identity's key under its own profile."""
+    path = d / CREDENTIALS_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"[{ONCALL_PROFILE}]\naws_access_key_id = {oncall.access_key_id}\n"
+                f"aws_secret_access_key = {oncall.secret_access_key}\n")
+    return {"local": True, "aws_endpoint_url": aws["endpoint"], "aws_ca_bundle": aws["ca_bundle"],
+            "aws_credentials_file": str(path), "aws_profile": ONCALL_PROFILE}
 
 
 def _checkpoint(stack: str, outputs: dict[str, Any]) -> dict[str, Any]:
@@ -236,6 +234,8 @@ def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0
             "local-dr": {"db_endpoint": pg.host, "node_api_url": dr_node["url"], "node_data_dir": dr_node["data_dir"],
                          "services_config": state["dr"]["services_config"]}})
         outputs = deployed.outputs
+        for out in outputs.values():
+            out.update(_aws_outputs(d, state["aws"], deployed.oncall))
         # Commands start from the on-call identity the stacks trust, never from the emulator's root.
         state["oncall"] = {"arn": deployed.oncall.arn, "access_key_id": deployed.oncall.access_key_id,
                            "secret_access_key": deployed.oncall.secret_access_key}

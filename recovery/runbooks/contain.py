@@ -36,8 +36,10 @@ from typing import Any
 from recovery.aws import aws_error, client, error_code
 from recovery.errors import (DeadlineError, EvidenceMissingError, InputError, TrailMissingError, UnknownInstanceError,
                              UnknownUserError, WrongVpcError)
-from recovery.runbook import Journal, JournalStore, Runbook, Step, StepContext, Target
-from recovery.runbooks.restore_common import execute, hooked, is_production
+from recovery.engine.journal import Journal, JournalStore
+from recovery.engine.runbook import Runbook
+from recovery.engine.steps import Step, StepContext, Target
+from recovery.engine.runbook import execute
 from recovery.stack import StackOutputs
 
 QUARANTINE_GROUP = "xai-quarantine"
@@ -425,7 +427,7 @@ class Containment:
             Step("ensure-logging", self.ensure_logging, touches=f"trail {o.trail_name}", check=self.logging_check),
             Step("write-record", self.write_record, touches="the incident record"),
         ]
-        return Runbook("contain", [hooked("contain", s) for s in steps],
+        return Runbook("contain", steps,
                        Target(f"{o.stack}:{self.inc.id}", production=False), destructive=True,
                        params={"instance": iid, "users": self.opts.users, "roles": self.opts.roles,
                                "delete_keys": self.opts.delete_keys})
@@ -495,8 +497,8 @@ def terminate(outputs: StackOutputs, instance_id: str, incident_id: str, store: 
 
     steps = [Step("terminate", do_terminate, touches=f"EC2 instance {instance_id} (terminated)", check=gone),
              Step("update-record", note, touches="the incident record")]
-    rb = Runbook("contain-terminate", [hooked("contain-terminate", s) for s in steps],
-                 Target(f"{outputs.stack}:{incident_id}", production=is_production(outputs.stack)), destructive=True,
+    rb = Runbook("contain-terminate", steps,
+                 Target(f"{outputs.stack}:{incident_id}", production=outputs.production), destructive=True,
                  params={"instance": instance_id})
     return execute(rb, store, yes=yes, dry_run=dry_run, reporter=reporter)
 

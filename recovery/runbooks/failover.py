@@ -57,10 +57,13 @@ from typing import Any
 from recovery.aws import client, error_code, vault_key
 from recovery.errors import (ChainDataError, NodeApiError, NotDrStackError, RecoveryError, ReplicationLagError,
                              SiteNotReadyError, StackOutputsError, VerificationFailed)
-from recovery.locks import S3Lock
-from recovery.runbook import Journal, JournalStore, Runbook, Step, StepContext, Target
+from recovery.engine.locks import S3Lock
+from recovery.engine.journal import Journal, JournalStore
+from recovery.engine.runbook import Runbook
+from recovery.engine.steps import Step, StepContext, Target
 from recovery.catalog import Catalog
-from recovery.runbooks.restore_common import execute, hooked, is_production, resolve_backup, verify_backup
+from recovery.backups.read import resolve_backup, verify_backup
+from recovery.engine.runbook import execute
 from recovery.stack import StackOutputs
 
 log = logging.getLogger(__name__)
@@ -360,7 +363,7 @@ def preflight(sites: Sites, opts: FailoverOptions, say: Any = lambda _m: None) -
         check("target-database", False, lag["source"], SiteNotReadyError(
             f"{t.db_cluster_id}'s database does not answer, so it cannot be promoted yet: " + (
                 "it must first rejoin as a secondary of the current writer, run `python -m recovery.local.dr_site "
-                "rejoin` (the local region coming back)" if t.node_data_dir else
+                "rejoin` (the local region coming back)" if t.local else
                 "when its region is back Aurora rebuilds it as a secondary; if it was detached, re-add it with `aws rds "
                 f"create-db-cluster --db-cluster-identifier {t.db_cluster_id} --global-cluster-identifier "
                 f"{t.global_cluster_id} --engine aurora-postgresql --region {t.region}`, wait until "
@@ -472,8 +475,7 @@ class Failover:
     def _target_services(self) -> Any:
         from recovery.services import ServiceControl, ServicesConfig
 
-        path = self.t.services_config
-        return ServiceControl(ServicesConfig.from_file(path) if path else ServicesConfig.from_env())
+        return ServiceControl(ServicesConfig.for_stack(self.t))
 
     def quiesce_held(self, ctx: StepContext) -> bool | dict[str, Any]:
         if self.mode != "switchover":
@@ -823,8 +825,8 @@ class Failover:
             Step("verify-db", self.verify_db, touches="writes one row to recovery_failover_probe"),
             Step("report", self.report, touches="nothing (RTO/RPO)"),
         ]
-        rb = Runbook(self.name, [hooked(self.name, s) for s in steps],
-                     Target(self.t.stack, production=is_production(self.t.stack)), destructive=True,
+        rb = Runbook(self.name, steps,
+                     Target(self.t.stack, production=self.t.production), destructive=True,
                      params={"mode": self.mode, "target": self.t.stack, "peer": self.t.peer_stack})
         return rb
 
@@ -850,7 +852,7 @@ def unfinished_mode(store: JournalStore, name: str, stack: str) -> str | None:
 def run_failover(target: StackOutputs, opts: FailoverOptions, store: JournalStore, *, yes: bool = False,
                  dry_run: bool = False, reporter: Any = None) -> tuple[Journal | None, dict[str, Any] | None, Preflight]:
     """Preflight, then dry run or run. Returns (journal, plan, preflight)."""
-    from recovery.runbook import ConsoleReporter
+    from recovery.engine.console import ConsoleReporter
 
     reporter = reporter or ConsoleReporter()
     sites = load_sites(target, opts.direction)

@@ -50,12 +50,14 @@ from recovery.aws import client, error_code
 from recovery.catalog import Catalog, Entry
 from recovery.errors import InputError, IntegrityError
 from recovery.node import NodeClient, describe_progress
-from recovery.runbook import Journal, JournalStore, Runbook, Step, StepContext, Target
-from recovery.runbooks.restore_common import (
-    BackupStream, LocalLock, done, enospc, execute, fault, hooked, is_production, resolve_backup, stamp,
-    verify_backup,
-)
-from recovery.services import ServiceControl
+from recovery.engine.journal import Journal, JournalStore, default_journal_dir, run_stamp
+from recovery.engine.runbook import Runbook
+from recovery.engine.steps import Step, StepContext, Target
+from recovery.backups.read import BackupStream, resolve_backup, verify_backup
+from recovery.engine.hooks import enospc, fault
+from recovery.engine.locks import HostLock
+from recovery.engine.runbook import execute
+from recovery.services import ServiceControl, ServicesConfig
 from recovery.stack import StackOutputs
 from recovery.stream import FeedReader
 
@@ -169,7 +171,7 @@ def run_paths(data_dir: Path, run_id: str) -> tuple[Path, Path, Path]:
     directories a chain restore makes, so a drill's sweep can name exactly what one of its runs left."""
     return (data_dir.parent / f".{data_dir.name}.restore-{run_id}",
             data_dir.parent / f".{data_dir.name}.restore-{run_id}.partial",
-            data_dir.parent / f"{data_dir.name}.quarantine-{stamp(run_id)}")
+            data_dir.parent / f"{data_dir.name}.quarantine-{run_stamp(run_id)}")
 
 
 def raw_members(root: Path) -> list[Member]:
@@ -214,7 +216,7 @@ class ChainRestore:
         return run_paths(self.data_dir, run_id)[2]
 
     def archive_key(self, run_id: str) -> str:
-        return f"quarantine/chain/corrupted-blockchain-{stamp(run_id)}.tar.gz"
+        return f"quarantine/chain/corrupted-blockchain-{run_stamp(run_id)}.tar.gz"
 
     @property
     def catalog(self) -> Catalog:
@@ -397,11 +399,11 @@ class ChainRestore:
             swapped = ino is not None and os.stat(self.data_dir).st_ino == ino
         except FileNotFoundError:
             swapped = False
-        if swapped or done(journal, "swap-in"):
+        if swapped or journal.completed("swap-in"):
             return
         for p in (self.partial(journal.run_id), self.staging(journal.run_id)):
             shutil.rmtree(p, ignore_errors=True)
-        if done(journal, "stop-services"):
+        if journal.completed("stop-services"):
             self.services.start_all()
 
     def runbook(self) -> Runbook:
@@ -427,8 +429,8 @@ class ChainRestore:
             Step("wait-sync", self.wait_sync, touches=f"nothing (polls {self.opts.node_url}, up to {self.opts.sync_timeout_s:g}s)"),
             Step("verify-node", self.verify_node, touches=f"nothing (GET {self.opts.node_url}/api/v1/blockchain/verify)"),
         ]
-        return Runbook(NAME, [hooked(NAME, s) for s in steps],
-                       Target(str(d), production=is_production(self.outputs.stack)), destructive=True,
+        return Runbook(NAME, steps,
+                       Target(str(d), production=self.outputs.production), destructive=True,
                        params={"stack": self.outputs.stack, "backup": self.opts.backup, "backup_key": self.backup_key,
                                "data_dir": str(d),
                                "owner": self.opts.owner, "archive_current": self.opts.archive_current,
@@ -450,7 +452,7 @@ def _extract_all(stream: BackupStream, dest: Path) -> dict[str, Any]:
 
 def build(outputs: StackOutputs, opts: ChainRestoreOptions, *, s3: Any = None,
           services: ServiceControl | None = None) -> ChainRestore:
-    services = services or ServiceControl()  # a bad services config is refused before the catalogue is read
+    services = services or ServiceControl(ServicesConfig.for_stack(outputs))  # a bad services config is refused before the catalogue is read
     s3 = s3 or client("s3", outputs.region)
     key = resolve_backup(Catalog(s3, outputs.backup_bucket_name), "chain", opts.backup).manifest.key
     return ChainRestore(outputs, opts, s3, services, key)
@@ -462,7 +464,7 @@ def restore_chain(outputs: StackOutputs, opts: ChainRestoreOptions, store: Journ
     rb = r.runbook()
     if dry_run:
         return execute(rb, store, yes=yes, dry_run=True, reporter=reporter)
-    lock = LocalLock(f"{NAME}-{str(r.data_dir).strip('/').replace('/', '_')}")
+    lock = HostLock(f"{NAME}-{str(r.data_dir).strip('/').replace('/', '_')}", default_journal_dir(), what="restore")
     return execute(rb, store, yes=yes, dry_run=False, reporter=reporter, lock=lock, on_failure=r.undo)
 
 

@@ -44,11 +44,13 @@ from recovery.aws import client
 from recovery.catalog import Catalog, Entry
 from recovery.errors import DatabaseError, InputError, IntegrityError, RefusedError
 from recovery.postgres import ConnParams
-from recovery.runbook import Journal, JournalStore, Runbook, Step, StepContext, Target
-from recovery.runbooks.restore_common import (
-    BackupStream, LocalLock, done, execute, hooked, is_production, resolve_backup, stamp, verify_backup,
-)
-from recovery.services import ServiceControl
+from recovery.engine.journal import Journal, JournalStore, default_journal_dir, run_stamp
+from recovery.engine.runbook import Runbook
+from recovery.engine.steps import Step, StepContext, Target
+from recovery.backups.read import BackupStream, resolve_backup, verify_backup
+from recovery.engine.locks import HostLock
+from recovery.engine.runbook import execute
+from recovery.services import ServiceControl, ServicesConfig
 from recovery.stack import StackOutputs
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ def scratch_name(target: str, run_id: str) -> str:
 
 
 def quarantine_name(target: str, run_id: str) -> str:
-    return postgres.fit_name(target, f"_quarantine_{stamp(run_id).lower()}", PREFIX_BYTES)
+    return postgres.fit_name(target, f"_quarantine_{run_stamp(run_id).lower()}", PREFIX_BYTES)
 
 
 def marker(run_id: str, key: str) -> str:
@@ -386,7 +388,7 @@ class DbRestore:
 
     # -- failure: put things back as they were (before the swap only)
     def undo(self, journal: Journal) -> None:
-        if done(journal, "swap"):
+        if journal.completed("swap"):
             return
         error: Exception | None = None
         if journal.step("restore-scratch").status != "pending":  # a scratch database may exist
@@ -396,7 +398,7 @@ class DbRestore:
                     self.server.drop(scratch_name(self.target, journal.run_id))
             except Exception as exc:  # noqa: BLE001 - still restart the services below
                 error = exc
-        if done(journal, "stop-services"):
+        if journal.completed("stop-services"):
             self.services.start_all()
         if error is not None:
             raise error
@@ -418,8 +420,8 @@ class DbRestore:
             steps.append(Step("drop-old", self.drop_old, touches=f"drops {t}_quarantine_<run start>", check=self.old_dropped))
         steps.append(Step("start-services", lambda ctx: self.services.start_step().action(ctx),
                           touches=self.services.describe_start(), check=lambda ctx: self.services.all_running()))
-        return Runbook(NAME, [hooked(NAME, s) for s in steps],
-                       Target(t, production=is_production(self.outputs.stack)), destructive=True,
+        return Runbook(NAME, steps,
+                       Target(t, production=self.outputs.production), destructive=True,
                        params={"stack": self.outputs.stack, "backup": self.opts.backup, "backup_key": self.backup_key,
                                "server": self.server.admin.target.rsplit("/", 1)[0], "target_db": t,
                                "keep_old": self.opts.keep_old, "force": self.opts.force})
@@ -430,7 +432,7 @@ def build(outputs: StackOutputs, opts: DbRestoreOptions, *, s3: Any = None,
     cp = postgres.resolve(outputs, opts.dsn)
     target = opts.target_db or cp.params.get("dbname") or outputs.db_name
     postgres.check_name(target, "the target database (from --dsn, PGDATABASE or the stack's db_name)")
-    services = services or ServiceControl()  # a bad services config is refused before the catalogue is read
+    services = services or ServiceControl(ServicesConfig.for_stack(outputs))  # a bad services config is refused before the catalogue is read
     s3 = s3 or client("s3", outputs.region)
     key = resolve_backup(Catalog(s3, outputs.backup_bucket_name), "db", opts.backup).manifest.key
     return DbRestore(outputs, opts, s3, Server(cp), services, target, key)
@@ -445,5 +447,5 @@ def restore_db(outputs: StackOutputs, opts: DbRestoreOptions, store: JournalStor
         r.needs_force(reporter, dry_run)
     if dry_run:
         return execute(rb, store, yes=yes, dry_run=True, reporter=reporter)
-    return execute(rb, store, yes=yes, dry_run=False, reporter=reporter, lock=LocalLock(f"{NAME}-{r.target}"),
+    return execute(rb, store, yes=yes, dry_run=False, reporter=reporter, lock=HostLock(f"{NAME}-{r.target}", default_journal_dir(), what="restore"),
                    on_failure=r.undo)

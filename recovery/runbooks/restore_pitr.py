@@ -31,8 +31,10 @@ from typing import Any
 from recovery import knobs
 from recovery.aws import aws_error, client, error_code
 from recovery.errors import AwsAccessError, DeadlineError, InputError
-from recovery.runbook import Journal, JournalStore, Runbook, Step, StepContext, Target
-from recovery.runbooks.restore_common import execute, hooked, is_production
+from recovery.engine.journal import Journal, JournalStore
+from recovery.engine.runbook import Runbook
+from recovery.engine.steps import Step, StepContext, Target
+from recovery.engine.runbook import execute
 from recovery.stack import StackOutputs
 
 NAME = "restore-pitr"
@@ -233,8 +235,8 @@ class PitrRestore:
             Step("wait-available", self.wait_available, touches=f"nothing (waits up to {self.opts.wait_timeout_s:g}s)"),
             Step("report", self.report, touches="nothing (prints the endpoint and the repoint steps)"),
         ]
-        return Runbook(NAME, [hooked(NAME, s) for s in steps],
-                       Target(self.new, production=is_production(self.outputs.stack)), destructive=False,
+        return Runbook(NAME, steps,
+                       Target(self.new, production=self.outputs.production), destructive=False,
                        params={"stack": self.outputs.stack, "source": self.source, "to_time": fmt(self.opts.to_time),
                                "new_cluster": self.new})
 

@@ -39,8 +39,10 @@ from recovery import redact
 from recovery.aws import aws_error, client, error_code
 from recovery.cache import CacheTarget, round_trip, token_works
 from recovery.errors import AwsAccessError, DatabaseError, DeadlineError, InputError, RecoveryError
-from recovery.runbook import Journal, JournalStore, Runbook, Step, StepContext, Target
-from recovery.runbooks.restore_common import execute, hooked, is_production
+from recovery.engine.journal import Journal, JournalStore
+from recovery.engine.runbook import Runbook
+from recovery.engine.steps import Step, StepContext, Target
+from recovery.engine.runbook import execute
 from recovery.stack import StackOutputs
 
 WHATS = ("db", "cache", "app", "all")
@@ -262,7 +264,7 @@ class Rotation:
     def cache_target(self) -> CacheTarget | None:
         """Where the cache listens; None when a local stack's cache is not backed by redis-server."""
         o = self.outputs
-        if o.node_data_dir is not None:  # the local environment
+        if o.local:
             from recovery.local.redis_cache import backed_target
 
             return backed_target(o)
@@ -395,7 +397,7 @@ class Rotation:
                 steps.append(Step(f"{comp.prefix}-skipped", skipped, touches="nothing (see the note)"))
                 continue
             steps.extend(self._component_steps(comp))
-        return [hooked(self.name, s) for s in steps]
+        return steps
 
     def _component_steps(self, comp: Component) -> list[Step]:
         p = comp.prefix
@@ -474,7 +476,7 @@ class Rotation:
 
     def runbook(self) -> Runbook:
         o = self.outputs
-        return Runbook(self.name, self.steps(), Target(o.stack, production=is_production(o.stack)),
+        return Runbook(self.name, self.steps(), Target(o.stack, production=o.production),
                        destructive=True, params={"what": self.what})
 
 

@@ -43,7 +43,7 @@ from recovery import redact
 from recovery.processes import pid_alive
 from recovery.drills.base import LEDGER, DrillRun, ScenarioSpec, load_all, run_scenario
 from recovery.errors import DatabaseError, DrillFailedError, LockHeldError, NotLocalStackError, RecoveryError
-from recovery.runbook import Journal
+from recovery.engine.journal import Journal
 from recovery.runbooks.restore_chain import run_paths
 from recovery.runbooks.restore_db import quarantine_name, scratch_name
 from recovery.stack import LOCAL_STACKS, StackOutputs
@@ -148,10 +148,10 @@ def sweep(outputs: StackOutputs, say: Callable[[str], None] = lambda _m: None) -
         shutil.rmtree(d, ignore_errors=True)
         removed["dirs"].append(str(d))
     if is_local(outputs.stack) and dead:  # a drill killed mid-restore may have left the node stopped
-        from recovery.services import ServiceControl
+        from recovery.services import ServiceControl, ServicesConfig
 
         try:
-            sc = ServiceControl()
+            sc = ServiceControl(ServicesConfig.for_stack(outputs))
             if not sc.all_running():
                 sc.start_all()
                 removed["started"].append("services")
@@ -166,9 +166,10 @@ class DrillLock:
     """One drill per stack on this host (an flock, released by the kernel even on SIGKILL)."""
 
     def __init__(self, stack: str) -> None:
-        from recovery.runbooks.restore_common import LocalLock
+        from recovery.engine.journal import default_journal_dir
+        from recovery.engine.locks import HostLock
 
-        self._lock = LocalLock(f"drill-{stack.replace('/', '_')}")
+        self._lock = HostLock(f"drill-{stack.replace('/', '_')}", default_journal_dir(), what="drill")
         self.stack = stack
 
     def __enter__(self) -> "DrillLock":

@@ -30,7 +30,7 @@ class Row:
 
 def list_backups(outputs: StackOutputs, kind: str | None = None, *, s3: Any = None) -> list[Row]:
     s3 = s3 or client("s3", outputs.region)
-    from recovery.runbooks.backup import check_bucket
+    from recovery.backups.take import check_bucket
 
     check_bucket(s3, outputs.backup_bucket_name)
     now = utc_now()

@@ -287,7 +287,7 @@ def verify(outputs: StackOutputs, *, kinds: tuple[str, ...] = KINDS, max_age_min
     cat = Catalog(s3, outputs.backup_bucket_name)
     start = utc_now()
     report = VerifyReport(outputs.stack, outputs.backup_bucket_name, iso(start))
-    from recovery.runbooks.backup import check_bucket
+    from recovery.backups.take import check_bucket
 
     check_bucket(s3, outputs.backup_bucket_name)
 

@@ -34,7 +34,7 @@ from recovery.archive import Member, TarSource, chain_db_member, plan_tree
 from recovery.aws import aws_error, client, error_code
 from recovery.catalog import Catalog, Manifest, iso, prefix, utc_now
 from recovery.errors import AwsAccessError, BackupFailedError, InputError, RecoveryError
-from recovery.locks import S3Lock
+from recovery.engine.locks import S3Lock
 from recovery.stack import StackOutputs
 from recovery.stream import CompressedReader, check_options, gzip_backend_name
 from recovery.transfer import abort_open_uploads, abort_uploads, delete_object_version, upload_stream

@@ -47,7 +47,7 @@ from botocore.exceptions import ClientError
 from recovery.aws import aws_error, client
 from recovery.catalog import KINDS, Catalog, Entry, parse_iso, utc_now
 from recovery.errors import InputError
-from recovery.runbook import RUN_FAILED, RUN_OK, S3JournalStore
+from recovery.engine.journal import RUN_FAILED, RUN_OK, S3JournalStore
 from recovery.stack import StackOutputs
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}

@@ -257,7 +257,7 @@ def check_cache(outputs: StackOutputs, opts: StatusOptions) -> Line:
 
 
 def check_backups(outputs: StackOutputs, s3: Any, now: datetime) -> tuple[list[Line], dict[str, Any]]:
-    from recovery.runbooks.metrics import KIND_COMPONENT, backup_rpo_limit_seconds
+    from recovery.reports.metrics import KIND_COMPONENT, backup_rpo_limit_seconds
 
     cat = Catalog(s3, outputs.backup_bucket_name)
     lines: list[Line] = []
@@ -346,7 +346,7 @@ def check_replication(outputs: StackOutputs, s3: Any, latest: dict[str, Any]) ->
         return Line("replication", "bucket", RED, f"bucket {bucket}: replication configured but no rule enabled")
     if not latest:
         return Line("replication", "bucket", YELLOW, f"{bucket} -> {', '.join(dests)}; no backup to check yet")
-    from recovery.runbooks.verify import _check_replication  # the same rule verify applies
+    from recovery.backups.verify import _check_replication  # the same rule verify applies
 
     worst = GREEN
     parts = []

@@ -1,7 +1,12 @@
-"""A lease lock held in one S3 object, created with a conditional put (IfNoneMatch='*').
+"""Locks the engine holds while a run changes something: one interface, two implementations.
 
-General purpose: backups lock per kind and stack; failover takes the same lock class with a
-stricter takeover policy.
+``HostLock`` is an flock on a file in the journal directory (one run per target on this host; the
+kernel drops it when the process dies, even by SIGKILL). ``S3Lock`` is a lease held in one S3
+object, for work that must be exclusive across hosts (backups per kind and stack; failover with a
+stricter takeover policy). The engine enters the lock after confirmation and calls ``check()``
+before every step, so a lease taken over by someone else stops the run before its next change.
+
+S3Lock, a lease created with a conditional put (IfNoneMatch='*'):
 
 - acquire: ``PutObject(IfNoneMatch='*')``. S3 answers 412 if the object exists.
 - the body names the holder: ``owner`` (text for people) and ``host``, ``pid``, ``pid_start``
@@ -23,6 +28,7 @@ stricter takeover policy.
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import json
 import logging
@@ -30,8 +36,10 @@ import os
 import socket
 import threading
 import uuid
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -45,6 +53,58 @@ log = logging.getLogger(__name__)
 
 _CONFLICT = ("PreconditionFailed", "412", "ConditionalRequestConflict")
 _GONE = ("NoSuchKey", "404")
+
+
+class Lock(ABC):
+    """What the engine needs of a lock: take it, know it is still ours, give it back."""
+
+    @abstractmethod
+    def acquire(self) -> "Lock": ...
+
+    @abstractmethod
+    def release(self) -> None: ...
+
+    def check(self) -> None:
+        """Raise LockHeldError when the lock is no longer ours (a lease someone took over)."""
+
+    def __enter__(self) -> "Lock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class HostLock(Lock):
+    """An flock on ``<dir>/locks/<name>.lock``: one run per target on this host.
+
+    The kernel drops it when the process dies (even by SIGKILL), so a rerun after a crash is never
+    locked out by a stale lock, unlike a lease in S3.
+    """
+
+    def __init__(self, name: str, directory: Path, *, what: str = "run") -> None:
+        self.path = directory / "locks" / f"{name}.lock"
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> "HostLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise LockHeldError(f"another {self.what} of the same target is running ({holder}; lock {self.path})",
+                                "wait for it to finish, or check that process") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def default_owner() -> str:
@@ -109,7 +169,7 @@ class LockInfo:
             return cls(owner="unreadable lock", token="", acquired_at="?", expires_at="")
 
 
-class S3Lock:
+class S3Lock(Lock):
     def __init__(self, s3: Any, bucket: str, key: str, *, ttl_seconds: int = 120, owner: str | None = None,
                  purpose: str = "", renew: bool = True, take_over_stale: bool = False,
                  take_over_expired: bool = True) -> None:
@@ -263,9 +323,3 @@ class S3Lock:
             except Exception as exc:  # noqa: BLE001
                 log.warning("could not release %s (%s); it expires on its own", self._what, exc)
         self.etag = None
-
-    def __enter__(self) -> "S3Lock":
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()

@@ -1,0 +1,1 @@
+"""The runbook engine: steps, journal, locks, crash hooks, running and exit codes (recovery/engine/runbook.py)."""
