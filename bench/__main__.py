@@ -362,7 +362,7 @@ def run_size(ds: Dataset, pg: CachedCluster, moto: DaemonMoto, runs: int, work: 
     env.update(moto.env())
     env.update(oncall.env())  # `recovery` assumes its job roles from the on-call identity, as in AWS
     env.update({"PATH": f"{BIN}:{env.get('PATH', '')}", "RECOVERY_SERVICES_CONFIG": str(services),
-                "RECOVERY_JOURNAL_DIR": str(work / "journal"), "RECOVERY_NO_PULUMI_CLI": "1",
+                "RECOVERY_JOURNAL_DIR": str(work / "journal"),
                 "RECOVERY_SYNC_POLL_SECONDS": "0.2"})
     sb = SizeBench(ds, pg, moto, work, outputs_file, outputs["backup_bucket_name"], env,
                    Watch(pg.postmaster_pid(), moto.pid), work / "commands.log", node_url,

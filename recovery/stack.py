@@ -4,11 +4,13 @@ Sources, in order (the first that applies wins):
 
 1. ``--outputs FILE``: the JSON of ``pulumi stack output --json`` (a flat object) or of
    ``pulumi stack export`` (a deployment; the outputs sit on the ``pulumi:pulumi:Stack`` resource).
-2. The Pulumi CLI, when ``pulumi`` is on PATH: ``pulumi stack output --json --stack NAME``.
-3. The state file of a self-managed backend named by ``PULUMI_BACKEND_URL`` (``file://`` or
+2. The state file of a self-managed backend named by ``PULUMI_BACKEND_URL`` (``file://`` or
    ``s3://``), read directly: ``.pulumi/stacks/<project>/<stack>.json[.gz]`` or the legacy
-   ``.pulumi/stacks/<stack>.json[.gz]``. With nothing but this tool and AWS credentials an operator
-   can still find the backup bucket.
+   ``.pulumi/stacks/<stack>.json[.gz]``. It is what the Pulumi CLI would read there, and with
+   nothing but this tool and AWS credentials an operator can still find the backup bucket. The
+   local environment's stacks (``local``, ``local-dr``) default to its own file backend.
+3. The Pulumi CLI, when ``pulumi`` is on PATH: ``pulumi stack output --json --stack NAME`` (the
+   Pulumi Cloud backend, or any other the CLI is logged in to).
 
 The names and types are the contract in the README's "Stack outputs". Anything missing, mistyped or
 secret-only raises StackOutputsError naming the output and the stack.
@@ -461,12 +463,14 @@ def load_outputs(stack: str, outputs_file: str | os.PathLike[str] | None = None)
             raise LocalEnvError(f"no local environment in {local_dir()} for stack '{stack}'",
                                     "start one with `recovery local up` (or pass --outputs FILE)")
         return from_backend(stack, url)
-    pulumi = shutil.which("pulumi")
-    if pulumi and not os.environ.get("RECOVERY_NO_PULUMI_CLI"):
-        return from_pulumi_cli(stack, pulumi)
     url = os.environ.get("PULUMI_BACKEND_URL")
-    if url:
+    if url and urlparse(url).scheme in ("file", "s3"):
         return from_backend(stack, url)
+    pulumi = shutil.which("pulumi")
+    if pulumi:
+        return from_pulumi_cli(stack, pulumi)
+    if url:
+        return from_backend(stack, url)  # says which schemes it can read without the CLI
     raise StackOutputsError(
         f"no source for stack '{stack}' outputs",
         "pass --outputs FILE, install the pulumi CLI, or set PULUMI_BACKEND_URL to a file:// or s3:// backend",

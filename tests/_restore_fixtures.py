@@ -144,7 +144,7 @@ def make_rsite(moto_server: MotoServer, pg: PostgresCluster, tmp_path: Path, mon
     services = make_services(tmp_path / "services", fail_stop)
     journal_dir = tmp_path / "journal"
     env = {**moto_server.env(), **oncall.env(), "RECOVERY_AWS_MAX_ATTEMPTS": "2", "RECOVERY_SERVICES_CONFIG": str(services.config),
-           "RECOVERY_JOURNAL_DIR": str(journal_dir), "RECOVERY_NO_PULUMI_CLI": "1"}
+           "RECOVERY_JOURNAL_DIR": str(journal_dir)}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     for k in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PULUMI_BACKEND_URL"):

@@ -147,7 +147,7 @@ def stage(moto_server: MotoServer, pg: PostgresCluster, tmp_path_factory: pytest
         (work / "bad" / f"{name}.json").write_bytes(data)
         values[f"out:{name}"] = str(work / "bad" / f"{name}.json")
     env = isolated_env(**{**moto_server.env(), **oncall.env(), "RECOVERY_AWS_MAX_ATTEMPTS": "2",
-                          "RECOVERY_NO_PULUMI_CLI": "1", "RECOVERY_JOURNAL_DIR": str(work / "journal")})
+                          "RECOVERY_JOURNAL_DIR": str(work / "journal")})
     return Stage(outputs, env, work, values, ["--stack", STACK, "--outputs", str(good)], moto_server, pg)
 
 

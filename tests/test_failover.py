@@ -161,7 +161,7 @@ def test_refusals_are_one_line_distinct_codes_and_change_nothing(env: Env, tmp_p
     oncall = env.state["oncall"]  # the identity the stacks trust; the command assumes the failover role
     aws_env = {"AWS_ENDPOINT_URL": env.endpoint, "AWS_CA_BUNDLE": env.ca_bundle,
                "AWS_ACCESS_KEY_ID": oncall["access_key_id"], "AWS_SECRET_ACCESS_KEY": oncall["secret_access_key"],
-               "PULUMI_BACKEND_URL": f"file://{env.dir / 'backend'}", "RECOVERY_NO_PULUMI_CLI": "1"}
+               "PULUMI_BACKEND_URL": f"file://{env.dir / 'backend'}"}
     ghost = {**env.outputs["local-dr"], "db_cluster_id": "xai-local-db-ghost"}
     f2 = tmp_path / "ghost.json"
     f2.write_text(json.dumps(ghost))

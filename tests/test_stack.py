@@ -49,7 +49,6 @@ def test_file_backend_project_layout_gzip_and_legacy(site: Site, tmp_path: Path,
     dr = {**site.outputs, "role": "dr", "replication_source_bucket_name": "b", "replication_role_arn": "arn:r"}
     (stacks / "production-dr.json").write_text(json.dumps(state_doc("production-dr", dr)))  # legacy layout
     monkeypatch.setenv("PULUMI_BACKEND_URL", f"file://{tmp_path}")
-    monkeypatch.setenv("RECOVERY_NO_PULUMI_CLI", "1")
     assert load_outputs("production").backup_bucket_name == site.bucket
     assert load_outputs("production-dr").replication_source_bucket_name == "b"
     with pytest.raises(StackOutputsError, match=r"stack 'nosuch' not found in backend file://.*known: production, production-dr"):
@@ -62,7 +61,6 @@ def test_s3_backend_state_file(site: Site, monkeypatch: pytest.MonkeyPatch) -> N
     s3.put_object(Bucket="pulumi-state", Key="org/.pulumi/stacks/xai-dr/production.json",
                   Body=json.dumps(state_doc("production", site.outputs)).encode())
     monkeypatch.setenv("PULUMI_BACKEND_URL", "s3://pulumi-state/org")
-    monkeypatch.setenv("RECOVERY_NO_PULUMI_CLI", "1")
     # The operator's own identity reads the state backend (before any job role is assumed).
     site.server.client("iam").put_user_policy(UserName="xai-local-oncall", PolicyName="pulumi-state", PolicyDocument=json.dumps(
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject"],
@@ -116,7 +114,7 @@ def test_cli_bad_outputs_file_one_line_exit_3_writes_nothing(site: Site, tmp_pat
 def test_cli_unknown_stack_exit_3(site: Site, tmp_path: Path) -> None:
     (tmp_path / ".pulumi" / "stacks" / "xai-dr").mkdir(parents=True)
     (tmp_path / ".pulumi" / "stacks" / "xai-dr" / "production.json").write_text(json.dumps(state_doc("production", site.outputs)))
-    env = {**site.env, "PULUMI_BACKEND_URL": f"file://{tmp_path}", "RECOVERY_NO_PULUMI_CLI": "1"}
+    env = {**site.env, "PULUMI_BACKEND_URL": f"file://{tmp_path}"}
     before = site.versions()
     r = run_cli("backup", "db", "--stack", "staging", env=env)
     assert r.code == 3 and r.err.strip() == (
@@ -125,6 +123,8 @@ def test_cli_unknown_stack_exit_3(site: Site, tmp_path: Path) -> None:
     assert site.versions() == before
 
 
-def test_cli_no_source_at_all(site: Site) -> None:
-    r = run_cli("list", "--stack", "production", env={**site.env, "RECOVERY_NO_PULUMI_CLI": "1"})
+def test_cli_no_source_at_all(site: Site, tmp_path: Path) -> None:
+    # PATH names an empty directory: no pulumi CLI either, on any machine
+    env = {k: v for k, v in site.env.items() if k != "PULUMI_BACKEND_URL"}
+    r = run_cli("list", "--stack", "production", env={**env, "PATH": str(tmp_path)})
     assert r.code == 3 and "no source for stack 'production' outputs" in r.err

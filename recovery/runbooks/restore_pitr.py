@@ -265,7 +265,7 @@ def restore_pitr(outputs: StackOutputs, opts: PitrOptions, store: JournalStore, 
                  dry_run: bool = False, reporter: Any = None) -> tuple[Journal | None, dict[str, Any] | None]:
     r = PitrRestore(outputs, opts, client("rds", outputs.region))
     rb = r.runbook()
-    prev = rb._resumable(store)  # a rerun of an unfinished restore may find its own cluster
+    prev = rb.resumable(store)  # a rerun of an unfinished restore may find its own cluster
     if prev is None:
         r.check_window()  # refuse a bad time before anything, dry run included
     return execute(rb, store, yes=yes, dry_run=dry_run, reporter=reporter)
