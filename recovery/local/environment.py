@@ -40,7 +40,7 @@ from recovery.local.aws_daemon import set_master_password
 from recovery.local.node_process import NodeProcess, start_node
 # local_dir, read_state and backend_url live in paths.py (a leaf, so the daemon, the DR site and the
 # cache need not import this module); they stay importable from here for activate() and the drills.
-from recovery.local.paths import DEFAULT_DIR, backend_url, local_dir, read_state, write_json
+from recovery.local.paths import backend_url, local_dir, read_state, write_json
 from recovery.local.postgres_cluster import PostgresCluster, free_port, pg_bin
 from recovery.local.redis_cache import redis_status, start_redis, stop_redis
 from recovery.processes import pid_alive, stop_pid

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from recovery.local.emulator.records import HOOKS, LOCK, RECORDS, fingerprint, now, persist, wrap
+from recovery.local.emulator.records import LOCK, RECORDS, fingerprint, now, run_hook, wrap
 
 
 def install() -> None:
@@ -89,20 +89,12 @@ def _checked_strategy(token: Optional[str], strategy: Optional[str]) -> str:
 
 
 def _record_and_run_hook(region: str, gid: str, token: Optional[str], strategy: str) -> None:
-    """Record the call (fingerprint only), run the hook; a failing hook refuses the call."""
+    """Record the call (token fingerprint only) and run the hook; a failing hook refuses it."""
     entry = {"time": now(), "region": region, "replication_group_id": gid,
              "strategy": strategy, "token_fingerprint": fingerprint(token),
              "outcome": "ok", "error": None}
     with LOCK:
         RECORDS.auth_tokens.append(entry)
-    hook = HOOKS["auth_token"]
-    try:
-        if hook is not None:
-            hook(gid, token, strategy)
-    except Exception as exc:
-        entry["outcome"], entry["error"] = "error", exc.__class__.__name__
-        raise _error("InvalidReplicationGroupState",
-                     f"could not apply the auth token change to {gid}: "
-                     f"{exc.__class__.__name__}") from None
-    finally:
-        persist("auth_token", entry)
+    run_hook("auth_token", entry, (gid, token, strategy), lambda exc: _error(
+        "InvalidReplicationGroupState",
+        f"could not apply the auth token change to {gid}: {exc.__class__.__name__}"))

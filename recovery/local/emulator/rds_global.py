@@ -46,7 +46,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable, Optional
 
-from recovery.local.emulator.records import HOOKS, LOCK, RECORDS, fingerprint, now, patch, persist, wrap
+from recovery.local.emulator.records import HOOKS, LOCK, RECORDS, fingerprint, now, patch, persist, run_hook, wrap
 
 
 def install_global_failover() -> None:
@@ -132,17 +132,9 @@ def _modify_db_cluster(orig: Callable[..., Any], resp: Any) -> Any:
              "password_fingerprint": fingerprint(password), "outcome": "ok", "error": None}
     with LOCK:
         RECORDS.master_passwords.append(entry)
-    hook = HOOKS["master_password"]
-    try:
-        if hook is not None:
-            hook(cluster_id, password)
-    except Exception as exc:
-        entry["outcome"], entry["error"] = "error", exc.__class__.__name__
-        raise _error("InvalidDBClusterStateFault",
-                     f"could not apply the new master password to {cluster_id}: "
-                     f"{exc.__class__.__name__}") from None
-    finally:
-        persist("master_password", entry)
+    run_hook("master_password", entry, (cluster_id, password), lambda exc: _error(
+        "InvalidDBClusterStateFault",
+        f"could not apply the new master password to {cluster_id}: {exc.__class__.__name__}"))
     return result
 
 

@@ -199,6 +199,24 @@ def set_health_probe(health_check_id: str, probe: Any) -> None:
             PROBES[health_check_id] = probe
 
 
+def run_hook(kind: str, entry: dict[str, Any], args: tuple[Any, ...],
+             refusal: Callable[[Exception], Exception]) -> None:
+    """Run the ``kind`` hook for a recorded call and persist the record.
+
+    The hook acts on a real service (a database role, Redis ACLs); when it raises, the record says
+    outcome 'error' with the exception's class (never its message: it may hold the secret) and the
+    client gets ``refusal(exc)``, the AWS error for a change that could not be applied."""
+    hook = HOOKS[kind]
+    try:
+        if hook is not None:
+            hook(*args)
+    except Exception as exc:
+        entry["outcome"], entry["error"] = "error", exc.__class__.__name__
+        raise refusal(exc) from None
+    finally:
+        persist(kind, entry)
+
+
 # -- patching moto ------------------------------------------------------------------------------
 # The patched functions live at module level in each extension module (readable, testable, short);
 # ``wrap`` binds the original moto function to them, so none of them needs a closure.
