@@ -1,4 +1,4 @@
-"""Each moto extension of recovery/local/moto_extensions.py, observed through plain boto3 calls
+"""Each moto extension of recovery/local/emulator/, observed through plain boto3 calls
 against a real ThreadedMotoServer over HTTP.
 
 All moto servers in a process share the same backends, and the session server of conftest.py
@@ -20,7 +20,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from recovery.local import moto_extensions as ext
+from recovery.local import emulator as ext
 from recovery.local.moto_server import MotoServer
 
 ACCOUNT = "123456789012"

@@ -68,7 +68,7 @@ class Env:
             return dict(json.loads(resp.read()))
 
     def promotions(self) -> list[dict[str, Any]]:
-        from recovery.local.moto_extensions import read_record_file
+        from recovery.local.emulator import read_record_file
 
         return read_record_file(str(self.dir / "emulator-calls.jsonl"), "promotion")
 

@@ -207,7 +207,7 @@ def test_the_primarys_backup_lock_does_not_follow_it_to_the_dr_site(moto_server:
                                                                      request: pytest.FixtureRequest) -> None:
     """The primary dies holding its backup lock. Replication (filtered to backups/ by the program,
     honoured by the emulator) must not have copied the lock: the DR site's first backup runs."""
-    from recovery.local import moto_extensions as ext
+    from recovery.local import emulator as ext
     from recovery.local.deploy import DR, PRIMARY, deploy_for_tests
 
     if not ext.installed():  # S3 replication, as the local environment's emulator has it

@@ -121,7 +121,7 @@ def test_replication_status_is_checked_where_configured(moto_server: Any, site: 
                                                        request: pytest.FixtureRequest) -> None:
     """Both sites as the program deploys them: the primary replicates into the DR vault, and the
     primary's verify (as its backup role) reads each backup's replication status."""
-    from recovery.local import moto_extensions as ext
+    from recovery.local import emulator as ext
     from recovery.local.deploy import deploy_for_tests
 
     if not ext.installed():  # S3 replication, as the local environment's emulator has it

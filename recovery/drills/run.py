@@ -46,7 +46,7 @@ from recovery.errors import DatabaseError, DrillFailedError, LockHeldError, NotL
 from recovery.engine.journal import Journal
 from recovery.runbooks.restore_chain import run_paths
 from recovery.runbooks.restore_db import quarantine_name, scratch_name
-from recovery.stack import LOCAL_STACKS, StackOutputs
+from recovery.stack import LOCAL_STACKS, StackOutputs, local_dir
 
 TS_FORMAT = "%Y%m%dT%H%M%SZ"
 DEFAULT_REPORT_DIR = ".recovery/reports"
@@ -56,6 +56,8 @@ PID_FILE = "drill.pid"
 
 
 def is_local(stack: str) -> bool:
+    """By name, before the outputs are read: only `recovery local up` makes stacks of these names.
+    Once they are read, the stack's own `local` output must agree (`specs_for`)."""
     return stack in LOCAL_STACKS
 
 
@@ -66,18 +68,14 @@ def _stamp(t: float) -> str:
 # ------------------------------------------------------------------------------------- work dirs
 
 
-def work_root(stack: str) -> Path:
+def work_root(outputs: StackOutputs) -> Path:
     """Local stacks: inside the local environment's directory (so `local down` removes it);
     real stacks: the system temp dir (each drill dir is named xai-drill-* and holds its pid)."""
-    if is_local(stack):
-        from recovery.local.environment import local_dir
-
-        return local_dir() / "drills"
-    return Path(tempfile.gettempdir())
+    return local_dir() / "drills" if outputs.local else Path(tempfile.gettempdir())
 
 
-def make_work_dir(stack: str, drill_id: str) -> Path:
-    root = work_root(stack)
+def make_work_dir(outputs: StackOutputs, drill_id: str) -> Path:
+    root = work_root(outputs)
     root.mkdir(parents=True, exist_ok=True)
     d = root / f"{TMP_PREFIX}{drill_id}"
     d.mkdir(mode=0o700)
@@ -118,7 +116,7 @@ def sweep(outputs: StackOutputs, say: Callable[[str], None] = lambda _m: None) -
 
     removed: dict[str, list[str]] = {"databases": [], "dirs": [], "started": []}
     made: dict[str, list[str]] = {"databases": [], "dirs": []}
-    root = work_root(outputs.stack)
+    root = work_root(outputs)
     dead = []
     for d in sorted(root.glob(f"{TMP_PREFIX}*")) if root.is_dir() else []:
         try:
@@ -147,7 +145,7 @@ def sweep(outputs: StackOutputs, say: Callable[[str], None] = lambda _m: None) -
     for d in dead:
         shutil.rmtree(d, ignore_errors=True)
         removed["dirs"].append(str(d))
-    if is_local(outputs.stack) and dead:  # a drill killed mid-restore may have left the node stopped
+    if outputs.local and dead:  # a drill killed mid-restore may have left the node stopped
         from recovery.services import ServiceControl, ServicesConfig
 
         try:
@@ -236,11 +234,12 @@ class DrillResult:
 # ------------------------------------------------------------------------------------- running
 
 
-def specs_for(kind: str, stack: str) -> list[ScenarioSpec]:
+def specs_for(kind: str, stack: str, local: bool = True) -> list[ScenarioSpec]:
+    """The scenarios of drill `kind`; `local` is the stack's own `local` output once it is read."""
     if kind == "failover":  # the plan's quarterly exercise: the failover scenario of `drill full`
-        return [s for s in specs_for("full", stack) if s.name == "regional-failover"]
+        return [s for s in specs_for("full", stack, local) if s.name == "regional-failover"]
     if kind == "full":
-        if not is_local(stack):
+        if not (is_local(stack) and local):
             raise NotLocalStackError(f"drill full injects real damage and runs only on {', '.join(LOCAL_STACKS)}, "
                                      f"not on stack {stack}",
                                      "use `recovery drill db|chain` on real stacks, or `recovery local up` and --stack local")
@@ -255,7 +254,7 @@ def run_drill(kind: str, outputs: StackOutputs, *, report_dir: str | os.PathLike
               **params: Any) -> DrillResult:
     """Run drill ``kind`` (db | chain | full), write its record and reports; never raises for a
     scenario's failure (see ``DrillResult.passed``)."""
-    specs = specs_for(kind, outputs.stack)
+    specs = specs_for(kind, outputs.stack, outputs.local)
     if only:
         unknown = sorted(set(only) - {s.name for s in specs})
         if unknown:
@@ -268,7 +267,7 @@ def run_drill(kind: str, outputs: StackOutputs, *, report_dir: str | os.PathLike
         sweep(outputs, say)
         started = time.time()
         drill_id = f"{kind}-{_stamp(started)}-{os.getpid()}"
-        work = make_work_dir(outputs.stack, drill_id)
+        work = make_work_dir(outputs, drill_id)
         runs: list[DrillRun] = []
         interrupted: BaseException | None = None
         try:

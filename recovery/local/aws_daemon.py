@@ -33,24 +33,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-HOOKS_FILE = "hooks.json"
+import psycopg
+from psycopg import sql
+
+from recovery.local import dr_site, emulator
+from recovery.local.moto_server import MotoServer
+from recovery.local.paths import HOOKS_FILE, read_hooks
+from recovery.local.redis_cache import apply_auth_token
+
 AWS_FILE = "aws.json"
 AUTHORIZATION_FILE = "authorization.jsonl"
 
 
-def _hooks(state_dir: Path) -> dict[str, Any]:
-    try:
-        return dict(json.loads((state_dir / HOOKS_FILE).read_text()))
-    except (OSError, ValueError):
-        return {}
-
-
 def set_master_password(state_dir: Path, cluster_id: str, password: str) -> None:
     """Apply a new master password to the PostgreSQL cluster that backs `cluster_id`."""
-    import psycopg
-    from psycopg import sql
-
-    db = _hooks(state_dir).get("db_clusters", {}).get(cluster_id)
+    db = read_hooks(state_dir).get("db_clusters", {}).get(cluster_id)
     if not db:
         return  # a cluster with no local backing: recording the call is all AWS would show
     with psycopg.connect(host=db["host"], port=db["port"], user=db["maint_user"], password=db["maint_password"],
@@ -60,7 +57,7 @@ def set_master_password(state_dir: Path, cluster_id: str, password: str) -> None
     # from their config after a rotation's secret update: keep it current so they keep working.
     # issue 6: the global cluster's sites share the role by physical replication, so the other
     # site's services (the DR node) need the new password too.
-    for other in _hooks(state_dir).get("db_clusters", {}).values():
+    for other in read_hooks(state_dir).get("db_clusters", {}).values():
         if other.get("pgpass") == db.get("pgpass") or other.get("master_user") != db["master_user"]:
             continue
         _write_pgpass(other, password)
@@ -90,37 +87,31 @@ def _promotion_mode(target_cluster_id: str) -> str:
 
 def _promote(state_dir: Path, target_cluster_id: str) -> None:
     """Fence the old writer and promote the target's PostgreSQL (a fault makes the call fail)."""
-    from recovery.local import dr_site
-
-    sites = dr_site.sites_from_hooks(_hooks(state_dir))
+    sites = dr_site.sites_from_hooks(read_hooks(state_dir))
     if target_cluster_id not in sites:
         return  # a cluster with no local backing: moving the writer flag is all there is
     dr_site.promote(sites, target_cluster_id, switchover=_promotion_mode(target_cluster_id) == "switchover")
 
 
 def _register_health_probes(state_dir: Path) -> None:
-    from recovery.local import moto_extensions as ext
-
-    for hc_id, url in _hooks(state_dir).get("health_checks", {}).items():
-        ext.set_health_probe(hc_id, url)
+    for hc_id, url in read_hooks(state_dir).get("health_checks", {}).items():
+        emulator.set_health_probe(hc_id, url)
 
 
 def serve(state_dir: Path) -> None:
-    from recovery.local import moto_extensions as ext
-    from recovery.local.moto_server import MotoServer
-
-    ext.install()
-    ext.configure(record_file=str(state_dir / "emulator-calls.jsonl"))
-    # Every request is authorised as AWS would (the program's policies, with conditions), and each
-    # decision recorded: tests/test_job_permissions.py reads them; an operator can too.
+    # The authoriser imports werkzeug (moto[server], a development dependency): imported here, in
+    # the daemon, so `local up|down|status` and activate() never need it.
     from recovery.local import iam
 
+    emulator.install()
+    emulator.configure(record_file=str(state_dir / "emulator-calls.jsonl"))
+    # Every request is authorised as AWS would (the program's policies, with conditions), and each
+    # decision recorded: tests/test_job_permissions.py reads them; an operator can too.
     iam.install(record_file=str(state_dir / AUTHORIZATION_FILE))
-    ext.set_master_password_hook(lambda cluster, pw: set_master_password(state_dir, cluster, pw))
-    from recovery.local.redis_cache import apply_auth_token  # issue 7: ROTATE/SET -> Redis ACL passwords
-
-    ext.set_auth_token_hook(lambda group, token, strategy: apply_auth_token(state_dir, group, token, strategy))
-    ext.set_promotion_hook(lambda cluster: _promote(state_dir, cluster))
+    emulator.set_master_password_hook(lambda cluster, pw: set_master_password(state_dir, cluster, pw))
+    # issue 7: ROTATE/SET -> Redis ACL passwords
+    emulator.set_auth_token_hook(lambda group, token, strategy: apply_auth_token(state_dir, group, token, strategy))
+    emulator.set_promotion_hook(lambda cluster: _promote(state_dir, cluster))
     server = MotoServer().start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -25,16 +25,24 @@ Sites are described by plain dicts (kept in ``state.json`` and ``hooks.json``):
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from recovery.local.node_process import NodeProcess, start_node
+from recovery.local.paths import local_dir, read_hooks
+from recovery.local.postgres_cluster import free_port, pg_bin
+from recovery.processes import pid_alive
 
 PG_OPTS = ("-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off "
            "-c max_wal_size=2GB -c hot_standby=on -c wal_keep_size=256MB")
@@ -45,8 +53,6 @@ class PromotionError(Exception):
 
 
 def _bin(name: str) -> str:
-    from recovery.local.postgres_cluster import pg_bin
-
     return pg_bin(name)
 
 
@@ -118,8 +124,6 @@ def pg_stop(site: dict[str, Any], mode: str = "fast") -> bool:
 
 def start_standby(state_dir: Path, primary: dict[str, Any]) -> dict[str, Any]:
     """A hot standby of ``primary`` on a free port; returns its site dict."""
-    from recovery.local.postgres_cluster import free_port
-
     run_as = primary.get("run_as")
     # As root the server runs as `postgres`, which cannot enter a private directory such as
     # /root/...: give it a directory of its own under the system temp dir (as environment.py does).
@@ -222,9 +226,6 @@ def sites_from_hooks(hooks: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def start_dr_node(state_dir: Path, standby: dict[str, Any], mine_interval: float) -> dict[str, Any]:
     """The DR site's simulated node: own (empty) data dir, indexing into the standby."""
-    from recovery.local.node_process import start_node
-    from recovery.local.postgres_cluster import free_port
-
     pgpass = state_dir / "pgpass-dr"
     fd = os.open(pgpass, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -242,9 +243,6 @@ def start_dr_node(state_dir: Path, standby: dict[str, Any], mine_interval: float
 
 def services_config(state_dir: Path, node: dict[str, Any]) -> Path:
     """Service control for the DR node (what systemctl is on a DR host)."""
-    import json
-    import sys
-
     py = sys.executable
     base = [py, "-m", "recovery.local.node_process"]
     start = [*base, "start", "--data-dir", node["data_dir"], "--run-dir", node["run_dir"], "--name", node["name"],
@@ -276,8 +274,6 @@ def start(state_dir: Path, primary_pg: dict[str, Any], mine_interval: float,
 
 def stop(state: dict[str, Any]) -> list[str]:
     """Stop the DR node and standby (safe to repeat); returns what was stopped."""
-    from recovery.local.node_process import NodeProcess
-
     stopped = []
     node = state.get("node") or {}
     if node.get("run_dir"):
@@ -308,8 +304,6 @@ def status(state: dict[str, Any], primary: dict[str, Any] | None = None) -> dict
         node_pid = int((Path(node["run_dir"]) / f"{node['name']}.pid").read_text().split()[0])
     except (KeyError, OSError, ValueError, IndexError):
         pass
-    from recovery.processes import pid_alive
-
     role = None
     if pg and running(pg):
         rec = in_recovery(pg)
@@ -328,9 +322,7 @@ def rejoin(state_dir: Path) -> dict[str, Any]:
     Aurora does this itself for a global database's old primary once its region recovers;
     `recovery failback` refuses, and prints this command, until it has happened.
     """
-    import json
-
-    sites = sites_from_hooks(json.loads((state_dir / "hooks.json").read_text()))
+    sites = sites_from_hooks(read_hooks(state_dir))
     writers = [s for s in sites.values() if running(s) and in_recovery(s) is False]
     if len(writers) != 1:
         raise PromotionError(f"expected one writer to re-seed from, found {len(writers)}")
@@ -346,12 +338,6 @@ def rejoin(state_dir: Path) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    import argparse
-    import json
-    import sys
-
-    from recovery.local.environment import local_dir
-
     ap = argparse.ArgumentParser(description="Local DR site maintenance")
     ap.add_argument("action", choices=["rejoin"])
     ap.add_argument("--dir", default=None, help="local environment directory [RECOVERY_LOCAL_DIR]")

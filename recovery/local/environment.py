@@ -34,10 +34,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from psycopg import sql
+
 from recovery.errors import InputError, LocalEnvError
+from recovery.local import deploy, dr_site
+from recovery.local.aws_daemon import set_master_password
+from recovery.local.node_process import NodeProcess, start_node
+# local_dir and read_state live in paths.py (a leaf, so the daemon, the DR site and the cache need
+# not import this module).
+from recovery.local.paths import local_dir, read_state, write_json
+from recovery.local.postgres_cluster import PostgresCluster, free_port, pg_bin
+from recovery.local.redis_cache import redis_status, start_redis, stop_redis
 from recovery.processes import pid_alive, stop_pid
-from recovery.stack import local_backend_url
-from recovery.stack import local_dir as stack_local_dir
 
 LOCAL_STACKS = ("local", "local-dr")
 PROJECT = "xai-dr"
@@ -45,18 +53,6 @@ MAINT_USER = "xai_control_plane"
 # Written first into every directory `up` makes. `down` deletes a directory only when it carries
 # this marker: `--dir` is user input, and a typo must never remove someone's files.
 MARKER = ".xai-recovery-local"
-
-
-def local_dir(path: str | os.PathLike[str] | None = None) -> Path:
-    return stack_local_dir(path)
-
-
-def _write_json(path: Path, doc: Any, mode: int = 0o600) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2, sort_keys=True, default=str)
-    tmp.replace(path)
 
 
 def _refuse_foreign(d: Path, verb: str, *, empty_ok: bool) -> None:
@@ -69,20 +65,6 @@ def _refuse_foreign(d: Path, verb: str, *, empty_ok: bool) -> None:
     if why:
         raise LocalEnvError(f"{why}; nothing was {verb}",
                             "pass the directory `recovery local up` made (--dir or RECOVERY_LOCAL_DIR)")
-
-
-def read_state(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    d = local_dir(path)
-    try:
-        return dict(json.loads((d / "state.json").read_text()))
-    except FileNotFoundError:
-        raise LocalEnvError(f"no local environment in {d}", "start one with `recovery local up`") from None
-    except ValueError as exc:
-        raise LocalEnvError(f"{d}/state.json is unreadable ({exc})", "run `recovery local down` then `recovery local up`") from None
-
-
-def backend_url(path: str | os.PathLike[str] | None = None) -> str:
-    return local_backend_url(path)
 
 
 CREDENTIALS_FILE = "aws-credentials"
@@ -135,7 +117,7 @@ def _node_services_config(d: Path, node: dict[str, Any]) -> Path:
     stop = [py, "-m", "recovery.local.node_process", "stop", "--run-dir", node["run_dir"], "--name", node["name"]]
     status = [py, "-m", "recovery.local.node_process", "status", "--run-dir", node["run_dir"], "--name", node["name"]]
     path = d / "services.json"
-    _write_json(path, {"timeout_seconds": 60, "services": [
+    write_json(path, {"timeout_seconds": 60, "services": [
         {"name": "xai-node", "stop": stop, "start": start, "status": status}]})
     return path
 
@@ -143,10 +125,6 @@ def _node_services_config(d: Path, node: dict[str, Any]) -> Path:
 def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0,
        progress: Any = None) -> dict[str, Any]:
     """Start everything and deploy both stacks into the emulator. Refuses when an environment already runs there."""
-    from recovery.local.node_process import start_node
-    from recovery.local.postgres_cluster import PostgresCluster, free_port
-    from recovery.local import deploy
-
     say = progress or (lambda _msg: None)
     d = local_dir(path)
     if (d / "state.json").exists():
@@ -154,9 +132,51 @@ def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0
         if any(pid_alive(previous.get(k, {}).get("pid")) for k in ("aws", "node")):
             raise LocalEnvError(f"a local environment already runs in {d}", "use it, or `recovery local down` first")
         down(d)
+    _check_prerequisites()
+    _refuse_foreign(d, "started", empty_ok=True)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / MARKER).write_text("made by `recovery local up`; `recovery local down` removes this directory\n")
+    state: dict[str, Any] = {"dir": str(d), "started_at": time.time(), "stacks": {}}
+    try:
+        say("starting the AWS emulator")
+        aws_log = d / "aws.log"
+        proc = _spawn([sys.executable, "-m", "recovery.local.aws_daemon", "--state-dir", str(d)], aws_log)
+        state["aws"] = _wait_file(d / "aws.json", proc, "AWS emulator", aws_log)
+        write_json(d / "state.json", state)
+        pg = _start_postgres(d, state, say)
+        services = _start_node(d, state, pg, mine_interval, say)
+        # DR site (issue 6, recovery/local/dr_site.py): hot standby + DR node
+        state["dr"] = dr_site.start(d, state["postgres"], mine_interval, say)
+        write_json(d / "state.json", state)
+        outputs = _deploy(d, state, pg, services, say)
+        # issue 7: a real redis-server behind the cache group (recovery/local/redis_cache.py)
+        state["redis"] = start_redis(d, state["aws"], outputs, say)
+        write_json(d / "state.json", state)
+        stacks_dir = d / "backend" / ".pulumi" / "stacks" / PROJECT
+        stacks_dir.mkdir(parents=True, exist_ok=True)
+        for stack, out in outputs.items():
+            write_json(stacks_dir / f"{stack}.json", _checkpoint(stack, out))
+        state["stacks"] = {s: {"services_config": out["services_config"]} for s, out in outputs.items()}
+        write_json(d / "hooks.json", _hooks(d, state, pg, outputs))
+        # The program generated the master password, as it does for Aurora: the local cluster takes it.
+        master = json.loads(deploy.generated_secret(outputs["local"]["db_secret_arn"], state["aws"]["endpoint"],
+                                                    state["aws"]["ca_bundle"]))
+        set_master_password(d, outputs["local"]["db_cluster_id"], master["password"])
+        state["ready_at"] = time.time()
+        write_json(d / "state.json", state)
+        return status(d)
+    except BaseException:
+        down(d)
+        raise
+
+
+def _check_prerequisites() -> None:
+    """Before anything starts: the emulator's authoriser and the PostgreSQL 15 binaries."""
+    # The authoriser imports werkzeug (moto[server], a development dependency); activate(), down
+    # and status must work without it, so it is imported only where `up` needs it.
     from recovery.local import iam
 
-    try:  # before anything starts: the emulator authorises every request with it
+    try:
         iam.check_prerequisites()
     except RuntimeError as exc:
         problem, _, fix = str(exc).partition("; ")
@@ -164,126 +184,95 @@ def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0
     if shutil.which("initdb") is None and not Path("/usr/lib/postgresql/15/bin/initdb").exists():
         raise InputError("PostgreSQL 15 server binaries (initdb, pg_ctl) are not installed",
                          "install postgresql-15 (Debian: apt-get install postgresql-15)")
-    _refuse_foreign(d, "started", empty_ok=True)
-    d.mkdir(parents=True, exist_ok=True)
-    (d / MARKER).write_text("made by `recovery local up`; `recovery local down` removes this directory\n")
-    started = time.time()
-    state: dict[str, Any] = {"dir": str(d), "started_at": started, "stacks": {}}
+
+
+def _start_postgres(d: Path, state: dict[str, Any], say: Any) -> PostgresCluster:
+    """The primary site's PostgreSQL 15, its maintenance superuser, and the pgpass file."""
+    say("starting PostgreSQL 15")
+    # As root the server runs as `postgres`, which cannot enter a private directory such as
+    # /root/...: give it a directory of its own under the system temp dir instead.
+    pg_base = Path(tempfile.mkdtemp(prefix="xai-local-pg-")) if os.geteuid() == 0 else d / "pg"
+    if os.geteuid() == 0:
+        os.chmod(pg_base, 0o755)
+    state["postgres"] = {"base": str(pg_base), "datadir": str(pg_base / "data"), "run_as": "postgres" if os.geteuid() == 0 else None}
+    write_json(d / "state.json", state)
     try:
-        say("starting the AWS emulator")
-        aws_log = d / "aws.log"
-        proc = _spawn([sys.executable, "-m", "recovery.local.aws_daemon", "--state-dir", str(d)], aws_log)
-        state["aws"] = _wait_file(d / "aws.json", proc, "AWS emulator", aws_log)
-        _write_json(d / "state.json", state)
+        pg = PostgresCluster(pg_base, password=secrets.token_urlsafe(24)).start()
+    except subprocess.CalledProcessError as exc:
+        detail = (exc.stderr or exc.stdout or "").strip().splitlines()
+        raise LocalEnvError(f"PostgreSQL failed to start: {detail[-1] if detail else exc}",
+                            f"see {pg_base}/log; is postgresql-15 installed?") from None
+    maint_password = secrets.token_urlsafe(24)
+    with pg.connect("postgres") as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+            sql.Identifier(MAINT_USER), sql.Literal(maint_password)))
+    state["postgres"] = {"base": str(pg_base), "host": pg.host, "port": pg.port, "datadir": str(pg.datadir), "user": pg.user,
+                         "password": pg.password, "dbname": pg.dbname, "maint_user": MAINT_USER,
+                         "maint_password": maint_password, "run_as": pg._run_as}
+    write_json(d / "state.json", state)
+    fd = os.open(d / "pgpass", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{pg.host}:{pg.port}:*:{pg.user}:{pg.password}\n")
+    return pg
 
-        say("starting PostgreSQL 15")
-        # As root the server runs as `postgres`, which cannot enter a private directory such as
-        # /root/...: give it a directory of its own under the system temp dir instead.
-        pg_base = Path(tempfile.mkdtemp(prefix="xai-local-pg-")) if os.geteuid() == 0 else d / "pg"
-        if os.geteuid() == 0:
-            os.chmod(pg_base, 0o755)
-        state["postgres"] = {"base": str(pg_base), "datadir": str(pg_base / "data"), "run_as": "postgres" if os.geteuid() == 0 else None}
-        _write_json(d / "state.json", state)
-        try:
-            pg = PostgresCluster(pg_base, password=secrets.token_urlsafe(24)).start()
-        except subprocess.CalledProcessError as exc:
-            detail = (exc.stderr or exc.stdout or "").strip().splitlines()
-            raise LocalEnvError(f"PostgreSQL failed to start: {detail[-1] if detail else exc}",
-                                f"see {pg_base}/log; is postgresql-15 installed?") from None
-        maint_password = secrets.token_urlsafe(24)
-        with pg.connect("postgres") as conn:
-            from psycopg import sql
 
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
-                sql.Identifier(MAINT_USER), sql.Literal(maint_password)))
-        state["postgres"] = {"base": str(pg_base), "host": pg.host, "port": pg.port, "datadir": str(pg.datadir), "user": pg.user,
-                             "password": pg.password, "dbname": pg.dbname, "maint_user": MAINT_USER,
-                             "maint_password": maint_password, "run_as": pg._run_as}
-        _write_json(d / "state.json", state)
-        pgpass = d / "pgpass"
-        fd = os.open(pgpass, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{pg.host}:{pg.port}:*:{pg.user}:{pg.password}\n")
+def _start_node(d: Path, state: dict[str, Any], pg: PostgresCluster, mine_interval: float, say: Any) -> Path:
+    """The primary site's simulated node, indexing into ``pg``; returns its services config."""
+    say("starting the simulated XAI node")
+    data_dir = d / "node" / "var" / "lib" / "xai" / "blockchain"
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    node_port = free_port()
+    pg_dsn = f"host={pg.host} port={pg.port} user={pg.user} dbname={pg.dbname} passfile={d / 'pgpass'}"
+    node = start_node(data_dir, node_port, pg_dsn, init=True, mine_interval=mine_interval, name="xai-node",
+                      run_dir=d / "node", log_path=d / "node.log")
+    state["node"] = {"pid": node.pid, "url": node.url, "port": node_port, "data_dir": str(data_dir),
+                     "run_dir": str(d / "node"), "name": "xai-node", "pg_dsn": pg_dsn,
+                     "mine_interval": mine_interval}
+    services = _node_services_config(d, state["node"])
+    write_json(d / "state.json", state)
+    return services
 
-        say("starting the simulated XAI node")
-        data_dir = d / "node" / "var" / "lib" / "xai" / "blockchain"
-        data_dir.parent.mkdir(parents=True, exist_ok=True)
-        node_port = free_port()
-        pg_dsn = f"host={pg.host} port={pg.port} user={pg.user} dbname={pg.dbname} passfile={pgpass}"
-        node = start_node(data_dir, node_port, pg_dsn, init=True, mine_interval=mine_interval, name="xai-node",
-                          run_dir=d / "node", log_path=d / "node.log")
-        state["node"] = {"pid": node.pid, "url": node.url, "port": node_port, "data_dir": str(data_dir),
-                         "run_dir": str(d / "node"), "name": "xai-node", "pg_dsn": pg_dsn,
-                         "mine_interval": mine_interval}
-        services = _node_services_config(d, state["node"])
-        _write_json(d / "state.json", state)
 
-        # --- DR site (issue 6, recovery/local/dr_site.py): hot standby + DR node ----------------
-        from recovery.local import dr_site
+def _deploy(d: Path, state: dict[str, Any], pg: PostgresCluster, services: Path, say: Any) -> dict[str, dict[str, Any]]:
+    """Deploy the Pulumi program into the emulator for both stacks; returns their outputs."""
+    say("deploying the Pulumi program into the emulator (both stacks)")
+    node, dr_pg, dr_node = state["node"], state["dr"]["postgres"], state["dr"]["node"]
+    deployed = deploy.deploy(state["aws"]["endpoint"], ca_bundle=state["aws"]["ca_bundle"], databases={
+        "local": {"port": pg.port}, "local-dr": {"port": dr_pg["port"]}}, bindings={
+        "local": {"db_endpoint": pg.host, "node_api_url": node["url"], "node_data_dir": node["data_dir"],
+                  "services_config": str(services)},
+        "local-dr": {"db_endpoint": pg.host, "node_api_url": dr_node["url"], "node_data_dir": dr_node["data_dir"],
+                     "services_config": state["dr"]["services_config"]}})
+    # Commands start from the on-call identity the stacks trust, never from the emulator's root.
+    state["oncall"] = {"arn": deployed.oncall.arn, "access_key_id": deployed.oncall.access_key_id,
+                       "secret_access_key": deployed.oncall.secret_access_key}
+    write_json(d / "state.json", state)
+    for out in deployed.outputs.values():
+        out.update(_aws_outputs(d, state["aws"], deployed.oncall))
+    return deployed.outputs
 
-        state["dr"] = dr_site.start(d, state["postgres"], mine_interval, say)
-        _write_json(d / "state.json", state)
-        dr_pg, dr_node = state["dr"]["postgres"], state["dr"]["node"]
-        # --- end DR site ------------------------------------------------------------------------
 
-        say("deploying the Pulumi program into the emulator (both stacks)")
-        deployed = deploy.deploy(state["aws"]["endpoint"], ca_bundle=state["aws"]["ca_bundle"], databases={
-            "local": {"port": pg.port}, "local-dr": {"port": dr_pg["port"]}}, bindings={
-            "local": {"db_endpoint": pg.host, "node_api_url": node.url, "node_data_dir": str(data_dir),
-                      "services_config": str(services)},
-            "local-dr": {"db_endpoint": pg.host, "node_api_url": dr_node["url"], "node_data_dir": dr_node["data_dir"],
-                         "services_config": state["dr"]["services_config"]}})
-        outputs = deployed.outputs
-        for out in outputs.values():
-            out.update(_aws_outputs(d, state["aws"], deployed.oncall))
-        # Commands start from the on-call identity the stacks trust, never from the emulator's root.
-        state["oncall"] = {"arn": deployed.oncall.arn, "access_key_id": deployed.oncall.access_key_id,
-                           "secret_access_key": deployed.oncall.secret_access_key}
-        _write_json(d / "state.json", state)
-        # -- issue 7: a real redis-server behind the cache group (recovery/local/redis_cache.py) --
-        from recovery.local.redis_cache import start_redis
-
-        state["redis"] = start_redis(d, state["aws"], outputs, say)
-        _write_json(d / "state.json", state)
-        # -- end issue 7 --
-        stacks_dir = d / "backend" / ".pulumi" / "stacks" / PROJECT
-        stacks_dir.mkdir(parents=True, exist_ok=True)
-        for stack, out in outputs.items():
-            _write_json(stacks_dir / f"{stack}.json", _checkpoint(stack, out))
-        state["stacks"] = {s: {"services_config": out["services_config"]} for s, out in outputs.items()}
-        hooks = {
-            "db_clusters": {out["db_cluster_id"]: {"host": pg.host, "port": out["db_port"], "master_user": pg.user,
-                                                    "maint_user": MAINT_USER, "maint_password": maint_password,
-                                                    "pgpass": str(pgpass) if out["role"] == "primary" else dr_node["pgpass"]}
-                            for out in outputs.values()},
-            # the global-cluster promotion hook (aws_daemon.py -> dr_site.promote)
-            "pg_sites": {outputs["local"]["db_cluster_id"]: {**state["postgres"], "name": "xai-local-db-primary"},
-                         outputs["local-dr"]["db_cluster_id"]: dr_pg},
-            "health_checks": {out["health_check_id"]: f"{out['node_api_url']}/api/v1/blockchain/info"
-                              for out in outputs.values()},
-        }
-        _write_json(d / "hooks.json", hooks)
-        # The program generated the master password, as it does for Aurora: the local cluster takes it.
-        from recovery.local.aws_daemon import set_master_password
-
-        master = json.loads(deploy.generated_secret(outputs["local"]["db_secret_arn"], state["aws"]["endpoint"],
-                                                    state["aws"]["ca_bundle"]))
-        set_master_password(d, outputs["local"]["db_cluster_id"], master["password"])
-        state["ready_at"] = time.time()
-        _write_json(d / "state.json", state)
-        return status(d)
-    except BaseException:
-        down(d)
-        raise
+def _hooks(d: Path, state: dict[str, Any], pg: PostgresCluster, outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """hooks.json: what the emulator's hooks act on (aws_daemon.py reads it at call time)."""
+    maint_password = state["postgres"]["maint_password"]
+    dr_pg, dr_node = state["dr"]["postgres"], state["dr"]["node"]
+    return {
+        "db_clusters": {out["db_cluster_id"]: {"host": pg.host, "port": out["db_port"], "master_user": pg.user,
+                                                "maint_user": MAINT_USER, "maint_password": maint_password,
+                                                "pgpass": str(d / "pgpass") if out["role"] == "primary" else dr_node["pgpass"]}
+                        for out in outputs.values()},
+        # the global-cluster promotion hook (aws_daemon.py -> dr_site.promote)
+        "pg_sites": {outputs["local"]["db_cluster_id"]: {**state["postgres"], "name": "xai-local-db-primary"},
+                     outputs["local-dr"]["db_cluster_id"]: dr_pg},
+        "health_checks": {out["health_check_id"]: f"{out['node_api_url']}/api/v1/blockchain/info"
+                          for out in outputs.values()},
+    }
 
 
 def down(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Stop every process of the environment and remove its directory. Safe to repeat.
 
     Refuses a directory that `up` did not make (no marker), before stopping anything."""
-    from recovery.local.node_process import NodeProcess
-    from recovery.local.postgres_cluster import pg_bin
-
     d = local_dir(path)
     _refuse_foreign(d, "stopped or removed", empty_ok=False)
     stopped: list[str] = []
@@ -302,8 +291,6 @@ def down(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
             pass
     stop_pid(node.get("pid"))
     if state.get("dr"):  # DR site (issue 6)
-        from recovery.local import dr_site
-
         stopped += dr_site.stop(state["dr"])
     pg = state.get("postgres") or {}
     datadir = pg.get("datadir") or str(d / "pg" / "data")
@@ -313,9 +300,7 @@ def down(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         stopped.append("postgres")
     if pg.get("base") and not Path(pg["base"]).is_relative_to(d):
         shutil.rmtree(pg["base"], ignore_errors=True)
-    from recovery.local.redis_cache import stop_redis  # issue 7
-
-    stopped += stop_redis(state)
+    stopped += stop_redis(state)  # issue 7
     aws = state.get("aws") or {}
     if pid_alive(aws.get("pid")):
         stop_pid(aws.get("pid"))
@@ -336,8 +321,6 @@ def _current_password(state: dict[str, Any]) -> str:
 
 def status(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """What runs, where and since when. The sandbox's throwaway PostgreSQL password is shown here."""
-    from recovery.local.redis_cache import redis_status  # issue 7
-
     state = read_state(path)
     pg = state.get("postgres", {})
     node = state.get("node", {})
@@ -367,6 +350,4 @@ def _dr_status(state: dict[str, Any]) -> dict[str, Any] | None:
     """The DR site's standby and node (recovery/local/dr_site.py), None before it started."""
     if not state.get("dr"):
         return None
-    from recovery.local import dr_site
-
     return dr_site.status(state["dr"], state.get("postgres"))

@@ -1,7 +1,8 @@
-"""A small threaded HTTP server that speaks the XAI node API (the DR plan's endpoints).
+"""A stub of the XAI node API (the DR plan's endpoints) that tests steer, in-process.
 
-Tests and the local mode start one on a free port and steer its state. It is a stub, not a node:
-the later simulated node can subclass ``NodeState`` / ``NodeApiStub`` and keep this wire format.
+Tests and benchmarks start one on a free port and steer its state. It is a stub, not a node (the
+simulated node is node_sim.py); both are served by the same server, recovery/local/node_api.py,
+so the stub's wire format is the node's.
 
     with NodeApiStub(block_height=100) as node:
         node.state.sync_towards(150, blocks_per_poll=10)   # height grows on each info request
@@ -18,8 +19,9 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
+
+from recovery.local.node_api import BadRequest, NodeApiServer, Request, Response, Routes, route
 
 
 @dataclass
@@ -60,71 +62,39 @@ class NodeState:
             "consensus_state": self.consensus_state,
         }
 
+    # -- the node API (recovery/local/node_api.py serves it)
+    def handle(self, request: Request) -> Response:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        with self.lock:
+            self.requests.append((request.method, request.target))
+            if self.failures:
+                status = self.failures.pop(0)
+                return Response(status, {"error": f"stub failure {status}"})
+            if self.garbage_next:
+                self.garbage_next -= 1
+                return Response(200, raw=b"<html>proxy error</html>")
+            return route(self._routes(), request)
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
+    def _routes(self) -> Routes:
+        return {
+            ("GET", "/api/v1/blockchain/info"): lambda _r: self.info(),
+            ("GET", "/api/v1/blockchain/verify"): lambda _r: {"is_valid": self.is_valid, "block_height": self.block_height},
+            ("GET", "/api/v1/network/info"): lambda _r: {"peer_count": self.peer_count},
+            ("GET", "/api/v1/mempool/info"): lambda _r: {"transaction_count": self.transaction_count},
+            ("GET", "/api/v1/node/status"): lambda _r: {"is_mining": self.is_mining},
+            ("POST", "/api/v1/network/rejoin"): self._rejoin,
+        }
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
-        pass
-
-    def _send(self, status: int, body: Any, raw: bytes | None = None) -> None:
-        data = raw if raw is not None else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json" if raw is None else "text/html")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _handle(self, method: str) -> None:
-        st = self.server.state
-        length = int(self.headers.get("Content-Length") or 0)
-        payload = self.rfile.read(length) if length else b""
-        if st.delay_s:
-            time.sleep(st.delay_s)
-        with st.lock:
-            st.requests.append((method, self.path))
-            if st.failures:
-                status = st.failures.pop(0)
-                self._send(status, {"error": f"stub failure {status}"})
-                return
-            if st.garbage_next:
-                st.garbage_next -= 1
-                self._send(200, None, raw=b"<html>proxy error</html>")
-                return
-            routes: dict[tuple[str, str], Callable[[], dict[str, Any]]] = {
-                ("GET", "/api/v1/blockchain/info"): st.info,
-                ("GET", "/api/v1/blockchain/verify"): lambda: {"is_valid": st.is_valid, "block_height": st.block_height},
-                ("GET", "/api/v1/network/info"): lambda: {"peer_count": st.peer_count},
-                ("GET", "/api/v1/mempool/info"): lambda: {"transaction_count": st.transaction_count},
-                ("GET", "/api/v1/node/status"): lambda: {"is_mining": st.is_mining},
-            }
-            if method == "POST" and self.path == "/api/v1/network/rejoin":
-                try:
-                    peers = json.loads(payload)["peer_addresses"]
-                    assert isinstance(peers, list)
-                except (ValueError, KeyError, TypeError, AssertionError):
-                    self._send(400, {"error": "expected {\"peer_addresses\": [...]}"})
-                    return
-                st.rejoined.append(peers)
-                self._send(200, {"status": "rejoining", "peer_addresses": peers})
-                return
-            route = routes.get((method, self.path))
-            if route is None:
-                self._send(404, {"error": f"no route {method} {self.path}"})
-                return
-            self._send(200, route())
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._handle("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._handle("POST")
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    state: NodeState
+    def _rejoin(self, request: Request) -> dict[str, Any]:
+        try:
+            peers = json.loads(request.body)["peer_addresses"]
+        except (ValueError, KeyError, TypeError):
+            peers = None
+        if not isinstance(peers, list):
+            raise BadRequest('expected {"peer_addresses": [...]}')
+        self.rejoined.append(peers)
+        return {"status": "rejoining", "peer_addresses": peers}
 
 
 class NodeApiStub:
@@ -132,27 +102,18 @@ class NodeApiStub:
 
     def __init__(self, state: NodeState | None = None, **fields: Any) -> None:
         self.state = state if state is not None else NodeState(**fields)
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.state = self.state
-        self._thread: threading.Thread | None = None
+        self._server = NodeApiServer(("127.0.0.1", 0), self.state)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.url
 
     def start(self) -> NodeApiStub:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="node-api-stub", daemon=True
-        )
-        self._thread.start()
+        self._server.start(name="node-api-stub")
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
+        self._server.stop()
 
     def __enter__(self) -> NodeApiStub:
         return self.start()

@@ -11,6 +11,7 @@ and port files. The PostgreSQL password goes to the child through PGPASSWORD, ne
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -19,10 +20,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-
-from recovery.processes import pid_alive
 from pathlib import Path
 from typing import Any
+
+from recovery.processes import pid_alive
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -201,8 +202,6 @@ def main(argv: list[str] | None = None) -> int:
     ``start`` returns once the API answers and leaves the node running in its own session;
     unknown options are passed to the node. PGPASSWORD is inherited from the environment.
     """
-    import argparse
-
     p = argparse.ArgumentParser(prog="python -m recovery.local.node_process")
     sub = p.add_subparsers(dest="cmd", required=True)
     st = sub.add_parser("start")

@@ -38,159 +38,37 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import ipaddress
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from recovery.processes import pid_alive
 from recovery.local.chain import (
     GENESIS, Block, ChainMissing, ChainStore, init_chain, verify_chain_file,
 )
+from recovery.local.chain_index import Indexer
+from recovery.local.node_api import BadRequest, NodeApiServer, Request, Response, Routes, Unavailable, one_line, route
+from recovery.local.node_peers import PeerTable, parse_peer_address, parse_rejoin
+# The launcher lives in node_process; re-exported for convenience.
+from recovery.local.node_process import NodeProcess, start_node
+from recovery.processes import pid_alive
 
 log = logging.getLogger("xai.node")
 
 VERSION = "xai-node-sim/1"
 NETWORK = "xai-local"
 MAX_BLOCKS_PER_REQUEST = 500
-MAX_REJOIN_PEERS = 64
 MEMPOOL_MAX = 5000
 TX_PER_BLOCK = 5
 TX_PER_PEER_PER_S = 0.5  # transactions relayed by each connected peer
-
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-
-
-class BadRequest(Exception):
-    """A request the node refuses; the message is what the client sees (HTTP 400)."""
-
-
-# -- peers --------------------------------------------------------------------------------------
-
-
-def parse_peer_address(value: Any, where: str) -> str:
-    """'host:port' (IPv4, [IPv6] or a hostname) -> normalized string; BadRequest otherwise."""
-    if not isinstance(value, str) or not value.strip():
-        raise BadRequest(f"{where} must be a non-empty string like 10.0.1.11:8333, got {value!r}")
-    text = value.strip()
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise BadRequest(f"{where} {text!r}: expected [IPv6]:port")
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise BadRequest(f"{where} {text!r}: {host!r} is not an IPv6 address") from None
-        host = f"[{host.lower()}]"
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep or not host:
-            raise BadRequest(f"{where} {text!r}: expected HOST:PORT, e.g. 10.0.1.11:8333")
-        if re.fullmatch(r"[0-9.]+", host):
-            try:
-                ipaddress.IPv4Address(host)
-            except ValueError:
-                raise BadRequest(f"{where} {text!r}: {host!r} is not a valid IPv4 address") from None
-        elif not _HOSTNAME_RE.match(host):
-            raise BadRequest(f"{where} {text!r}: {host!r} is not a valid host name")
-        host = host.lower()
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise BadRequest(f"{where} {text!r}: port must be a number from 1 to 65535")
-    return f"{host}:{int(port)}"
-
-
-def parse_rejoin(body: bytes) -> list[str]:
-    try:
-        data = json.loads(body or b"null")
-    except ValueError:
-        raise BadRequest('body is not JSON; expected {"peer_addresses": ["HOST:PORT", ...]}') from None
-    if not isinstance(data, dict) or "peer_addresses" not in data:
-        raise BadRequest('expected a JSON object {"peer_addresses": ["HOST:PORT", ...]}')
-    peers = data["peer_addresses"]
-    if not isinstance(peers, list) or not peers:
-        raise BadRequest("peer_addresses must be a non-empty list of HOST:PORT strings")
-    if len(peers) > MAX_REJOIN_PEERS:
-        raise BadRequest(f"peer_addresses has {len(peers)} entries; at most {MAX_REJOIN_PEERS} are accepted")
-    out: list[str] = []
-    for i, p in enumerate(peers):
-        addr = parse_peer_address(p, f"peer_addresses[{i}]")
-        if addr in out:
-            raise BadRequest(f"peer_addresses[{i}] {p!r} is a duplicate of peer_addresses[{out.index(addr)}]")
-        out.append(addr)
-    return out
-
-
-class PeerTable:
-    """Simulated peer connections: partition drops them, healing reconnects one per interval."""
-
-    def __init__(self, addresses: list[str], target: int, heal_interval_s: float) -> None:
-        self.lock = threading.Lock()
-        self.addresses = list(addresses)
-        self.target = max(target, len(addresses))
-        self.heal_interval_s = heal_interval_s
-        self.connected = self.target  # a node starts connected to its network
-        self.partitioned = False
-        self.heal_at: float | None = None
-        self._next_connect = 0.0
-
-    def _all_addresses(self) -> list[str]:
-        # The given addresses first, then peers "discovered" through them.
-        sim = [f"10.{i // 250}.{i % 250 + 1}.11:8333" for i in range(self.target)]
-        return (self.addresses + [a for a in sim if a not in self.addresses])[: self.target]
-
-    def tick(self, now: float) -> None:
-        with self.lock:
-            if self.partitioned and self.heal_at is not None and now >= self.heal_at:
-                self.partitioned, self.heal_at = False, None
-                self._next_connect = now + self.heal_interval_s
-            if not self.partitioned and self.connected < self.target and now >= self._next_connect:
-                self.connected += 1
-                self._next_connect = now + self.heal_interval_s
-
-    def partition(self, heal_after_s: float | None) -> None:
-        with self.lock:
-            self.partitioned, self.connected = True, 0
-            self.heal_at = None if heal_after_s is None else time.monotonic() + heal_after_s
-
-    def heal(self) -> None:
-        with self.lock:
-            if self.partitioned or self.connected < self.target:
-                self._next_connect = time.monotonic() + self.heal_interval_s
-            self.partitioned, self.heal_at = False, None
-
-    def rejoin(self, addresses: list[str]) -> None:
-        with self.lock:
-            self.addresses = list(addresses)
-            self.target = max(self.target, len(addresses))
-            self.connected = min(self.connected, self.target)
-            self.partitioned, self.heal_at = False, None
-            self._next_connect = time.monotonic() + self.heal_interval_s
-
-    def snapshot(self) -> dict[str, Any]:
-        with self.lock:
-            peers = self._all_addresses()[: self.connected]
-            return {
-                "peer_count": self.connected,
-                "peers": [{"address": a, "connected": True} for a in peers],
-                "target_peer_count": self.target,
-                "configured_peers": list(self.addresses),
-                "partitioned": self.partitioned,
-                "healing": (not self.partitioned) and self.connected < self.target,
-                "heal_at_in_s": None if self.heal_at is None else round(max(0.0, self.heal_at - time.monotonic()), 2),
-            }
-
 
 # -- the node -----------------------------------------------------------------------------------
 
@@ -223,8 +101,6 @@ class Node:
             self._save_peers(peers_given)
         self.indexer = None
         if args.pg_dsn:
-            from recovery.local.chain_index import Indexer
-
             self.indexer = Indexer(args.pg_dsn, self.store, miner=self.identity["miner_address"])
         self._threads: list[threading.Thread] = []
 
@@ -299,6 +175,24 @@ class Node:
         if self.reference_url and self.reference_height is not None and height < self.reference_height:
             return "behind the reference"
         return None
+
+    # -- the node API (recovery/local/node_api.py serves it)
+    def handle(self, request: Request) -> Response:
+        return route(self._routes(), request)
+
+    def _routes(self) -> Routes:
+        return {
+            ("GET", "/api/v1/blockchain/info"): lambda _r: self.info(),
+            ("GET", "/api/v1/blockchain/verify"): lambda _r: self.verify(),
+            ("GET", "/api/v1/network/info"): lambda _r: self.network_info(),
+            ("GET", "/api/v1/mempool/info"): lambda _r: self.mempool_info(),
+            ("GET", "/api/v1/node/status"): lambda _r: self.node_status(),
+            ("GET", "/api/v1/blocks"): lambda r: self.blocks(r.query),
+            ("POST", "/api/v1/network/rejoin"): lambda r: self.rejoin(r.body),
+            ("POST", "/admin/partition"): lambda r: self.admin_partition(r.body),
+            ("POST", "/admin/heal"): lambda r: self.admin_heal(r.body),
+            ("POST", "/admin/mining"): lambda r: self.admin_mining(r.body),
+        }
 
     # -- API bodies
     def info(self) -> dict[str, Any]:
@@ -498,7 +392,7 @@ class Node:
                     raise ValueError(f"reference block_height is {ref_h!r}")
                 self.reference_height, self.reference_error = ref_h, None
             except (OSError, ValueError, urllib.error.URLError) as exc:
-                msg = _one_line(exc)
+                msg = one_line(exc)
                 if msg != self.reference_error:
                     log.warning("reference %s unreachable: %s", self.reference_url, msg)
                 self.reference_error = msg
@@ -508,7 +402,7 @@ class Node:
             except ChainMissing:
                 continue  # no chain: reported through the API; a restore puts one back
             except (OSError, ValueError, urllib.error.URLError) as exc:
-                self.sync_error = f"sync from reference failed: {_one_line(exc)}"
+                self.sync_error = f"sync from reference failed: {one_line(exc)}"
                 log.warning("%s", self.sync_error)
 
     def _sync_once(self, ref_h: int) -> None:
@@ -553,77 +447,6 @@ class Node:
         raise ValueError("the reference has a different genesis block; refusing to replace the whole chain")
 
 
-class Unavailable(Exception):
-    """The node cannot serve this now (HTTP 503)."""
-
-
-# -- HTTP ---------------------------------------------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        log.debug("%s - %s", self.address_string(), format % args)
-
-    def _send(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _dispatch(self, method: str) -> None:
-        node = self.server.node
-        url = urllib.parse.urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        gets: dict[str, Callable[[], dict[str, Any]]] = {
-            "/api/v1/blockchain/info": node.info,
-            "/api/v1/blockchain/verify": node.verify,
-            "/api/v1/network/info": node.network_info,
-            "/api/v1/mempool/info": node.mempool_info,
-            "/api/v1/node/status": node.node_status,
-            "/api/v1/blocks": lambda: node.blocks(urllib.parse.parse_qs(url.query)),
-        }
-        posts: dict[str, Callable[[bytes], dict[str, Any]]] = {
-            "/api/v1/network/rejoin": node.rejoin,
-            "/admin/partition": node.admin_partition,
-            "/admin/heal": node.admin_heal,
-            "/admin/mining": node.admin_mining,
-        }
-        try:
-            if method == "GET" and url.path in gets:
-                self._send(200, gets[url.path]())
-            elif method == "POST" and url.path in posts:
-                self._send(200, posts[url.path](body))
-            elif url.path in gets or url.path in posts:
-                self._send(405, {"error": f"{method} not allowed on {url.path}"})
-            else:
-                self._send(404, {"error": f"no route {method} {url.path}"})
-        except BadRequest as exc:
-            self._send(400, {"error": str(exc)})
-        except Unavailable as exc:
-            self._send(503, {"error": str(exc)})
-        except Exception as exc:  # noqa: BLE001
-            log.exception("error serving %s %s", method, url.path)
-            self._send(500, {"error": _one_line(exc)})
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._dispatch("POST")
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    node: Node
-
-
 # -- helpers ------------------------------------------------------------------------------------
 
 
@@ -637,10 +460,6 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")
     return data
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -700,11 +519,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bad option: {exc}", file=sys.stderr)
         return 2
     try:
-        server = _Server((args.host, args.port), _Handler)
+        server = NodeApiServer((args.host, args.port), node)
     except OSError as exc:
         print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 3
-    server.node = node
     port = int(server.server_address[1])
 
     stop = threading.Event()
@@ -713,8 +531,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _atomic_write(pid_file, f"{os.getpid()}\n")
     node.start_background()
-    srv = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True)
-    srv.start()
+    server.start(name="http", poll_interval=0.1)
     _atomic_write(port_file, f"{port}\n")  # written last: the node answers once this exists
     log.info("node %s listening on http://%s:%d (data %s, pid %d)", args.name, args.host, port, data_dir, os.getpid())
     try:
@@ -722,8 +539,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
     finally:
         log.info("stopping")
-        server.shutdown()
-        server.server_close()
+        server.stop()
         node.stop_background()
         for f in (port_file, pid_file):
             try:
@@ -734,11 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("stopped cleanly")
     return 0
 
-
-# The launcher lives in node_process; re-exported for convenience.
-from recovery.local.node_process import NodeProcess, start_node  # noqa: E402
-
-__all__ = ["Node", "NodeProcess", "PeerTable", "main", "parse_peer_address", "parse_rejoin", "start_node"]
+__all__ = ["BadRequest", "Node", "NodeProcess", "PeerTable", "Unavailable", "main", "parse_peer_address",
+           "parse_rejoin", "start_node"]
 
 if __name__ == "__main__":
     sys.exit(main())

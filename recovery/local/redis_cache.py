@@ -21,12 +21,20 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+from recovery.cache import CacheTarget, _cmd
+from recovery.local.deploy import admin_client
+from recovery.local.emulator import cache_auth_tokens
+from recovery.local.paths import local_dir
+from recovery.local.postgres_cluster import free_port
+from recovery.processes import pid_alive, stop_pid
 
 REDIS_FILE = "redis.json"
 ADMIN_USER = "xai_control_plane"
@@ -49,8 +57,6 @@ def _acl(admin_password: str, tokens: list[str]) -> list[str]:
 
 
 def _admin_call(host: str, port: int, admin_password: str, *cmd: str) -> None:
-    from recovery.cache import _cmd
-
     with socket.create_connection((host, port), timeout=5) as s:
         f = s.makefile("rb")
         for parts in (("AUTH", ADMIN_USER, admin_password), cmd):
@@ -65,10 +71,6 @@ def start_redis(d: Path, aws: dict[str, Any], outputs: dict[str, dict[str, Any]]
     """Start redis-server for the `local` stack's cache group; return its state entry.
 
     `aws` is the emulator's entry in the environment's state (endpoint, ca_bundle)."""
-    from recovery.local.deploy import admin_client
-
-    from recovery.local.postgres_cluster import free_port
-
     exe = _redis_bin()
     if exe is None:
         say(f"cache: {NOT_INSTALLED}")
@@ -77,8 +79,6 @@ def start_redis(d: Path, aws: dict[str, Any], outputs: dict[str, dict[str, Any]]
     out = outputs["local"]
     sm = admin_client("secretsmanager", out["region"], aws["endpoint"], aws.get("ca_bundle"))
     token = sm.get_secret_value(SecretId=out["cache_secret_arn"], VersionStage="AWSCURRENT")["SecretString"]
-    import secrets
-
     admin_password = secrets.token_urlsafe(24)
     port = free_port()
     rdir = d / "redis"
@@ -116,15 +116,13 @@ def start_redis(d: Path, aws: dict[str, Any], outputs: dict[str, dict[str, Any]]
 def apply_auth_token(state_dir: Path, group_id: str, token: str | None, strategy: str) -> None:
     """The emulator's auth-token hook: ROTATE keeps the previous token and adds the new one
     (ACL with two passwords), SET keeps only the new one, DELETE removes AUTH."""
-    from recovery.local import moto_extensions as ext
-
     try:
         cfg = json.loads((state_dir / REDIS_FILE).read_text())
     except (OSError, ValueError):
         return  # no redis-server behind this environment: recording the call is all there is
     if cfg.get("group_id") != group_id:
         return
-    current = ext.cache_auth_tokens(group_id)  # before the extension applies this call
+    current = cache_auth_tokens(group_id)  # before the extension applies this call
     if strategy == "ROTATE" and token:
         tokens = [t for t in current if t != token][-1:] + [token]
     elif strategy == "SET" and token:
@@ -136,9 +134,6 @@ def apply_auth_token(state_dir: Path, group_id: str, token: str | None, strategy
 
 def backed_target(outputs: Any) -> Any:
     """The CacheTarget of a local stack's cache group, or None when no redis-server backs it."""
-    from recovery.cache import CacheTarget
-    from recovery.local.environment import local_dir
-
     try:
         cfg = json.loads((local_dir() / REDIS_FILE).read_text())
     except (OSError, ValueError):
@@ -149,8 +144,6 @@ def backed_target(outputs: Any) -> Any:
 
 
 def stop_redis(state: dict[str, Any]) -> list[str]:
-    from recovery.processes import pid_alive, stop_pid
-
     pid = (state.get("redis") or {}).get("pid")
     if pid_alive(pid):
         stop_pid(pid)
@@ -159,8 +152,6 @@ def stop_redis(state: dict[str, Any]) -> list[str]:
 
 
 def redis_status(state: dict[str, Any]) -> dict[str, Any]:
-    from recovery.processes import pid_alive
-
     r = state.get("redis") or {}
     if not r.get("running"):
         return {"running": False, "note": r.get("note", NOT_INSTALLED)}
