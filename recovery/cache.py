@@ -82,6 +82,24 @@ class _Conn:
             pass
 
 
+def answers(target: CacheTarget, timeout: float = 2.0) -> bool:
+    """True if a Redis server answers PING at ``target`` (any reply counts, NOAUTH included).
+
+    No token is sent: this only tells a real Redis from an endpoint nothing (or no Redis) listens on,
+    as with a local stack whose cache group no redis-server backs."""
+    try:
+        conn = _Conn(target, timeout=timeout)
+    except CacheError:
+        return False
+    try:
+        conn.call("PING")
+        return True
+    except CacheError:
+        return False
+    finally:
+        conn.close()
+
+
 def token_works(target: CacheTarget, token: str) -> bool:
     """True if Redis accepts AUTH with ``token`` (the default user's password)."""
     redact.register(token)

@@ -12,6 +12,9 @@ import html
 from datetime import datetime, timezone
 from typing import Any
 
+from recovery.reports.render import (Code, Document, Figure, Items, Paragraph, Section, Span, Strong, Table,
+                                     html_page, markdown)
+
 # The DR plan's "Continuous Improvement" list, left for people to fill in after every drill.
 REVIEW_PROMPTS = (
     "Review all actions taken",
@@ -64,37 +67,58 @@ def objective_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _verdict_cell(ok: bool | None) -> Span:
+    v = _verdict(ok)
+    return Span(v, v.lower().replace("/", ""))
+
+
+def _scenario(sc: dict[str, Any]) -> Section:
+    blocks: list[Any] = []
+    if sc.get("description"):
+        blocks.append(Paragraph(sc["description"]))
+    if sc.get("detection"):
+        blocks.append(Paragraph(f"Detected by: {sc['detection']}"))
+    if sc.get("error"):
+        blocks.append(Paragraph([Strong("Failed:"), f" {sc['error']}"], cls="fail"))
+    rows = []
+    for st in sc.get("steps", []):
+        d = None if st.get("ended_at") is None else st["ended_at"] - st["started_at"]
+        rows.append([st["name"], _ts(st["started_at"]), _dur(d), str(st.get("result", "-"))])
+    blocks.append(Table(["step", "start", "duration", "result"], rows))
+    return Section(sc["name"], blocks)
+
+
+def document(record: dict[str, Any]) -> Document:
+    """The drill report as a document: both renderings come from it."""
+    verdict = _verdict(record.get("passed"))
+    objectives = Table(["scenario", "component", "RTO", "target", "", "RPO", "target", "", "result"], [
+        [r["scenario"], r["component"], r["rto"], r["rto_target"], _verdict_cell(r["rto_ok"]),
+         r["rpo"], r["rpo_target"], _verdict_cell(r["rpo_ok"]), Span(r["result"], r["result"].lower())]
+        for r in objective_rows(record)])
+    review = [Paragraph("For people to fill in (the DR plan's continuous-improvement list):"),
+              Items([[Strong(f"{p}:")] for p in REVIEW_PROMPTS], blank=True)]
+    return Document(
+        title=["DR drill ", Code(str(record["drill"])), " on stack ", Code(str(record["stack"])), ": ",
+               Span(verdict, verdict.lower())],
+        summary=[("Started", _ts(record.get("started_at"))), ("Ended", _ts(record.get("ended_at"))),
+                 ("Record", Code(str(record.get("record_key", "-"))))],
+        sections=[Section("Measured RTO and RPO against the objectives", [objectives]),
+                  Section("Timeline", [Figure(_timeline_svg(record), alt="The steps' timeline is drawn in the HTML report.")]),
+                  Section("Scenarios", [_scenario(sc) for sc in record.get("scenarios", [])]),
+                  Section("Post-drill review (for people to fill in)", review)],
+        css=CSS)
+
+
+CSS = """h1 .pass, td.pass { color: #2e7d32; font-weight: bold; }
+h1 .fail, td.fail, p.fail { color: #c62828; font-weight: bold; }"""
+
+
 def render_markdown(record: dict[str, Any]) -> str:
-    lines = [
-        f"# DR drill `{record['drill']}` on stack `{record['stack']}`: {_verdict(record.get('passed'))}",
-        "",
-        f"- Started: {_ts(record.get('started_at'))}",
-        f"- Ended: {_ts(record.get('ended_at'))}",
-        f"- Record: `{record.get('record_key', '-')}`",
-        "",
-        "## Measured RTO and RPO against the objectives",
-        "",
-        "| scenario | component | RTO | target | | RPO | target | | result |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in objective_rows(record):
-        lines.append(f"| {r['scenario']} | {r['component']} | {r['rto']} | {r['rto_target']} | {_verdict(r['rto_ok'])} "
-                     f"| {r['rpo']} | {r['rpo_target']} | {_verdict(r['rpo_ok'])} | {r['result']} |")
-    for sc in record.get("scenarios", []):
-        lines += ["", f"## {sc['name']}", ""]
-        if sc.get("description"):
-            lines += [sc["description"], ""]
-        if sc.get("detection"):
-            lines += [f"Detected by: {sc['detection']}", ""]
-        if sc.get("error"):
-            lines += [f"**Failed:** {sc['error']}", ""]
-        lines += ["| step | start | duration | result |", "|---|---|---|---|"]
-        for st in sc.get("steps", []):
-            d = None if st.get("ended_at") is None else st["ended_at"] - st["started_at"]
-            lines.append(f"| {st['name']} | {_ts(st['started_at'])} | {_dur(d)} | {st.get('result', '-')} |")
-    lines += ["", "## Post-drill review (for people to fill in)", ""]
-    lines += [f"- **{p}:** " for p in REVIEW_PROMPTS]
-    return "\n".join(lines) + "\n"
+    return markdown(document(record))
+
+
+def render_html(record: dict[str, Any]) -> str:
+    return html_page(document(record))
 
 
 def _timeline_svg(record: dict[str, Any]) -> str:
@@ -130,53 +154,3 @@ def _timeline_svg(record: dict[str, Any]) -> str:
         parts.append(f'<text x="{x:.1f}" y="{axis_y + 16}" font-size="11" text-anchor="middle">+{_dur(frac * span)}</text>')
     parts.append("</svg>")
     return "".join(parts)
-
-
-def render_html(record: dict[str, Any]) -> str:
-    e = html.escape
-    verdict = _verdict(record.get("passed"))
-    rows = "".join(
-        f"<tr><td>{e(r['scenario'])}</td><td>{e(r['component'])}</td><td>{e(r['rto'])}</td><td>{e(r['rto_target'])}</td>"
-        f"<td class='{_verdict(r['rto_ok']).lower().replace('/', '')}'>{_verdict(r['rto_ok'])}</td>"
-        f"<td>{e(r['rpo'])}</td><td>{e(r['rpo_target'])}</td>"
-        f"<td class='{_verdict(r['rpo_ok']).lower().replace('/', '')}'>{_verdict(r['rpo_ok'])}</td>"
-        f"<td class='{r['result'].lower().replace('/', '')}'>{r['result']}</td></tr>"
-        for r in objective_rows(record)
-    )
-    details = "".join(
-        f"<h3>{e(sc['name'])}</h3>"
-        + (f"<p>{e(sc['description'])}</p>" if sc.get("description") else "")
-        + (f"<p>Detected by: {e(sc['detection'])}</p>" if sc.get("detection") else "")
-        + (f"<p class='fail'>Failed: {e(sc['error'])}</p>" if sc.get("error") else "")
-        for sc in record.get("scenarios", [])
-    )
-    prompts = "".join(f"<li><b>{e(p)}:</b> <span class='blank'></span></li>" for p in REVIEW_PROMPTS)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>DR drill {e(record['drill'])} on {e(record['stack'])}: {verdict}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1100px; }}
-h1 .pass, td.pass {{ color: #2e7d32; font-weight: bold; }}
-h1 .fail, td.fail, p.fail {{ color: #c62828; font-weight: bold; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; }}
-th {{ background: #f3f3f3; }}
-.blank {{ display: inline-block; min-width: 30em; border-bottom: 1px dotted #999; }}
-.meta {{ color: #555; }}
-</style></head><body>
-<h1>DR drill <code>{e(record['drill'])}</code> on stack <code>{e(record['stack'])}</code>:
-<span class="{verdict.lower()}">{verdict}</span></h1>
-<p class="meta">Started {_ts(record.get('started_at'))}, ended {_ts(record.get('ended_at'))}.
-Record <code>{e(str(record.get('record_key', '-')))}</code>.</p>
-<h2>Measured RTO and RPO against the objectives</h2>
-<table><tr><th>scenario</th><th>component</th><th>RTO</th><th>target</th><th></th><th>RPO</th><th>target</th><th></th><th>result</th></tr>
-{rows}</table>
-<h2>Timeline</h2>
-{_timeline_svg(record)}
-<h2>Scenarios</h2>
-{details}
-<h2>Post-drill review</h2>
-<p>For people to fill in (the DR plan's continuous-improvement list):</p>
-<ul>{prompts}</ul>
-</body></html>
-"""

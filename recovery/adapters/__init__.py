@@ -1,0 +1,1 @@
+"""Adapters: the AWS and service calls that runbooks make, one module per service."""
