@@ -14,7 +14,8 @@ changes: ROTATE -> the default user accepts the previous and the new token (two 
 SET -> only the new one, DELETE -> no password.
 
 When redis-server is not installed nothing starts; ``state["redis"]`` says so and the rotation
-reports its cache steps as skipped with that note (:func:`backed_target` returns None).
+reports its cache steps as skipped with that note (the rotation finds no answering cache at the
+stack's cache endpoint, recovery/runbooks/rotate.py).
 """
 
 from __future__ import annotations
@@ -130,17 +131,6 @@ def apply_auth_token(state_dir: Path, group_id: str, token: str | None, strategy
     else:
         tokens = []
     _admin_call(cfg["host"], int(cfg["port"]), cfg["admin_password"], *_acl(cfg["admin_password"], tokens))
-
-
-def backed_target(outputs: Any) -> Any:
-    """The CacheTarget of a local stack's cache group, or None when no redis-server backs it."""
-    try:
-        cfg = json.loads((local_dir() / REDIS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if cfg.get("group_id") != outputs.cache_replication_group_id or not cfg.get("running"):
-        return None
-    return CacheTarget(str(cfg["host"]), int(cfg["port"]), tls=False)
 
 
 def stop_redis(state: dict[str, Any]) -> list[str]:
