@@ -30,10 +30,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from recovery.cache import CacheTarget, _cmd
+from recovery.cache import _cmd
 from recovery.local.deploy import admin_client
 from recovery.local.emulator import cache_auth_tokens
-from recovery.local.paths import local_dir
 from recovery.local.postgres_cluster import free_port
 from recovery.processes import pid_alive, stop_pid
 
