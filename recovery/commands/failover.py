@@ -15,7 +15,7 @@ from recovery.commands.params import DURATION
 
 
 def _options(f: Any) -> Any:
-    f = click.option("--data-dir", type=click.Path(file_okay=False),
+    f = click.option("--data-dir", type=click.Path(file_okay=False), metavar="DIR",
                      help="The target node's data directory, for restoring its chain data on this host "
                           "(default: the stack's node_data_dir output, which local stacks have).")(f)
     f = click.option("--peer-services-config", type=click.Path(dir_okay=False),
