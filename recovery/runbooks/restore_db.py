@@ -443,7 +443,7 @@ def restore_db(outputs: StackOutputs, opts: DbRestoreOptions, store: JournalStor
     """Run (or dry-run) the restore; returns (journal, None) or (None, plan)."""
     r = build(outputs, opts)
     rb = r.runbook()
-    if rb._resumable(store) is None:  # a resumed run may find its own restored database in place
+    if rb.resumable(store) is None:  # a resumed run may find its own restored database in place
         r.needs_force(reporter, dry_run)
     if dry_run:
         return execute(rb, store, yes=yes, dry_run=True, reporter=reporter)
