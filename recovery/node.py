@@ -172,6 +172,18 @@ class NodeClient:
         path = "/api/v1/node/status"
         return bool(self._field(self._get(path), path, "is_mining", bool))
 
+    def tip(self) -> tuple[int, str | None]:
+        """Height and tip hash from one read of the info endpoint, so both name the same block."""
+        path = "/api/v1/blockchain/info"
+        data = self._get(path)
+        tip_hash = data.get("tip_hash")
+        return self._field(data, path, "block_height", int), str(tip_hash) if tip_hash is not None else None
+
+    def blocks(self, from_height: int, limit: int = 1) -> list[dict[str, Any]]:
+        """Up to ``limit`` blocks from ``from_height`` up (``GET /api/v1/blocks``)."""
+        blocks = self._get(f"/api/v1/blocks?from={int(from_height)}&limit={int(limit)}").get("blocks") or []
+        return [b for b in blocks if isinstance(b, dict)]
+
     def rejoin(self, peer_addresses: list[str]) -> dict[str, Any]:
         """POST /api/v1/network/rejoin with ``{"peer_addresses": [...]}``; returns the answer."""
         if not peer_addresses or not all(isinstance(p, str) and p for p in peer_addresses):

@@ -239,20 +239,20 @@ def test_the_primarys_backup_lock_does_not_follow_it_to_the_dr_site(moto_server:
 
 
 def test_the_failover_lock_takes_over_an_expired_lock_only_when_told(site: Site, caplog: pytest.LogCaptureFixture) -> None:
-    """FailoverLock is S3Lock with a stricter policy: a dead holder here yes, an expired one only with the flag."""
-    from recovery.runbooks.failover import FailoverLock
+    """The failover's lock is S3Lock with take_over_expired from --take-over-stale: a dead holder here
+    is taken over always, an expired one only with the flag."""
 
     site.act_as("backup")  # any role that may write this bucket's backup locks will do for the class
     s3 = client("s3", "us-east-1")
     _holder(site, LOCK, expires_at="2026-01-01T00:15:00Z", host="other-host", pid=4242)
     with pytest.raises(LockHeldError, match="is stale .* rerun with --take-over-stale"):
-        FailoverLock(s3, site.bucket, LOCK, renew=False, purpose="failback lock").acquire()
+        S3Lock(s3, site.bucket, LOCK, renew=False, purpose="failback lock", take_over_expired=False).acquire()
     with caplog.at_level("WARNING"):
-        lock = FailoverLock(s3, site.bucket, LOCK, renew=False, purpose="failback lock", allow_takeover=True).acquire()
+        lock = S3Lock(s3, site.bucket, LOCK, renew=False, purpose="failback lock", take_over_expired=True).acquire()
     assert "took over the stale failback lock, held by ops@db-host-2 pid 4242" in caplog.text
     lock.release()
     proc = subprocess.Popen(["sleep", "0"])
     start = start_ticks(proc.pid)
     proc.wait()
     _holder(site, LOCK, **_this_host(proc.pid, start))  # unexpired, but its process is gone
-    FailoverLock(s3, site.bucket, LOCK, renew=False, purpose="failback lock").acquire().release()
+    S3Lock(s3, site.bucket, LOCK, renew=False, purpose="failback lock", take_over_expired=False).acquire().release()

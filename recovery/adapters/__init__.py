@@ -1,1 +1,1 @@
-"""Adapters: the AWS and service calls that runbooks make, one module per service."""
+"""Small adapters the runbooks call, one module per thing they talk to: Aurora, Route 53, client endpoints, SQL probes, EC2/IAM containment, Secrets Manager."""

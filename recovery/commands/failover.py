@@ -15,6 +15,12 @@ from recovery.commands.params import DURATION
 
 
 def _options(f: Any) -> Any:
+    f = click.option("--data-dir", type=click.Path(file_okay=False), metavar="DIR",
+                     help="The target node's data directory, for restoring its chain data on this host "
+                          "(default: the stack's node_data_dir output, which local stacks have).")(f)
+    f = click.option("--peer-services-config", type=click.Path(dir_okay=False),
+                     help="Service control config of the peer site, to stop and start its writers in a switchover "
+                          "(default: the peer stack's services_config output, which local stacks have).")(f)
     f = click.option("--lock-ttl", type=DURATION, default="15m", show_default=True, help="Lease of the S3 lock (renewed while running).")(f)
     f = click.option("--sync-timeout", type=DURATION, default="5m", show_default=True, help="How long to wait for the node to sync.")(f)
     f = click.option("--take-over-stale", is_flag=True, help="Take over an EXPIRED lock left by another run (logged).")(f)
@@ -30,7 +36,7 @@ def _options(f: Any) -> Any:
 
 def _run(direction: str, stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool,
          mode: str | None, force: bool, max_lag: float, detach_fallback: bool, take_over_stale: bool,
-         sync_timeout: float, lock_ttl: float) -> None:
+         sync_timeout: float, lock_ttl: float, peer_services_config: str | None, data_dir: str | None) -> None:
     from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.failover import FailoverOptions, run_failover
 
@@ -38,7 +44,8 @@ def _run(direction: str, stack: str, outputs_file: str | None, as_json: bool, ye
     reporter = ConsoleReporter()
     opts = FailoverOptions(direction=direction, mode=mode, force=force, max_lag_s=max_lag,
                            detach_fallback=detach_fallback, take_over_stale=take_over_stale,
-                           sync_timeout_s=sync_timeout, lock_ttl_s=int(lock_ttl))
+                           sync_timeout_s=sync_timeout, lock_ttl_s=int(lock_ttl),
+                           peer_services_config=peer_services_config, data_dir=data_dir)
     store = journal_store_for(outputs, reporter)
 
     def go() -> tuple[Any, Any]:

@@ -32,6 +32,7 @@ from recovery.errors import RefusedError, VerificationFailed
 def regional_failover(d: DrillRun) -> None:
     from recovery.local import dr_site
     from recovery.local.environment import local_dir
+    from recovery.adapters import aurora, route53, sql_probe
     from recovery.runbooks import failover as fo
     from recovery.backups.take import backup_chain, backup_db
     from recovery.services import ServiceControl, ServicesConfig
@@ -46,10 +47,10 @@ def regional_failover(d: DrillRun) -> None:
     # The drill reads both sites as the primary's failover job; each run below acts as its own job.
     with acting_as(p, "failover"):
         with d.step("preflight") as st:
-            if not fo.is_writer(p):
+            if not aurora.is_writer(p):
                 raise RefusedError(f"{p.db_cluster_id} is not the writer before the drill",
                                    f"fail back first: `recovery failback --stack {p.stack}`")
-            rows = fo.db_query(dr, "SELECT pg_is_in_recovery()")
+            rows = sql_probe.db_query(dr, "SELECT pg_is_in_recovery()")
             if not rows[0][0]:
                 raise RefusedError("the DR database is not a standby before the drill",
                                    "run `python -m recovery.local.dr_site rejoin`")
@@ -67,7 +68,7 @@ def regional_failover(d: DrillRun) -> None:
         with d.step("inject") as st:
             primary_services.stop_all(rollback=False)  # the site goes dark: no node, no writes
             d.injected()
-            at_disaster = fo.max_height(p)
+            at_disaster = sql_probe.max_height(p)
             st.detail.update(node="stopped", primary_max_height=at_disaster)
         def restart_primary() -> None:  # whatever happens next, the primary's node runs again afterwards
             if not primary_services.is_running("xai-node"):
@@ -78,7 +79,7 @@ def regional_failover(d: DrillRun) -> None:
         with d.step("detect") as st:
             from recovery.drills.checks import wait_for
 
-            wait_for("the primary health check to fail", lambda: True if not fo.health_status(p, p.health_check_id) else None, 30)
+            wait_for("the primary health check to fail", lambda: True if not route53.health_status(p, p.health_check_id) else None, 30)
             st.detail.update(primary_health_check="Failure")
         d.detected(f"Route 53 health check {p.health_check_id} of {p.stack} reports Failure")
 
@@ -94,10 +95,10 @@ def regional_failover(d: DrillRun) -> None:
         _add_runbook_steps(d, journal, "failover")
 
         with d.step("verify") as st:
-            if fo.is_writer(p) or not fo.is_writer(dr):
+            if aurora.is_writer(p) or not aurora.is_writer(dr):
                 raise VerificationFailed("the DR cluster is not the writer after the failover")
-            after = fo.max_height(dr)
-            probe = fo.db_query(dr, "SELECT count(*) FROM recovery_failover_probe")[0][0]
+            after = sql_probe.max_height(dr)
+            probe = sql_probe.db_query(dr, "SELECT count(*) FROM recovery_failover_probe")[0][0]
             node = fo.node_state(dr.node_api_url)
             if not (node.get("synced") and node.get("has_chain")):
                 raise VerificationFailed(f"the DR node is not serving: {node}")
@@ -116,6 +117,6 @@ def regional_failover(d: DrillRun) -> None:
                 journal, _plan, _pre = fo.run_failover(p, opts, _store(d), yes=True, reporter=_reporter(d))
             assert journal is not None
             st.detail.update(run_id=journal.run_id, rto_s=journal.step("report").detail.get("rto_s"))
-            if not fo.is_writer(p) or fo.hc_inverted(p, p.health_check_id):
+            if not aurora.is_writer(p) or route53.hc_inverted(p, p.health_check_id):
                 raise VerificationFailed("failback did not make the primary the writer with DNS restored")
         d.extra["failback_journal"] = _journal_summary(journal)

@@ -26,9 +26,8 @@ from typing import Any, Callable
 from recovery.errors import InputError, NodeApiError, PartitionNotHealedError, VerificationFailed
 from recovery.node import NodeClient
 from recovery.engine.journal import Journal, JournalStore
-from recovery.engine.runbook import Runbook
+from recovery.engine.runbook import Runbook, execute
 from recovery.engine.steps import Step, StepContext, Target
-from recovery.engine.runbook import execute
 
 MAX_PEERS = 64
 _HOST_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")

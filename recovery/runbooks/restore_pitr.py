@@ -29,12 +29,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from recovery import knobs
-from recovery.aws import aws_error, client, error_code
+from recovery.adapters import aurora
+from recovery.aws import aws_error, client
 from recovery.errors import AwsAccessError, DeadlineError, InputError
 from recovery.engine.journal import Journal, JournalStore
-from recovery.engine.runbook import Runbook
+from recovery.engine.runbook import Runbook, execute
 from recovery.engine.steps import Step, StepContext, Target
-from recovery.engine.runbook import execute
 from recovery.stack import StackOutputs
 
 NAME = "restore-pitr"
@@ -119,20 +119,10 @@ class PitrRestore:
         return f"{self.new}-1"[:63]
 
     def _cluster(self, ident: str) -> dict[str, Any] | None:
-        try:
-            return dict(self.rds.describe_db_clusters(DBClusterIdentifier=ident)["DBClusters"][0])
-        except Exception as exc:  # noqa: BLE001
-            if error_code(exc) == "DBClusterNotFoundFault":
-                return None
-            raise aws_error(exc, f"describing cluster {ident}") from None
+        return aurora.describe_cluster(self.rds, ident)
 
     def _instance(self, ident: str) -> dict[str, Any] | None:
-        try:
-            return dict(self.rds.describe_db_instances(DBInstanceIdentifier=ident)["DBInstances"][0])
-        except Exception as exc:  # noqa: BLE001
-            if error_code(exc) == "DBInstanceNotFound":
-                return None
-            raise aws_error(exc, f"describing instance {ident}") from None
+        return aurora.describe_instance(self.rds, ident)
 
     def source_cluster(self) -> dict[str, Any]:
         c = self._cluster(self.source)

@@ -1,0 +1,58 @@
+"""Where clients find a site's database: the DB secret's host/port and the SSM endpoints parameter.
+
+The secret may be a replica (read-only): writes go through its primary region, and when that region
+is down the replica is promoted first. Nothing here prints: ``on_primary_down`` is told why.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from recovery import redact
+from recovery.aws import client, error_code
+from recovery.stack import StackOutputs
+
+
+def read_secret_doc(outputs: StackOutputs) -> dict[str, Any]:
+    """The DB secret's JSON document (AWSCURRENT), registered for redaction, password included."""
+    sm = client("secretsmanager", outputs.region)
+    raw = sm.get_secret_value(SecretId=outputs.db_secret_arn, VersionStage="AWSCURRENT")["SecretString"]
+    redact.register(raw)
+    doc = json.loads(raw)
+    if isinstance(doc, dict) and "password" in doc:
+        redact.register(str(doc["password"]))
+    return dict(doc)
+
+
+def write_secret_doc(outputs: StackOutputs, doc: dict[str, Any],
+                     on_primary_down: Callable[[str], None] = lambda _m: None) -> str:
+    """Store ``doc`` as the DB secret; returns how (which region, replica promoted or not)."""
+    text = json.dumps(doc, sort_keys=True)
+    sm = client("secretsmanager", outputs.region)
+    primary_region = sm.describe_secret(SecretId=outputs.db_secret_arn).get("PrimaryRegion") or outputs.region
+    try:
+        # A replica is read-only: write through the secret's primary region (replication brings it here).
+        client("secretsmanager", primary_region).put_secret_value(
+            SecretId=outputs.db_secret_arn.replace(f":{outputs.region}:", f":{primary_region}:"), SecretString=text)
+        return f"updated in {primary_region}"
+    except Exception as exc:  # noqa: BLE001 - that region is down: promote the replica, then write here
+        on_primary_down(f"the DB secret's primary region {primary_region} is unreachable ({error_code(exc) or exc}); "
+                        f"promoting the replica in {outputs.region}")
+    sm.stop_replication_to_replica(SecretId=outputs.db_secret_arn)
+    sm.put_secret_value(SecretId=outputs.db_secret_arn, SecretString=text)
+    return f"replica promoted and updated in {outputs.region}"
+
+
+def read_parameter(outputs: StackOutputs) -> dict[str, Any]:
+    """The SSM endpoints parameter (``endpoint_parameter_name``) as JSON."""
+    value = client("ssm", outputs.region).get_parameter(Name=outputs.endpoint_parameter_name)["Parameter"]["Value"]
+    return dict(json.loads(value))
+
+
+def write_parameter(outputs: StackOutputs, doc: dict[str, Any]) -> None:
+    client("ssm", outputs.region).put_parameter(Name=outputs.endpoint_parameter_name, Type="String", Overwrite=True,
+                                                Value=json.dumps(doc, sort_keys=True))
+
+
+__all__ = ["read_secret_doc", "write_secret_doc", "read_parameter", "write_parameter"]
