@@ -245,8 +245,6 @@ class Catalog:
     # -- writing
     def new_key(self, kind: str, fmt: str, when: datetime | None = None) -> str:
         """A fresh object key; never one that already holds an object or manifest."""
-        from datetime import timedelta
-
         t = (when or utc_now()).replace(microsecond=0)
         existing = set(self._keys(prefix(kind) + BASENAME[kind] + "-" + t.strftime("%Y%m%d")))
         while True:

@@ -36,6 +36,7 @@ import os
 import shlex
 import signal
 import subprocess
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,8 +194,6 @@ def run_command(argv: Sequence[str], timeout_s: float) -> tuple[int, str, float]
 
     Returns (returncode, last output line, seconds). Raises TimeoutError or OSError.
     """
-    import time
-
     t0 = time.monotonic()
     proc = subprocess.Popen(
         list(argv),

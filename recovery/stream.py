@@ -34,7 +34,7 @@ try:  # ISA-L's deflate: same gzip format, ~3x zlib's speed at levels 0-3 (relea
 except ImportError:  # pragma: no cover - optional accelerator
     _isal_zlib = None
 
-from recovery.errors import BackupFailedError, InputError, IntegrityError
+from recovery.errors import InputError, IntegrityError
 
 BLOCK = 4 * 1024 * 1024
 

@@ -24,6 +24,7 @@ from recovery.aws import client
 from recovery.catalog import KINDS, Catalog, Entry, parse_name, utc_now
 from recovery.errors import InputError, IntegrityError, RecoveryError
 from recovery.stack import StackOutputs
+from recovery.backups.take import check_bucket
 from recovery.backups.verify import scan_backup
 
 log = logging.getLogger(__name__)
@@ -124,8 +125,6 @@ def offsite_sync(outputs: StackOutputs, dest: str | Path, *, retention_days: int
     if retention < 1:
         raise InputError(f"--retention-days must be at least 1, got {retention}", "pass a positive number of days")
     s3 = s3 or client("s3", outputs.region)
-    from recovery.backups.take import check_bucket
-
     check_bucket(s3, outputs.backup_bucket_name)
     _prepare_dest(dest)
     report = SyncReport(str(dest), retention)

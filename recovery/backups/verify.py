@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from recovery import __version__
 from recovery.archive import CHAIN_DB, check_sqlite
+from recovery.backups.take import check_bucket
 from recovery.aws import aws_error, client, error_code
 from recovery.catalog import KINDS, Catalog, Entry, Manifest, iso, utc_now
 from recovery.errors import IntegrityError, RecoveryError
@@ -287,8 +288,6 @@ def verify(outputs: StackOutputs, *, kinds: tuple[str, ...] = KINDS, max_age_min
     cat = Catalog(s3, outputs.backup_bucket_name)
     start = utc_now()
     report = VerifyReport(outputs.stack, outputs.backup_bucket_name, iso(start))
-    from recovery.backups.take import check_bucket
-
     check_bucket(s3, outputs.backup_bucket_name)
 
     def add(cs: list[Check]) -> None:

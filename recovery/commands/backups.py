@@ -9,7 +9,7 @@ import click
 from recovery.commands.common import (emit_json, interactive, mb, node_data_dir, out, outputs_for, progress,
                                       stack_options)
 from recovery.commands.params import check_writable_dir
-from recovery.errors import VerificationFailed
+from recovery.errors import IntegrityError, VerificationFailed
 
 @click.group()
 def backup() -> None:
@@ -187,7 +187,6 @@ def offsite() -> None:
 @click.option("--retention-days", type=click.IntRange(1, 36500), help="Prune copies older than this (default: the stack's offsite_retention_days).")
 def offsite_sync_cmd(stack: str, outputs_file: str | None, as_json: bool, dest: str, retention_days: int | None) -> None:
     """Copy new verified backups to DEST (sha256 rechecked, atomic), prune old ones."""
-    from recovery.errors import IntegrityError
     from recovery.backups.offsite import offsite_sync
 
     check_writable_dir(dest, "--dest")

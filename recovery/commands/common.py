@@ -70,8 +70,8 @@ class Main(click.Group):
             # without a message, and keep Python from complaining while flushing stdout.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             ctx.exit(141)
-        except Exception as exc:  # noqa: BLE001
-            from botocore.exceptions import BotoCoreError, ClientError
+        except Exception as exc:  # noqa: BLE001 - the top-level mapping: anything left is one line and exit 1
+            from botocore.exceptions import BotoCoreError, ClientError  # here: botocore stays out of --help
 
             if isinstance(exc, (BotoCoreError, ClientError)):
                 from recovery.aws import aws_error

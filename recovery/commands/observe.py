@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from recovery import redact
 from recovery.commands.common import emit_json, local_node_url, out, outputs_for, stack_options
 from recovery.commands.params import URL, check_writable_dir
 from recovery.errors import InputError, StatusRedError
@@ -88,8 +89,6 @@ def _render_rich(report: Any) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
-
-    from recovery import redact
 
     table = Table(title=f"DR status of stack '{report.stack}' at {report.checked_at[:19]}Z", show_lines=False)
     for col in ("", "component", "check", "detail"):

@@ -7,8 +7,6 @@ Errors propagate to `recovery.commands.common.Main`, which prints one line and e
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import click
 
 from recovery.commands.common import (finish_runbook, journal_store_for, local_node_url, node_data_dir, out,

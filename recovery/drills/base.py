@@ -29,7 +29,9 @@ callbacks registered with `d.cleanup(fn)` always run.
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import time
 import traceback
 from contextlib import contextmanager
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import recovery.drills as drills_pkg
 from recovery import redact
 
 
@@ -192,12 +195,7 @@ def scenario(name: str, *, component: str, description: str, order: int = 100,
 
 def load_all() -> list[ScenarioSpec]:
     """Import every module of recovery.drills so their scenarios register; return them in order."""
-    import importlib
-    import pkgutil
-
-    import recovery.drills as pkg
-
-    for mod in pkgutil.iter_modules(pkg.__path__):
+    for mod in pkgutil.iter_modules(drills_pkg.__path__):
         if mod.name != "base":
             importlib.import_module(f"recovery.drills.{mod.name}")
     return sorted(SCENARIOS.values(), key=lambda s: (s.order, s.name))

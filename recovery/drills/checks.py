@@ -17,9 +17,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from recovery.aws import acting_as
+from recovery import postgres
+from recovery.aws import acting_as, client
+from recovery.backups.read import BackupStream, resolve_backup, verify_backup
+from recovery.backups.take import backup_chain, backup_db
+from recovery.catalog import Catalog, parse_iso
 from recovery.drills.base import DrillRun, ScenarioSpec
-from recovery.errors import DeadlineError, IntegrityError
+from recovery.errors import DeadlineError, InputError, IntegrityError
+from recovery.local.chain import verify_chain_file
+from recovery.runbooks.restore_chain import extract_tar, sqlite_check
+from recovery.runbooks.restore_db import Server, psql_into
 
 T = TypeVar("T")
 
@@ -49,9 +56,6 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float, interva
 
 
 def db_server(outputs: Any, dsn: str | None = None) -> Any:
-    from recovery import postgres
-    from recovery.runbooks.restore_db import Server
-
     return Server(postgres.resolve(outputs, dsn))
 
 
@@ -111,8 +115,6 @@ def chain_block(path: Path, height: int) -> tuple[float, str] | None:
 
 
 def _iso_epoch(s: str) -> float:
-    from recovery.catalog import parse_iso
-
     return parse_iso(s).timestamp()
 
 
@@ -121,12 +123,6 @@ def _iso_epoch(s: str) -> float:
 
 def drill_db(d: DrillRun) -> None:
     """Monthly database restore test into a scratch database on the target server."""
-    from recovery.aws import client
-    from recovery.catalog import Catalog
-    from recovery.backups.take import backup_db
-    from recovery.backups.read import BackupStream, resolve_backup, verify_backup
-    from recovery.runbooks.restore_db import psql_into
-
     o = d.outputs
     dsn = d.params.get("dsn")
     s3 = client("s3", o.region)
@@ -177,13 +173,6 @@ def drill_db(d: DrillRun) -> None:
 
 def drill_chain(d: DrillRun) -> None:
     """Restore a chain backup into a temp dir, check chain.db and the hash chain, clean up."""
-    from recovery.aws import client
-    from recovery.catalog import Catalog
-    from recovery.local.chain import verify_chain_file
-    from recovery.backups.take import backup_chain
-    from recovery.runbooks.restore_chain import extract_tar, sqlite_check
-    from recovery.backups.read import BackupStream, resolve_backup, verify_backup
-
     o = d.outputs
     s3 = client("s3", o.region)
     cat = Catalog(s3, o.backup_bucket_name)
@@ -191,8 +180,6 @@ def drill_chain(d: DrillRun) -> None:
         with d.step("backup") as st:
             data_dir = d.params.get("data_dir") or o.node_data_dir
             if not data_dir:
-                from recovery.errors import InputError
-
                 raise InputError("no --data-dir to back up", "pass the node's data directory, or drop --fresh")
             with acting_as(o, "backup"):
                 m = backup_chain(o, data_dir)

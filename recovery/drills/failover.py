@@ -20,24 +20,24 @@ regional-failover (component postgresql)
 
 from __future__ import annotations
 
+from recovery.adapters import aurora, route53, sql_probe
 from recovery.aws import acting_as
+from recovery.backups.take import backup_chain, backup_db
 from recovery.drills.base import DrillRun, scenario
+from recovery.drills.checks import wait_for
 from recovery.drills.restore_scenarios import _add_runbook_steps, _journal_summary, _reporter, _store
 from recovery.errors import RefusedError, VerificationFailed
+from recovery.local import dr_site
+from recovery.local.environment import local_dir
+from recovery.runbooks import failover as fo
+from recovery.services import ServiceControl, ServicesConfig
+from recovery.stack import load_outputs
 
 
 @scenario("regional-failover", component="postgresql", order=40,
           description="the primary site fails; the DR site is promoted with the failover runbook, verified, "
                       "then failed back")
 def regional_failover(d: DrillRun) -> None:
-    from recovery.local import dr_site
-    from recovery.local.environment import local_dir
-    from recovery.adapters import aurora, route53, sql_probe
-    from recovery.runbooks import failover as fo
-    from recovery.backups.take import backup_chain, backup_db
-    from recovery.services import ServiceControl, ServicesConfig
-    from recovery.stack import load_outputs
-
     p = d.outputs
     if p.role != "primary":
         d.skip(f"run it on the primary stack (local), not {p.stack}")
@@ -77,8 +77,6 @@ def regional_failover(d: DrillRun) -> None:
         d.cleanup(restart_primary)
 
         with d.step("detect") as st:
-            from recovery.drills.checks import wait_for
-
             wait_for("the primary health check to fail", lambda: True if not route53.health_status(p, p.health_check_id) else None, 30)
             st.detail.update(primary_health_check="Failure")
         d.detected(f"Route 53 health check {p.health_check_id} of {p.stack} reports Failure")

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,16 @@ from psycopg import sql
 
 from recovery import knobs
 from recovery.aws import acting_as
-from recovery.drills.base import DrillRun, scenario
+from recovery.backups.take import backup_chain, backup_db
+from recovery.drills.base import DrillRun, Step, scenario
 from recovery.drills.checks import (NotYet, block_time_db, chain_block, chain_tip, db_health, db_server, wait_for)
+from recovery.engine.console import ConsoleReporter
+from recovery.engine.journal import LocalJournalStore
 from recovery.errors import IntegrityError
+from recovery.local.chain import verify_chain_file
+from recovery.node import NodeClient
+from recovery.runbooks.restore_chain import ChainRestoreOptions, restore_chain
+from recovery.runbooks.restore_db import DbRestoreOptions, quarantine_name, restore_db
 
 # Read at import, but `recovery` validates both before a command starts (recovery/knobs.py).
 BLOCKS_AFTER_BACKUP = knobs.int_value("RECOVERY_DRILL_BLOCKS_AFTER_BACKUP")
@@ -53,15 +61,11 @@ TIMEOUT_S = knobs.value("RECOVERY_DRILL_TIMEOUT_SECONDS")
 
 
 def _store(d: DrillRun) -> Any:
-    from recovery.engine.journal import LocalJournalStore
-
     return LocalJournalStore(d.work_dir / "journal")
 
 
 def _reporter(d: DrillRun) -> Any:
     """Runbook progress as drill progress lines (stderr), never a prompt."""
-    from recovery.engine.console import ConsoleReporter
-
     class _Say:
         def write(self, text: str) -> int:
             for line in text.rstrip("\n").splitlines():
@@ -86,8 +90,6 @@ def _reporter(d: DrillRun) -> Any:
 
 
 def _node(d: DrillRun) -> Any:
-    from recovery.node import NodeClient
-
     return NodeClient(d.outputs.node_api_url, timeout_s=5, retries=1)
 
 
@@ -101,10 +103,6 @@ def _journal_summary(journal: Any) -> dict[str, Any]:
 def _add_runbook_steps(d: DrillRun, journal: Any, prefix: str) -> None:
     """The runbook's own steps (from its journal's real timings) as sub-steps of the drill's timeline,
     so the report shows where the recovery time went."""
-    from datetime import datetime
-
-    from recovery.drills.base import Step
-
     for rec in journal.steps:
         if not rec.started_at or not rec.ended_at:
             continue
@@ -130,9 +128,6 @@ def _keep_mining(d: DrillRun, height_now: Any, start: int, what: str) -> int:
           description="rows deleted from and altered in the blockchain table; restored from the last good "
                       "backup with the restore-db runbook")
 def database_corruption(d: DrillRun) -> None:
-    from recovery.backups.take import backup_db
-    from recovery.runbooks.restore_db import DbRestoreOptions, quarantine_name, restore_db
-
     o = d.outputs
     server = db_server(o)
     db = server.cp.params.get("dbname") or o.db_name
@@ -238,10 +233,6 @@ def _reindex_above(server: Any, db: str, height: int) -> int:
           description="the node's data directory deleted; restored from the last chain backup with the "
                       "restore-chain runbook")
 def chain_data_loss(d: DrillRun) -> None:
-    from recovery.local.chain import verify_chain_file
-    from recovery.backups.take import backup_chain
-    from recovery.runbooks.restore_chain import ChainRestoreOptions, restore_chain
-
     o = d.outputs
     data = Path(str(o.node_data_dir))
     server = db_server(o)

@@ -18,16 +18,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import psycopg
+
 from recovery.aws import acting_as
 from recovery.drills.base import DrillRun, scenario
 from recovery.drills.checks import db_health, db_server, wait_for
 from recovery.drills.restore_scenarios import TIMEOUT_S, _add_runbook_steps, _node, _reporter, _store
 from recovery.errors import IntegrityError
+from recovery.local.environment import local_dir
+from recovery.runbooks.rotate import CURRENT, PREVIOUS, Rotation, SecretStages, rotate
 
 
 def _works(outputs: Any, text: str | None) -> bool:
-    import psycopg
-
     if not text:
         return False
     doc = json.loads(text)
@@ -42,10 +44,6 @@ def _works(outputs: Any, text: str | None) -> bool:
 
 def _explorer_reads(outputs: Any) -> int:
     """The explorer stand-in: connect with the services' pgpass file (no password of its own)."""
-    import psycopg
-
-    from recovery.local.environment import local_dir
-
     with psycopg.connect(host=outputs.db_endpoint, port=outputs.db_port, user=outputs.db_username,
                          dbname=outputs.db_name, passfile=str(local_dir() / "pgpass"), connect_timeout=5) as c:
         row = c.execute("SELECT max(height) FROM blockchain").fetchone()
@@ -56,8 +54,6 @@ def _explorer_reads(outputs: Any) -> int:
           description="every credential presumed leaked (scenario 5); rotated with the rotate runbook while the "
                       "node keeps mining; the old database password must be rejected afterwards")
 def credential_rotation(d: DrillRun) -> None:
-    from recovery.runbooks.rotate import CURRENT, PREVIOUS, Rotation, SecretStages, rotate
-
     o = d.outputs
     stages = SecretStages(Rotation(o, "db", 0.0).sm, o.db_secret_arn)
     server = db_server(o)

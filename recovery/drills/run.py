@@ -39,13 +39,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from recovery import redact
+from botocore.exceptions import ClientError
+
+from recovery import postgres, redact
+from recovery.aws import aws_error, client
 from recovery.processes import pid_alive
+from recovery.drills import checks
 from recovery.drills.base import LEDGER, DrillRun, ScenarioSpec, load_all, run_scenario
-from recovery.errors import DatabaseError, DrillFailedError, LockHeldError, NotLocalStackError, RecoveryError
-from recovery.engine.journal import Journal
+from recovery.drills.report import render_html, render_markdown
+from recovery.errors import DatabaseError, DrillFailedError, InputError, LockHeldError, NotLocalStackError, RecoveryError
+from recovery.engine.journal import Journal, default_journal_dir
+from recovery.engine.locks import HostLock
 from recovery.runbooks.restore_chain import run_paths
-from recovery.runbooks.restore_db import quarantine_name, scratch_name
+from recovery.runbooks.restore_db import Server, quarantine_name, scratch_name
+from recovery.services import ServiceControl, ServicesConfig
 from recovery.stack import LOCAL_STACKS, StackOutputs, local_dir
 
 TS_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -111,9 +118,6 @@ def sweep(outputs: StackOutputs, say: Callable[[str], None] = lambda _m: None) -
     """Remove what killed drills left behind: only what their ledgers and journals name (see the
     module docstring), never a database or directory an operator's own restore kept. Never raises
     for one item."""
-    from recovery import postgres
-    from recovery.runbooks.restore_db import Server
-
     removed: dict[str, list[str]] = {"databases": [], "dirs": [], "started": []}
     made: dict[str, list[str]] = {"databases": [], "dirs": []}
     root = work_root(outputs)
@@ -146,8 +150,6 @@ def sweep(outputs: StackOutputs, say: Callable[[str], None] = lambda _m: None) -
         shutil.rmtree(d, ignore_errors=True)
         removed["dirs"].append(str(d))
     if outputs.local and dead:  # a drill killed mid-restore may have left the node stopped
-        from recovery.services import ServiceControl, ServicesConfig
-
         try:
             sc = ServiceControl(ServicesConfig.for_stack(outputs))
             if not sc.all_running():
@@ -164,9 +166,6 @@ class DrillLock:
     """One drill per stack on this host (an flock, released by the kernel even on SIGKILL)."""
 
     def __init__(self, stack: str) -> None:
-        from recovery.engine.journal import default_journal_dir
-        from recovery.engine.locks import HostLock
-
         self._lock = HostLock(f"drill-{stack.replace('/', '_')}", default_journal_dir(), what="drill")
         self.stack = stack
 
@@ -191,10 +190,6 @@ def record_key(kind: str, started: float) -> str:
 
 
 def put_record(outputs: StackOutputs, record: dict[str, Any], s3: Any = None) -> str:
-    from botocore.exceptions import ClientError
-
-    from recovery.aws import aws_error, client
-
     s3 = s3 or client("s3", outputs.region)
     key = record["record_key"]
     body = redact.scrub(json.dumps(record, indent=2, sort_keys=True, default=str)).encode()
@@ -207,8 +202,6 @@ def put_record(outputs: StackOutputs, record: dict[str, Any], s3: Any = None) ->
 
 
 def write_reports(record: dict[str, Any], report_dir: str | os.PathLike[str]) -> dict[str, str]:
-    from recovery.drills.report import render_html, render_markdown
-
     d = Path(report_dir)
     d.mkdir(parents=True, exist_ok=True)
     base = f"drill-{record['drill']}-{record['stack']}-{_stamp(record['started_at'])}"
@@ -244,8 +237,6 @@ def specs_for(kind: str, stack: str, local: bool = True) -> list[ScenarioSpec]:
                                      f"not on stack {stack}",
                                      "use `recovery drill db|chain` on real stacks, or `recovery local up` and --stack local")
         return [s for s in load_all() if not s.local_only or is_local(stack)]
-    from recovery.drills import checks
-
     return [checks.DB_SPEC if kind == "db" else checks.CHAIN_SPEC]
 
 
@@ -258,8 +249,6 @@ def run_drill(kind: str, outputs: StackOutputs, *, report_dir: str | os.PathLike
     if only:
         unknown = sorted(set(only) - {s.name for s in specs})
         if unknown:
-            from recovery.errors import InputError
-
             raise InputError(f"unknown drill scenario {', '.join(unknown)}",
                              f"choose from {', '.join(s.name for s in specs)}")
         specs = [s for s in specs if s.name in only]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from recovery.aws import client
+from recovery.backups.take import check_bucket
 from recovery.catalog import KINDS, Catalog, utc_now
 from recovery.stack import StackOutputs
 
@@ -30,8 +31,6 @@ class Row:
 
 def list_backups(outputs: StackOutputs, kind: str | None = None, *, s3: Any = None) -> list[Row]:
     s3 = s3 or client("s3", outputs.region)
-    from recovery.backups.take import check_bucket
-
     check_bucket(s3, outputs.backup_bucket_name)
     now = utc_now()
     rows = []

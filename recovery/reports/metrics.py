@@ -33,7 +33,6 @@ textfile collector.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -139,8 +138,6 @@ def _epoch(value: Any) -> float | None:
 # ------------------------------------------------------------------------------------ readers
 
 
-
-
 def verification_runs(cat: Catalog, since: datetime, now: datetime) -> list[dict[str, Any]]:
     """Recorded verify runs whose day folder (verifications/YYYY/MM/DD/) can fall in the window."""
     runs = []
@@ -196,6 +193,173 @@ def backup_rpo_limit_seconds(outputs: StackOutputs, kind: str) -> float | None:
     return max(limits) if limits else None
 
 
+class _Samples:
+    """The samples one `collect` emits, each labelled with the stack; None values are left out."""
+
+    def __init__(self, stack: str) -> None:
+        self.base = {"stack": stack}
+        self.samples: list[Sample] = []
+
+    def add(self, name: str, value: float | None, **labels: str) -> None:
+        assert name in METRICS, name
+        if value is not None:
+            self.samples.append(Sample(name, {**self.base, **labels}, float(value)))
+
+
+# (component, source) -> recovery times in seconds; restores and drills both add to it
+RecoveryTimes = dict[tuple[str, str], list[float]]
+# component -> {"rto": [met, ...], "rpo": [met, ...]} over drill scenarios where it was decided
+Compliance = dict[str, dict[str, list[bool]]]
+
+
+def _backup_kind_metrics(outputs: StackOutputs, kind: str, entries: list[Entry], now: datetime,
+                         out: _Samples) -> dict[str, Any]:
+    """One catalogue kind: counts and success ratio per window, newest good backup, RPO compliance."""
+    component = KIND_COMPONENT[kind]
+    interval = outputs.interval_minutes(kind)
+    kb: dict[str, Any] = {"component": component, "interval_minutes": interval, "windows": {}}
+    for wname, span in WINDOWS.items():
+        inside = [e for e in entries if now - span <= e.manifest.time <= now]
+        good = [e for e in inside if e.verified is not False]
+        expected = int(span.total_seconds() // (interval * 60)) if interval else None
+        rate = ratio(min(len(good), expected), expected) if expected else None
+        kb["windows"][wname] = {"expected": expected, "catalogued": len(inside),
+                                "failed_verification": len(inside) - len(good), "success_ratio": rate}
+        lab = {"kind": kind, "component": component, "window": wname}
+        out.add("xai_dr_backup_expected", expected, **lab)
+        out.add("xai_dr_backup_catalogued", len(inside), **lab)
+        out.add("xai_dr_backup_failed_verification", len(inside) - len(good), **lab)
+        out.add("xai_dr_backup_success_ratio", rate, **lab)
+    last_good = next((e for e in reversed(entries) if e.verified is not False), None)
+    limit = backup_rpo_limit_seconds(outputs, kind)
+    lab = {"kind": kind, "component": component}
+    if last_good is not None:
+        t = last_good.manifest.time
+        age: float | None = (now - t).total_seconds()
+        kb.update(last_success_key=last_good.manifest.key, last_success_at=t.isoformat(), last_success_age_seconds=age)
+        out.add("xai_dr_backup_last_success_timestamp_seconds", t.timestamp(), **lab)
+        out.add("xai_dr_backup_last_success_age_seconds", age, **lab)
+    else:
+        age = None
+        kb.update(last_success_key=None, last_success_at=None, last_success_age_seconds=None)
+    kb["rpo_limit_seconds"] = limit
+    kb["rpo_compliant"] = None if limit is None else (age is not None and age <= limit)
+    out.add("xai_dr_backup_rpo_limit_seconds", limit, **lab)
+    if limit is not None:
+        out.add("xai_dr_backup_rpo_compliant", 1.0 if kb["rpo_compliant"] else 0.0, **lab)
+    return kb
+
+
+def _backup_metrics(outputs: StackOutputs, cat: Catalog, now: datetime, out: _Samples) -> dict[str, Any]:
+    longest = max(WINDOWS.values())
+    return {kind: _backup_kind_metrics(outputs, kind, cat.recent(kind, now - longest), now, out) for kind in KINDS}
+
+
+def _verification_metrics(cat: Catalog, now: datetime, out: _Samples) -> dict[str, Any]:
+    runs = verification_runs(cat, now - WINDOWS["7d"], now)
+    ok_runs = sum(1 for r in runs if r.get("ok") is True)
+    out.add("xai_dr_verification_runs", ok_runs, window="7d", result="ok")
+    out.add("xai_dr_verification_runs", len(runs) - ok_runs, window="7d", result="failed")
+    out.add("xai_dr_verification_success_ratio", ratio(ok_runs, len(runs)), window="7d")
+    return {"window": "7d", "runs": len(runs), "ok": ok_runs, "success_ratio": ratio(ok_runs, len(runs))}
+
+
+def _restore_metrics(s3: Any, bucket: str, out: _Samples, recovery_times: RecoveryTimes) -> dict[str, Any]:
+    """Restore journals by kind and result; successful runs' wall times go to `recovery_times`."""
+    restores: dict[str, Any] = {}
+    by_kind: dict[str, dict[str, int]] = {k: {"ok": 0, "failed": 0, "running": 0} for k, _c in RESTORE_RUNBOOKS.values()}
+    for runbook, j in restore_journals(s3, bucket):
+        kind, component = RESTORE_RUNBOOKS[runbook]
+        result = "ok" if j.status == RUN_OK else "failed" if j.status == RUN_FAILED else "running"
+        by_kind[kind][result] += 1
+        if j.status == RUN_OK and j.elapsed_s() is not None:
+            recovery_times.setdefault((component, "restore"), []).append(float(j.elapsed_s()))
+    for kind, counts in sorted(by_kind.items()):
+        component = next(c for k, c in RESTORE_RUNBOOKS.values() if k == kind)
+        rate = ratio(counts["ok"], counts["ok"] + counts["failed"])
+        restores[kind] = {**counts, "component": component, "success_ratio": rate}
+        for result, n in counts.items():
+            out.add("xai_dr_restore_runs", n, kind=kind, component=component, result=result)
+        out.add("xai_dr_restore_success_ratio", rate, kind=kind, component=component)
+    tot_ok = sum(c["ok"] for c in by_kind.values())
+    tot_failed = sum(c["failed"] for c in by_kind.values())
+    out.add("xai_dr_restore_success_ratio", ratio(tot_ok, tot_ok + tot_failed), kind="all", component="all")
+    return {"by_kind": restores, "ok": tot_ok, "failed": tot_failed, "success_ratio": ratio(tot_ok, tot_ok + tot_failed)}
+
+
+def _drill_scenarios(d: dict[str, Any], recovery_times: RecoveryTimes, compliance: Compliance) -> None:
+    """One drill record's scenarios: measured RTOs to `recovery_times`, decided rto/rpo_met to `compliance`."""
+    for sc in d.get("scenarios") or []:
+        if not isinstance(sc, dict) or sc.get("skipped"):
+            continue
+        component = str(sc.get("component") or "unknown")
+        rto = sc.get("rto_seconds")
+        if isinstance(rto, (int, float)) and sc.get("recovered_at") is not None:
+            recovery_times.setdefault((component, "drill"), []).append(float(rto))
+        c = compliance.setdefault(component, {"rto": [], "rpo": []})
+        for which in ("rto", "rpo"):
+            met = sc.get(f"{which}_met")
+            if isinstance(met, bool):
+                c[which].append(met)
+
+
+def _drill_metrics(cat: Catalog, out: _Samples, recovery_times: RecoveryTimes, compliance: Compliance) -> dict[str, Any]:
+    drills = drill_records(cat)
+    passed = sum(1 for d in drills if d.get("passed") is True)
+    failed = sum(1 for d in drills if d.get("passed") is False)
+    by_drill: dict[str, dict[str, int]] = {}
+    for d in drills:
+        dd = by_drill.setdefault(str(d.get("drill", "?")), {"passed": 0, "failed": 0})
+        if d.get("passed") is not None:
+            dd["passed" if d["passed"] else "failed"] += 1
+        _drill_scenarios(d, recovery_times, compliance)
+    last_drill = max((ts for d in drills if (ts := _epoch(d.get("ended_at") or d.get("started_at"))) is not None),
+                     default=None)
+    out.add("xai_dr_drill_runs", passed, kind="all", result="passed")
+    out.add("xai_dr_drill_runs", failed, kind="all", result="failed")
+    for name, dd in sorted(by_drill.items()):
+        out.add("xai_dr_drill_runs", dd["passed"], kind=name, result="passed")
+        out.add("xai_dr_drill_runs", dd["failed"], kind=name, result="failed")
+        out.add("xai_dr_drill_success_ratio", ratio(dd["passed"], dd["passed"] + dd["failed"]), kind=name)
+    out.add("xai_dr_drill_success_ratio", ratio(passed, passed + failed), kind="all")
+    out.add("xai_dr_drill_last_timestamp_seconds", last_drill)
+    return {"records": len(drills), "passed": passed, "failed": failed,
+            "success_ratio": ratio(passed, passed + failed), "by_drill": by_drill,
+            "last_at": datetime.fromtimestamp(last_drill, timezone.utc).isoformat() if last_drill else None}
+
+
+def _recovery_time_metrics(recovery_times: RecoveryTimes, out: _Samples) -> dict[str, Any]:
+    rt: dict[str, Any] = {}
+    for (component, source), values in sorted(recovery_times.items()):
+        mean = sum(values) / len(values)
+        p = p95(values)
+        rt.setdefault(component, {})[source] = {"samples": len(values), "mean_seconds": mean, "p95_seconds": p}
+        out.add("xai_dr_recovery_time_samples", len(values), component=component, source=source)
+        out.add("xai_dr_recovery_time_mean_seconds", mean, component=component, source=source)
+        out.add("xai_dr_recovery_time_p95_seconds", p, component=component, source=source)
+    return rt
+
+
+def _compliance_metrics(outputs: StackOutputs, compliance: Compliance, out: _Samples) -> dict[str, Any]:
+    """The stack's objectives per component, and the drill scenarios' compliance with them."""
+    comp_doc: dict[str, Any] = {}
+    for component in sorted(set(outputs.objectives or {}) | set(compliance)):
+        rto_t = _objective_seconds(outputs, component, "rto")
+        rpo_t = _objective_seconds(outputs, component, "rpo")
+        out.add("xai_dr_rto_objective_seconds", rto_t, component=component)
+        out.add("xai_dr_rpo_objective_seconds", rpo_t, component=component)
+        c = compliance.get(component, {"rto": [], "rpo": []})
+        entry = {"rto_objective_seconds": rto_t, "rpo_objective_seconds": rpo_t}
+        for which in ("rto", "rpo"):
+            r = ratio(sum(c[which]), len(c[which]))
+            entry[f"{which}_met"] = sum(c[which])
+            entry[f"{which}_decided"] = len(c[which])
+            entry[f"{which}_compliance_ratio"] = r
+            out.add(f"xai_dr_{which}_compliance_ratio", r, component=component)
+        comp_doc[component] = entry
+    return comp_doc
+
+
 def collect(outputs: StackOutputs, *, s3: Any = None, now: datetime | None = None) -> MetricsReport:
     s3 = s3 or client("s3", outputs.region)
     now = now or utc_now()
@@ -205,14 +369,9 @@ def collect(outputs: StackOutputs, *, s3: Any = None, now: datetime | None = Non
         s3.head_bucket(Bucket=bucket)
     except ClientError as exc:
         raise aws_error(exc, f"reading bucket {bucket}", bucket=bucket) from None
-    base = {"stack": outputs.stack}
-    samples: list[Sample] = []
-
-    def add(name: str, value: float | None, **labels: str) -> None:
-        assert name in METRICS, name
-        if value is not None:
-            samples.append(Sample(name, {**base, **labels}, float(value)))
-
+    out = _Samples(outputs.stack)
+    recovery_times: RecoveryTimes = {}
+    compliance: Compliance = {}
     doc: dict[str, Any] = {"stack": outputs.stack, "bucket": bucket, "generated_at": now.isoformat(),
                            "definitions": {
                                "backup_success_ratio": "min(good catalogued backups ended in window, expected) / expected;"
@@ -220,145 +379,14 @@ def collect(outputs: StackOutputs, *, s3: Any = None, now: datetime | None = Non
                                                        " good = manifest present and latest verification not failed",
                                "rpo_limit": "max(component RPO objective, backup interval)",
                                "p95": "nearest rank"}}
-
-    # -- backups
-    longest = max(WINDOWS.values())
-    backups: dict[str, Any] = {}
-    for kind in KINDS:
-        component = KIND_COMPONENT[kind]
-        entries = cat.recent(kind, now - longest)
-        interval = outputs.interval_minutes(kind)
-        kb: dict[str, Any] = {"component": component, "interval_minutes": interval, "windows": {}}
-        for wname, span in WINDOWS.items():
-            inside = [e for e in entries if now - span <= e.manifest.time <= now]
-            good = [e for e in inside if e.verified is not False]
-            expected = int(span.total_seconds() // (interval * 60)) if interval else None
-            rate = ratio(min(len(good), expected), expected) if expected else None
-            kb["windows"][wname] = {"expected": expected, "catalogued": len(inside),
-                                    "failed_verification": len(inside) - len(good), "success_ratio": rate}
-            lab = {"kind": kind, "component": component, "window": wname}
-            add("xai_dr_backup_expected", expected, **lab)
-            add("xai_dr_backup_catalogued", len(inside), **lab)
-            add("xai_dr_backup_failed_verification", len(inside) - len(good), **lab)
-            add("xai_dr_backup_success_ratio", rate, **lab)
-        last_good = next((e for e in reversed(entries) if e.verified is not False), None)
-        limit = backup_rpo_limit_seconds(outputs, kind)
-        lab = {"kind": kind, "component": component}
-        if last_good is not None:
-            t = last_good.manifest.time
-            age = (now - t).total_seconds()
-            kb.update(last_success_key=last_good.manifest.key, last_success_at=t.isoformat(), last_success_age_seconds=age)
-            add("xai_dr_backup_last_success_timestamp_seconds", t.timestamp(), **lab)
-            add("xai_dr_backup_last_success_age_seconds", age, **lab)
-        else:
-            age = None
-            kb.update(last_success_key=None, last_success_at=None, last_success_age_seconds=None)
-        kb["rpo_limit_seconds"] = limit
-        kb["rpo_compliant"] = None if limit is None else (age is not None and age <= limit)
-        add("xai_dr_backup_rpo_limit_seconds", limit, **lab)
-        if limit is not None:
-            add("xai_dr_backup_rpo_compliant", 1.0 if kb["rpo_compliant"] else 0.0, **lab)
-        backups[kind] = kb
-    doc["backups"] = backups
-
-    # -- verification runs
-    runs = verification_runs(cat, now - WINDOWS["7d"], now)
-    ok_runs = sum(1 for r in runs if r.get("ok") is True)
-    doc["verifications"] = {"window": "7d", "runs": len(runs), "ok": ok_runs, "success_ratio": ratio(ok_runs, len(runs))}
-    add("xai_dr_verification_runs", ok_runs, window="7d", result="ok")
-    add("xai_dr_verification_runs", len(runs) - ok_runs, window="7d", result="failed")
-    add("xai_dr_verification_success_ratio", ratio(ok_runs, len(runs)), window="7d")
-
-    # -- restores
-    recovery_times: dict[tuple[str, str], list[float]] = {}
-    restores: dict[str, Any] = {}
-    by_kind: dict[str, dict[str, int]] = {k: {"ok": 0, "failed": 0, "running": 0} for k, _c in RESTORE_RUNBOOKS.values()}
-    for runbook, j in restore_journals(s3, bucket):
-        kind, component = RESTORE_RUNBOOKS[runbook]
-        counts = by_kind[kind]
-        result = "ok" if j.status == RUN_OK else "failed" if j.status == RUN_FAILED else "running"
-        counts[result] += 1
-        if j.status == RUN_OK and j.elapsed_s() is not None:
-            recovery_times.setdefault((component, "restore"), []).append(float(j.elapsed_s()))
-    for kind, counts in sorted(by_kind.items()):
-        component = next(c for k, c in RESTORE_RUNBOOKS.values() if k == kind)
-        rate = ratio(counts["ok"], counts["ok"] + counts["failed"])
-        restores[kind] = {**counts, "component": component, "success_ratio": rate}
-        for result, n in counts.items():
-            add("xai_dr_restore_runs", n, kind=kind, component=component, result=result)
-        add("xai_dr_restore_success_ratio", rate, kind=kind, component=component)
-    tot_ok = sum(c["ok"] for c in by_kind.values())
-    tot_failed = sum(c["failed"] for c in by_kind.values())
-    doc["restores"] = {"by_kind": restores, "ok": tot_ok, "failed": tot_failed,
-                       "success_ratio": ratio(tot_ok, tot_ok + tot_failed)}
-    add("xai_dr_restore_success_ratio", ratio(tot_ok, tot_ok + tot_failed), kind="all", component="all")
-
-    # -- drills
-    drills = drill_records(cat)
-    passed = sum(1 for d in drills if d.get("passed") is True)
-    failed = sum(1 for d in drills if d.get("passed") is False)
-    by_drill: dict[str, dict[str, int]] = {}
-    compliance: dict[str, dict[str, list[bool]]] = {}
-    for d in drills:
-        dd = by_drill.setdefault(str(d.get("drill", "?")), {"passed": 0, "failed": 0})
-        if d.get("passed") is not None:
-            dd["passed" if d["passed"] else "failed"] += 1
-        for sc in d.get("scenarios") or []:
-            if not isinstance(sc, dict) or sc.get("skipped"):
-                continue
-            component = str(sc.get("component") or "unknown")
-            rto = sc.get("rto_seconds")
-            if isinstance(rto, (int, float)) and sc.get("recovered_at") is not None:
-                recovery_times.setdefault((component, "drill"), []).append(float(rto))
-            c = compliance.setdefault(component, {"rto": [], "rpo": []})
-            for which in ("rto", "rpo"):
-                met = sc.get(f"{which}_met")
-                if isinstance(met, bool):
-                    c[which].append(met)
-    last_drill = max((ts for d in drills if (ts := _epoch(d.get("ended_at") or d.get("started_at"))) is not None),
-                     default=None)
-    doc["drills"] = {"records": len(drills), "passed": passed, "failed": failed,
-                     "success_ratio": ratio(passed, passed + failed), "by_drill": by_drill,
-                     "last_at": datetime.fromtimestamp(last_drill, timezone.utc).isoformat() if last_drill else None}
-    add("xai_dr_drill_runs", passed, kind="all", result="passed")
-    add("xai_dr_drill_runs", failed, kind="all", result="failed")
-    for name, dd in sorted(by_drill.items()):
-        add("xai_dr_drill_runs", dd["passed"], kind=name, result="passed")
-        add("xai_dr_drill_runs", dd["failed"], kind=name, result="failed")
-        add("xai_dr_drill_success_ratio", ratio(dd["passed"], dd["passed"] + dd["failed"]), kind=name)
-    add("xai_dr_drill_success_ratio", ratio(passed, passed + failed), kind="all")
-    add("xai_dr_drill_last_timestamp_seconds", last_drill)
-
-    # -- recovery time
-    rt: dict[str, Any] = {}
-    for (component, source), values in sorted(recovery_times.items()):
-        mean = sum(values) / len(values)
-        p = p95(values)
-        rt.setdefault(component, {})[source] = {"samples": len(values), "mean_seconds": mean, "p95_seconds": p}
-        add("xai_dr_recovery_time_samples", len(values), component=component, source=source)
-        add("xai_dr_recovery_time_mean_seconds", mean, component=component, source=source)
-        add("xai_dr_recovery_time_p95_seconds", p, component=component, source=source)
-    doc["recovery_time"] = rt
-
-    # -- objectives and compliance
-    comp_doc: dict[str, Any] = {}
-    for component in sorted(set(outputs.objectives or {}) | set(compliance)):
-        rto_t = _objective_seconds(outputs, component, "rto")
-        rpo_t = _objective_seconds(outputs, component, "rpo")
-        add("xai_dr_rto_objective_seconds", rto_t, component=component)
-        add("xai_dr_rpo_objective_seconds", rpo_t, component=component)
-        c = compliance.get(component, {"rto": [], "rpo": []})
-        entry = {"rto_objective_seconds": rto_t, "rpo_objective_seconds": rpo_t}
-        for which in ("rto", "rpo"):
-            r = ratio(sum(c[which]), len(c[which]))
-            entry[f"{which}_met"] = sum(c[which])
-            entry[f"{which}_decided"] = len(c[which])
-            entry[f"{which}_compliance_ratio"] = r
-            add(f"xai_dr_{which}_compliance_ratio", r, component=component)
-        comp_doc[component] = entry
-    doc["compliance"] = comp_doc
-    add("xai_dr_metrics_generated_timestamp_seconds", now.timestamp())
-    return MetricsReport(outputs.stack, now, doc, samples)
+    doc["backups"] = _backup_metrics(outputs, cat, now, out)
+    doc["verifications"] = _verification_metrics(cat, now, out)
+    doc["restores"] = _restore_metrics(s3, bucket, out, recovery_times)
+    doc["drills"] = _drill_metrics(cat, out, recovery_times, compliance)
+    doc["recovery_time"] = _recovery_time_metrics(recovery_times, out)
+    doc["compliance"] = _compliance_metrics(outputs, compliance, out)
+    out.add("xai_dr_metrics_generated_timestamp_seconds", now.timestamp())
+    return MetricsReport(outputs.stack, now, doc, out.samples)
 
 
 # --------------------------------------------------------------------------------- exposition

@@ -34,12 +34,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
+import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 
-from recovery import redact
+from recovery import postgres, redact
 from recovery.aws import client, error_code
+from recovery.backups.verify import _check_replication  # the same replication rule verify applies
 from recovery.catalog import Catalog, utc_now
 from recovery.errors import RecoveryError
+from recovery.node import NodeClient
+from recovery.reports.metrics import KIND_COMPONENT, backup_rpo_limit_seconds
 from recovery.stack import StackOutputs
 
 GREEN, YELLOW, RED, SKIP = "green", "yellow", "red", "skip"
@@ -113,8 +117,6 @@ def _minutes(seconds: float) -> str:
 
 
 def check_node(opts: StatusOptions) -> tuple[list[Line], int | None]:
-    from recovery.node import NodeClient
-
     lines: list[Line] = []
     with NodeClient(opts.node_url, timeout_s=opts.timeout_s, retries=1, backoff_s=0.2) as node:
         try:
@@ -181,10 +183,6 @@ def check_node(opts: StatusOptions) -> tuple[list[Line], int | None]:
 
 
 def check_database(outputs: StackOutputs, opts: StatusOptions, node_height: int | None) -> list[Line]:
-    import psycopg
-
-    from recovery import postgres
-
     try:
         cp = postgres.resolve(outputs, opts.dsn)
         cp.params["connect_timeout"] = str(max(1, int(opts.timeout_s)))
@@ -257,8 +255,6 @@ def check_cache(outputs: StackOutputs, opts: StatusOptions) -> Line:
 
 
 def check_backups(outputs: StackOutputs, s3: Any, now: datetime) -> tuple[list[Line], dict[str, Any]]:
-    from recovery.reports.metrics import KIND_COMPONENT, backup_rpo_limit_seconds
-
     cat = Catalog(s3, outputs.backup_bucket_name)
     lines: list[Line] = []
     latest: dict[str, Any] = {}
@@ -346,8 +342,6 @@ def check_replication(outputs: StackOutputs, s3: Any, latest: dict[str, Any]) ->
         return Line("replication", "bucket", RED, f"bucket {bucket}: replication configured but no rule enabled")
     if not latest:
         return Line("replication", "bucket", YELLOW, f"{bucket} -> {', '.join(dests)}; no backup to check yet")
-    from recovery.backups.verify import _check_replication  # the same rule verify applies
-
     worst = GREEN
     parts = []
     for kind, e in sorted(latest.items()):

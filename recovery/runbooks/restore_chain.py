@@ -59,7 +59,8 @@ from recovery.engine.locks import HostLock
 from recovery.engine.runbook import execute
 from recovery.services import ServiceControl, ServicesConfig
 from recovery.stack import StackOutputs
-from recovery.stream import FeedReader
+from recovery.stream import CompressedReader, FeedReader
+from recovery.transfer import upload_stream
 
 NAME = "restore-chain"
 AT_FDCWD = -100
@@ -326,9 +327,6 @@ class ChainRestore:
             raise
 
     def archive_current(self, ctx: StepContext) -> dict[str, Any]:
-        from recovery.stream import CompressedReader
-        from recovery.transfer import upload_stream
-
         if not self.data_dir.exists():
             return {"archived": "nothing (the data dir is gone)"}
         key = self.archive_key(ctx.run_id)
