@@ -5,6 +5,9 @@ the same `DrillRun` machinery so their records and reports have the same shape. 
 time to restore and verify the backup (no disaster was detected: the clock starts when the restore
 starts); the backup's age is recorded in ``extra`` but not held to the RPO objective (a monthly
 restore test checks restorability; `drill full` measures RPO).
+
+The chain check (`verify_chain_file`) is the simulated node's chain format (recovery/local/chain.py),
+the one format of chain.db this project defines; the drill imports it from there on purpose.
 """
 
 from __future__ import annotations

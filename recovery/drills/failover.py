@@ -1,5 +1,8 @@
 """`drill full` scenario for the DR plan's scenario 3 (complete data-center failure), local only.
 
+It imports recovery.local on purpose: losing a region and bringing it back (the old primary
+rejoining as a standby, `dr_site.rejoin`) is damage only the local environment can inject.
+
 regional-failover (component postgresql)
     preflight      the primary is the writer, the DR database a streaming standby
     backup         a real `backup chain` and `backup db` on the primary; the emulator replicates both
@@ -20,6 +23,8 @@ regional-failover (component postgresql)
 
 from __future__ import annotations
 
+from typing import Any
+
 from recovery.adapters import aurora, route53, sql_probe
 from recovery.aws import acting_as
 from recovery.backups.take import backup_chain, backup_db
@@ -28,10 +33,22 @@ from recovery.drills.checks import wait_for
 from recovery.drills.restore_scenarios import _add_runbook_steps, _journal_summary, _reporter, _store
 from recovery.errors import RefusedError, VerificationFailed
 from recovery.local import dr_site
-from recovery.local.environment import local_dir
 from recovery.runbooks import failover as fo
 from recovery.services import ServiceControl, ServicesConfig
-from recovery.stack import load_outputs
+from recovery.stack import StackOutputs, load_outputs, local_dir
+
+
+def _dr_serving(p: StackOutputs, dr: StackOutputs) -> dict[str, Any]:
+    """Checked independently of the runbook: the DR cluster is the writer, its database answers
+    (with the runbook's write probe), and its node serves a synced chain."""
+    if aurora.is_writer(p) or not aurora.is_writer(dr):
+        raise VerificationFailed("the DR cluster is not the writer after the failover")
+    after = sql_probe.max_height(dr)
+    probe = sql_probe.db_query(dr, "SELECT count(*) FROM recovery_failover_probe")[0][0]
+    node = fo.node_state(dr.node_api_url)
+    if not (node.get("synced") and node.get("has_chain")):
+        raise VerificationFailed(f"the DR node is not serving: {node}")
+    return {"dr_max_height": after, "probe_rows": probe, "dr_node_height": node["height"]}
 
 
 @scenario("regional-failover", component="postgresql", order=40,
@@ -93,14 +110,8 @@ def regional_failover(d: DrillRun) -> None:
         _add_runbook_steps(d, journal, "failover")
 
         with d.step("verify") as st:
-            if aurora.is_writer(p) or not aurora.is_writer(dr):
-                raise VerificationFailed("the DR cluster is not the writer after the failover")
-            after = sql_probe.max_height(dr)
-            probe = sql_probe.db_query(dr, "SELECT count(*) FROM recovery_failover_probe")[0][0]
-            node = fo.node_state(dr.node_api_url)
-            if not (node.get("synced") and node.get("has_chain")):
-                raise VerificationFailed(f"the DR node is not serving: {node}")
-            st.detail.update(dr_max_height=after, probe_rows=probe, dr_node_height=node["height"])
+            st.detail.update(_dr_serving(p, dr))
+            after = st.detail["dr_max_height"]
         d.recovered()
         lost = (at_disaster or 0) - (after or 0)
         if report.get("rpo_blocks_lost") is not None and report["rpo_blocks_lost"] != lost:

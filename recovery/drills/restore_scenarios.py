@@ -30,6 +30,9 @@ chain-data-loss (component node)
                    timestamps
 
 Both restore with a journal in the drill's work directory (copied into the record's ``extra``).
+
+The chain check (`verify_chain_file`) comes from recovery/local/chain.py on purpose: it is the
+simulated node's chain format, and only the local environment's node can be damaged this way.
 """
 
 from __future__ import annotations
@@ -124,6 +127,24 @@ def _keep_mining(d: DrillRun, height_now: Any, start: int, what: str) -> int:
 # ------------------------------------------------------------------------------------- scenario 1
 
 
+def _damage_rows(server: Any, db: str, backup_max: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Delete ten rows below the backup's max(height) and alter the hash at it, in one transaction
+    holding the table (the indexer waits; readers do not). Returns the state at the disaster and
+    what was damaged."""
+    with server.connect(db) as c:
+        with c.transaction():
+            c.execute("LOCK TABLE blockchain IN EXCLUSIVE MODE")
+            top, rows = c.execute("SELECT max(height), count(*) FROM blockchain").fetchone()
+            top_time = c.execute('SELECT extract(epoch FROM "timestamp") FROM blockchain WHERE height = %s',
+                                 (top,)).fetchone()[0]
+            lo = max(1, backup_max // 3)
+            hi = min(lo + 9, backup_max - 1)
+            deleted = c.execute("DELETE FROM blockchain WHERE height BETWEEN %s AND %s", (lo, hi)).rowcount
+            c.execute("UPDATE blockchain SET hash = md5(hash) WHERE height = %s", (backup_max,))
+    return ({"max_height": int(top), "rows": int(rows), "tip_time": float(top_time)},
+            {"deleted_heights": f"{lo}..{hi}", "deleted_rows": deleted, "altered_height": backup_max})
+
+
 @scenario("database-corruption", component="postgresql", order=10,
           description="rows deleted from and altered in the blockchain table; restored from the last good "
                       "backup with the restore-db runbook")
@@ -149,20 +170,9 @@ def database_corruption(d: DrillRun) -> None:
     _keep_mining(d, lambda: db_health(server, db)["max_height"], m.db_max_height, "max(height) in PostgreSQL")
 
     with d.step("inject") as st:
-        with server.connect(db) as c:
-            with c.transaction():
-                c.execute("LOCK TABLE blockchain IN EXCLUSIVE MODE")  # the indexer waits; readers do not
-                top, rows = c.execute("SELECT max(height), count(*) FROM blockchain").fetchone()
-                top_time = c.execute('SELECT extract(epoch FROM "timestamp") FROM blockchain WHERE height = %s',
-                                     (top,)).fetchone()[0]
-                lo = max(1, int(m.db_max_height) // 3)
-                hi = min(lo + 9, int(m.db_max_height) - 1)
-                deleted = c.execute("DELETE FROM blockchain WHERE height BETWEEN %s AND %s", (lo, hi)).rowcount
-                altered_h = int(m.db_max_height)
-                c.execute("UPDATE blockchain SET hash = md5(hash) WHERE height = %s", (altered_h,))
+        at_disaster, damage = _damage_rows(server, db, int(m.db_max_height))
         d.injected()
-        at_disaster = {"max_height": int(top), "rows": int(rows), "tip_time": float(top_time)}
-        st.detail.update(deleted_heights=f"{lo}..{hi}", deleted_rows=deleted, altered_height=altered_h, **at_disaster)
+        st.detail.update(**damage, **at_disaster)
     d.extra["at_disaster"] = at_disaster
 
     with d.step("detect") as st:
@@ -229,6 +239,37 @@ def _reindex_above(server: Any, db: str, height: int) -> int:
     return int(n)
 
 
+def _node_broken(d: DrillRun) -> dict[str, Any] | None:
+    """What the node says once it notices its data dir is gone, or None while it does not yet."""
+    with _node(d) as node:
+        report = node.verify_report()
+        info = node.blockchain_info()
+    if report.get("is_valid") is False or info.consensus_state == "no-chain-data":
+        return {"is_valid": report.get("is_valid"), "reason": report.get("reason"),
+                "consensus_state": info.consensus_state, "block_height": info.block_height}
+    return None
+
+
+def _serving(d: DrillRun, server: Any, db: str, data: Path, restored_h: int) -> dict[str, Any]:
+    """The node serves a valid, synced chain past the restored height and the index agrees with it;
+    NotYet otherwise."""
+    with _node(d) as node:
+        report = node.verify_report()
+        info = node.blockchain_info()
+    if not (report.get("is_valid") and info.is_synced and info.block_height > restored_h):
+        raise NotYet(f"node verify is_valid={report.get('is_valid')}, synced={info.is_synced}, "
+                     f"height {info.block_height} (restored {restored_h}; waiting for it to mine on)")
+    h = db_health(server, db)
+    if h["problems"] or h["max_height"] is None or h["max_height"] < restored_h:
+        raise NotYet(f"index integrity: {'; '.join(h['problems']) or 'max(height) below the restored height'}")
+    blk = chain_block(data / "chain.db", h["max_height"])
+    with server.connect(db) as c:
+        row = c.execute("SELECT hash FROM blockchain WHERE height = %s", (h["max_height"],)).fetchone()
+    if blk is None or row is None or row[0] != blk[1]:
+        raise NotYet(f"index tip {h['max_height']} is not on the restored chain")
+    return {"node_height": info.block_height, "index_rows": h["rows"], "index_max_height": h["max_height"]}
+
+
 @scenario("chain-data-loss", component="node", order=20,
           description="the node's data directory deleted; restored from the last chain backup with the "
                       "restore-chain runbook")
@@ -271,16 +312,7 @@ def chain_data_loss(d: DrillRun) -> None:
         st.detail.update(removed=str(data))
 
     with d.step("detect") as st:
-        def broken() -> dict[str, Any] | None:
-            with _node(d) as node:
-                report = node.verify_report()
-                info = node.blockchain_info()
-            if report.get("is_valid") is False or info.consensus_state == "no-chain-data":
-                return {"is_valid": report.get("is_valid"), "reason": report.get("reason"),
-                        "consensus_state": info.consensus_state, "block_height": info.block_height}
-            return None
-
-        seen = wait_for("the node noticing the lost data dir", broken, 30, interval_s=0.1)
+        seen = wait_for("the node noticing the lost data dir", lambda: _node_broken(d), 30, interval_s=0.1)
         st.detail.update(seen)
     d.detected(f"node API: verify is_valid={seen['is_valid']} ({seen['reason']}), "
                f"consensus_state {seen['consensus_state']}")
@@ -310,25 +342,8 @@ def chain_data_loss(d: DrillRun) -> None:
         if not v.is_valid:
             raise IntegrityError(f"the restored chain fails verification: {v.reason}", "see the drill report")
         st.detail.update(chain_valid=True, checked_blocks=v.checked_blocks)
-
-        def serving() -> dict[str, Any] | None:
-            with _node(d) as node:
-                report = node.verify_report()
-                info = node.blockchain_info()
-            if not (report.get("is_valid") and info.is_synced and info.block_height > restored_h):
-                raise NotYet(f"node verify is_valid={report.get('is_valid')}, synced={info.is_synced}, "
-                             f"height {info.block_height} (restored {restored_h}; waiting for it to mine on)")
-            h = db_health(server, db)
-            if h["problems"] or h["max_height"] is None or h["max_height"] < restored_h:
-                raise NotYet(f"index integrity: {'; '.join(h['problems']) or 'max(height) below the restored height'}")
-            blk = chain_block(data / "chain.db", h["max_height"])
-            with server.connect(db) as c:
-                row = c.execute("SELECT hash FROM blockchain WHERE height = %s", (h["max_height"],)).fetchone()
-            if blk is None or row is None or row[0] != blk[1]:
-                raise NotYet(f"index tip {h['max_height']} is not on the restored chain")
-            return {"node_height": info.block_height, "index_rows": h["rows"], "index_max_height": h["max_height"]}
-
-        st.detail.update(wait_for("the node serving a valid, synced chain with a consistent index", serving, TIMEOUT_S))
+        st.detail.update(wait_for("the node serving a valid, synced chain with a consistent index",
+                                  lambda: _serving(d, server, db, data, restored_h), TIMEOUT_S))
     d.recovered()
 
     restored = chain_block(data / "chain.db", restored_h)

@@ -25,8 +25,8 @@ from recovery.drills.base import DrillRun, scenario
 from recovery.drills.checks import db_health, db_server, wait_for
 from recovery.drills.restore_scenarios import TIMEOUT_S, _add_runbook_steps, _node, _reporter, _store
 from recovery.errors import IntegrityError
-from recovery.local.environment import local_dir
 from recovery.runbooks.rotate import CURRENT, PREVIOUS, Rotation, SecretStages, rotate
+from recovery.stack import local_dir
 
 
 def _works(outputs: Any, text: str | None) -> bool:

@@ -62,7 +62,7 @@ from recovery.engine.runbook import Runbook, execute
 from recovery.engine.steps import Step, StepContext, Target
 from recovery.errors import NodeApiError, RecoveryError, SiteNotReadyError, VerificationFailed
 from recovery.node import NodeClient
-from recovery.runbooks.failover_preflight import (FailoverOptions, Preflight, Sites, load_sites, measure_lag,
+from recovery.reports.sites import (FailoverOptions, Preflight, Sites, load_sites, measure_lag,
                                                   newest_backups, node_state, preflight, primary_health_check_id)
 from recovery.runbooks.restore_chain import ChainRestoreOptions, build
 from recovery.services import ServiceControl, ServicesConfig

@@ -1,4 +1,7 @@
-"""The failover's preflight: read-only checks of both sites before anything changes.
+"""Both sites as they are now, read-only: the failover's preflight (recovery/runbooks/failover.py).
+
+It changes nothing, so it is a report, not a runbook; the failover and failback runbooks run it as
+their first step and act on its verdict.
 
 Each check is a named function; every one is said (``say``) as it is made, and the first refusal is
 raised once all have run, so an operator sees the whole picture (recovery/runbooks/failover.py
