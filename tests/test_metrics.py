@@ -157,7 +157,7 @@ def known(moto_server: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     journal("restore-chain", "ok", 50)
     journal("restore-chain", "failed", 5)
 
-    # drill records (recovery/runbooks/drill.py's wrapper around DrillRun.to_json()) and their reports
+    # drill records (recovery/drills/run.py's wrapper around DrillRun.to_json()) and their reports
     def scenario(name: str, component: str, rto: float | None, rto_met: bool | None, rpo_met: bool | None,
                  skipped: str | None = None) -> dict[str, Any]:
         t = now.timestamp()

@@ -54,12 +54,12 @@ def restore_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: 
                       sync_timeout: float) -> None:
     """Restore the node's data directory from a chain backup; the current one is quarantined."""
     from recovery.engine.console import ConsoleReporter
-    from recovery.runbooks.restore_chain import ChainRestoreOptions, restore_chain
+    from recovery.runbooks.restore_chain import ChainRestoreOptions, default_owner, restore_chain
 
     outputs = outputs_for(stack, outputs_file, "restore")
     reporter = ConsoleReporter()
     opts = ChainRestoreOptions(data_dir=node_data_dir(outputs, data_dir), backup=backup,
-                               owner=owner if owner is not None else ("" if outputs.local else "xai:xai"),
+                               owner=owner if owner is not None else default_owner(outputs),
                                archive_current=archive_current, node_url=node_url or local_node_url(outputs),
                                sync_timeout_s=sync_timeout)
     store = journal_store_for(outputs, reporter)

@@ -100,7 +100,7 @@ def _register_health_probes(state_dir: Path) -> None:
 
 def serve(state_dir: Path) -> None:
     # The authoriser imports werkzeug (moto[server], a development dependency): imported here, in
-    # the daemon, so `local up|down|status` and activate() never need it.
+    # the daemon, so `local down|status` and the commands never need it.
     from recovery.local import iam
 
     emulator.install()

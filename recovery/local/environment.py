@@ -172,8 +172,8 @@ def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0
 
 def _check_prerequisites() -> None:
     """Before anything starts: the emulator's authoriser and the PostgreSQL 15 binaries."""
-    # The authoriser imports werkzeug (moto[server], a development dependency); activate(), down
-    # and status must work without it, so it is imported only where `up` needs it.
+    # The authoriser imports werkzeug (moto[server], a development dependency); down and status
+    # must work without it, so it is imported only where `up` needs it.
     from recovery.local import iam
 
     try:

@@ -64,7 +64,7 @@ from recovery.errors import NodeApiError, RecoveryError, SiteNotReadyError, Veri
 from recovery.node import NodeClient
 from recovery.reports.sites import (FailoverOptions, Preflight, Sites, load_sites, measure_lag,
                                                   newest_backups, node_state, preflight, primary_health_check_id)
-from recovery.runbooks.restore_chain import ChainRestoreOptions, build
+from recovery.runbooks.restore_chain import ChainRestoreOptions, build, default_owner
 from recovery.services import ServiceControl, ServicesConfig
 from recovery.stack import StackOutputs
 
@@ -279,7 +279,7 @@ class Failover:
                 f"on the node's host run `recovery restore chain --stack {self.t.stack} --data-dir /var/lib/xai/blockchain`,"
                 " then rerun this command")
         # a stack that names its node's data dir (the local environment) owns it as this user
-        opts = ChainRestoreOptions(data_dir=data_dir, backup="latest", owner="" if self.t.node_data_dir else "xai:xai",
+        opts = ChainRestoreOptions(data_dir=data_dir, backup="latest", owner=default_owner(self.t),
                                    node_url=self.t.node_api_url, sync_timeout_s=self.opts.sync_timeout_s,
                                    sync_interval_s=1.0)
         r = build(self.t, opts, services=self._target_services())

@@ -79,6 +79,12 @@ class ChainRestoreOptions:
     sync_interval_s: float = field(default_factory=lambda: knobs.value("RECOVERY_SYNC_POLL_SECONDS"))
 
 
+def default_owner(outputs: StackOutputs) -> str:
+    """Who the restored data dir belongs to unless --owner says: the plan's `chown -R xai:xai`; on the
+    local environment's stacks, whoever runs the tool already owns its node's files ("" = unchanged)."""
+    return "" if outputs.local else "xai:xai"
+
+
 # ------------------------------------------------------------------------------------- file helpers
 
 
