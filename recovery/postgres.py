@@ -57,7 +57,7 @@ def read_secret(outputs: StackOutputs, arn: str) -> str:
     sm = client("secretsmanager", outputs.region)
     try:
         resp = sm.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - mapped to a one-line error (aws_error)
         raise aws_error(exc, f"reading secret {arn}") from None
     raw = resp.get("SecretString")
     if raw is None:

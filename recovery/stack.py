@@ -395,7 +395,7 @@ class _Backend:
             if not base.is_dir():
                 return []
             return sorted(str(p.relative_to(base)) for p in base.rglob("*.json*") if p.is_file())
-        from recovery.aws import aws_error
+        from recovery.aws import aws_error  # local import, as in _s3
 
         prefix = "/".join(x for x in (self.prefix, ".pulumi/stacks/") if x)
         try:

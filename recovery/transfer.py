@@ -66,7 +66,7 @@ def upload_stream(s3: Any, bucket: str, key: str, stream: IO[bytes] | io.RawIOBa
     extra = {**sse_args(kms_key_id), "ContentType": content_type, "Metadata": {**(metadata or {}), UPLOAD_TOKEN: token}}
     try:
         s3.upload_fileobj(stream, bucket, key, ExtraArgs=extra, Config=transfer_config(), Callback=on_bytes)
-    except Exception:
+    except Exception:  # noqa: BLE001 - re-raised; first see whether the upload landed anyway
         landed = _landed(s3, bucket, key, token)
         if landed is not None:
             log.warning("the upload of %s completed although its reply was lost", key)

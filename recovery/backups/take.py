@@ -62,7 +62,7 @@ class BackupOptions:
 def check_bucket(s3: Any, bucket: str) -> None:
     try:
         s3.head_bucket(Bucket=bucket)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - mapped to a one-line error (aws_error)
         code = error_code(exc)
         if code in ("404", "NoSuchBucket", "NotFound"):
             raise AwsAccessError(f"bucket '{bucket}' does not exist",
@@ -211,7 +211,7 @@ def backup_db(outputs: StackOutputs, opts: BackupOptions | None = None, *, dsn: 
         try:
             conn.rollback()
             conn.close()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - cleanup: the backup's own outcome is what matters
             pass
 
 

@@ -13,6 +13,7 @@ import click
 
 from recovery.commands.common import emit_json, out, outputs_for, stack_options
 from recovery.commands.params import check_writable_dir
+from recovery.errors import DrillFailedError
 
 _REPORT_DIR = click.option("--report-dir", type=click.Path(file_okay=False), default=".recovery/reports",
                            show_default=True, envvar="RECOVERY_REPORT_DIR",
@@ -42,8 +43,6 @@ def table_lines(record: dict[str, Any]) -> list[str]:
 
 
 def _finish(result: Any, as_json: bool) -> None:
-    from recovery.drills.run import DrillFailedError
-
     rec = result.record
     if as_json:
         emit_json({**rec, "reports": result.reports, "record_error": result.record_error})

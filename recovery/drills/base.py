@@ -208,7 +208,8 @@ def run_scenario(spec: ScenarioSpec, stack: str, outputs: Any, work_dir: Path,
     try:
         spec.fn(d)
     except Exception as exc:  # noqa: BLE001 - a failed scenario is a result, not a crash
-        d.error = redact.scrub(getattr(exc, "line", lambda: f"{type(exc).__name__}: {exc}")())
+        line = getattr(exc, "line", None)
+        d.error = redact.scrub(line() if line is not None else f"{type(exc).__name__}: {exc}")
         d.extra["traceback"] = redact.scrub("".join(traceback.format_exception(exc))[-4000:])
     finally:
         problems = d.run_cleanups()

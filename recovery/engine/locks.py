@@ -110,7 +110,7 @@ class HostLock(Lock):
 def default_owner() -> str:
     try:
         user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+    except (KeyError, OSError, ImportError):  # no passwd entry in some containers (KeyError; OSError from 3.13)
         user = str(os.getuid())
     return f"{user}@{socket.gethostname()} pid {os.getpid()}"
 
@@ -272,7 +272,7 @@ class S3Lock(Lock):
                             self.took_over_because)
         except LockHeldError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - mapped to a one-line error (aws_error)
             raise aws_error(exc, doing, bucket=self.bucket) from None
         if self._renew:
             self._thread = threading.Thread(target=self._renew_loop, name="lock-renew", daemon=True)
@@ -320,6 +320,6 @@ class S3Lock(Lock):
                 # Gone, or no longer ours: our retried delete after a lost reply, or a takeover.
                 if error_code(exc) not in _CONFLICT + _GONE:
                     log.warning("could not release %s (%s); it expires on its own", self._what, error_code(exc))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - best effort: the lease expires on its own
                 log.warning("could not release %s (%s); it expires on its own", self._what, exc)
         self.etag = None

@@ -127,7 +127,7 @@ class Runbook:
                     holds = bool(step.check(ctx))
                     check_text = "holds" if holds else "does not hold"
                     will_run = not holds
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - a failing check is shown in the plan, not raised
                     check_text = f"check error: {one_line(exc)}"
             elif step.check is None and jstatus in DONE and not step.rerun:
                 will_run = False

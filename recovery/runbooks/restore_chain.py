@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from recovery import knobs
 from recovery.archive import Member, TarSource, check_sqlite
 from recovery.aws import client, error_code
@@ -327,7 +329,7 @@ class ChainRestore:
         try:
             self.s3.head_object(Bucket=self.outputs.backup_bucket_name, Key=self.archive_key(ctx.run_id))
             return True
-        except Exception as exc:  # noqa: BLE001
+        except ClientError as exc:
             if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise
