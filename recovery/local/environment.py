@@ -47,7 +47,6 @@ from recovery.local.postgres_cluster import PostgresCluster, free_port, pg_bin
 from recovery.local.redis_cache import redis_status, start_redis, stop_redis
 from recovery.processes import pid_alive, stop_pid
 
-LOCAL_STACKS = ("local", "local-dr")
 PROJECT = "xai-dr"
 MAINT_USER = "xai_control_plane"
 # Written first into every directory `up` makes. `down` deletes a directory only when it carries
