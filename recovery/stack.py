@@ -87,6 +87,10 @@ class StackOutputs:
     dns_record_name: str
     health_check_id: str
     node_api_url: str
+    node_api_fqdn: str
+    # How traffic moves between the sites without Route 53's API (infra/traffic_control.py): the
+    # flag alarm in the DR region that the PRIMARY record's health check follows.
+    traffic_control: dict[str, Any]
     vpc_id: str
     trail_name: str
     endpoint_parameter_name: str
@@ -104,6 +108,9 @@ class StackOutputs:
     aws_ca_bundle: str | None = None
     aws_credentials_file: str | None = None
     aws_profile: str | None = None
+    # The emulator's DNS server (the Route 53 data plane), "127.0.0.1:PORT"; in AWS the zone's
+    # authoritative name servers are asked instead.
+    dns_server: str | None = None
     source: str = field(default="", compare=False)
 
     def interval_minutes(self, kind: str) -> int | None:
@@ -144,6 +151,8 @@ _SPEC: dict[str, tuple[str, bool]] = {
     "dns_record_name": ("str", True),
     "health_check_id": ("str", True),
     "node_api_url": ("str", True),
+    "node_api_fqdn": ("str", True),
+    "traffic_control": ("object", True),
     "vpc_id": ("str", True),
     "trail_name": ("str", True),
     "endpoint_parameter_name": ("str", True),
@@ -158,6 +167,7 @@ _SPEC: dict[str, tuple[str, bool]] = {
     "aws_ca_bundle": ("str", False),
     "aws_credentials_file": ("str", False),
     "aws_profile": ("str", False),
+    "dns_server": ("str", False),
 }
 
 # Whole-number outputs whose range is narrower than a 32-bit int (which bounds the others).
@@ -171,7 +181,8 @@ MAX_INTERVAL_MINUTES = 366 * 24 * 60  # a backup schedule longer than a year is 
 
 REQUIRED_OUTPUTS: frozenset[str] = frozenset(n for n, (_, req) in _SPEC.items() if req)
 LOCAL_ONLY_OUTPUTS: frozenset[str] = frozenset({"node_data_dir", "services_config", "local", "aws_endpoint_url",
-                                                 "aws_ca_bundle", "aws_credentials_file", "aws_profile"})
+                                                 "aws_ca_bundle", "aws_credentials_file", "aws_profile",
+                                                 "dns_server"})
 DR_ONLY_OUTPUTS: frozenset[str] = frozenset(n for n, (_, req) in _SPEC.items() if not req) - LOCAL_ONLY_OUTPUTS
 
 
