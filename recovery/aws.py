@@ -94,14 +94,14 @@ CONNECT_TIMEOUT_SECONDS = 10
 CONTROL_READ_TIMEOUT_SECONDS = 15.0
 
 
-def _config(region: str | None, service: str) -> Config:
+def _config(region: str | None, service: str, attempts: int | None = None) -> Config:
     """Every client's config (the STS fetcher's too). An endpoint that accepts connections and never
     answers fails after (retries + 1) x read timeout: 6 x 30 s for S3 and 6 x 15 s for the others at
     the defaults (STS measured: 91.6 s). botocore's `max_attempts` counts the retries."""
     read = knobs.value("RECOVERY_AWS_READ_TIMEOUT_SECONDS")
     return Config(
         region_name=region or None,
-        retries={"mode": "standard", "max_attempts": max_attempts()},
+        retries={"mode": "standard", "max_attempts": attempts or max_attempts()},
         max_pool_connections=MAX_POOL,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         # S3 answers an UploadPart within seconds of its body and keeps a slow CompleteMultipartUpload
@@ -110,12 +110,13 @@ def _config(region: str | None, service: str) -> Config:
     )
 
 
-def client(service: str, region: str | None = None) -> Any:
-    """A boto3 client for `service` in `region` (the stack's region) as the current job's role."""
+def client(service: str, region: str | None = None, *, attempts: int | None = None) -> Any:
+    """A boto3 client for `service` in `region` (the stack's region) as the current job's role.
+    ``attempts`` lowers the retry budget for a read whose failure is an answer (a region away)."""
     knobs.check_endpoints()  # boto3 would fail mid-run with a bare ValueError
     session = _CURRENT.get("session") or _session()
     try:
-        c = session.client(service, config=_config(region, service), **_api_args())
+        c = session.client(service, config=_config(region, service, attempts), **_api_args())
     except NoRegionError:
         raise AwsAccessError("no AWS region known", "set AWS_REGION or check the stack's 'region' output") from None
     if service == "s3":

@@ -29,7 +29,7 @@ def main(ctx: click.Context, debug: bool, verbose: int) -> None:
     signal.signal(signal.SIGTERM, terminate)
 
 
-for command in (backups.backup, backups.list_cmd, backups.verify_cmd, backups.offsite, restore.restore, local.local, rotate.rotate, contain.contain, contain.investigate, observe.metrics_cmd, observe.status_cmd, drill.drill, failover.failover, failover.failback, partition.partition):
+for command in (backups.backup, backups.list_cmd, backups.verify_cmd, backups.offsite, restore.restore, local.local, rotate.rotate, contain.contain, contain.investigate, observe.metrics_cmd, observe.status_cmd, observe.sites_cmd, drill.drill, failover.failover, failover.failback, partition.partition):
     main.add_command(command)
 
 

@@ -25,7 +25,7 @@ from cli_env import isolated_env
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["preflight", "restore-chain", "quiesce-writers", "measure-lag", "promote", "repoint-clients", "resume-peer",
-         "start-services", "move-traffic", "verify-dns", "verify-node", "verify-db", "report"]
+         "start-services", "move-traffic", "verify-dns", "verify-node", "verify-db", "verify-fence", "report"]
 
 
 def cli(env: dict[str, str], *args: str, extra: dict[str, str] | None = None,
@@ -76,9 +76,26 @@ class Env:
         gc = self.aws("rds").describe_global_clusters(GlobalClusterIdentifier="xai-local-global")["GlobalClusters"][0]
         return next(m["DBClusterArn"].split(":")[-1] for m in gc["GlobalClusterMembers"] if m["IsWriter"])
 
-    def inverted(self) -> bool:
-        hc = self.outputs["local"]["health_check_id"]
-        return bool(self.aws("route53").get_health_check(HealthCheckId=hc)["HealthCheck"]["HealthCheckConfig"]["Inverted"])
+    def traffic_on_dr(self) -> bool:
+        """The traffic flag (a CloudWatch alarm in the DR region) says the DR site serves."""
+        tc = self.outputs["local"]["traffic_control"]
+        alarms = self.aws("cloudwatch", tc["region"]).describe_alarms(AlarmNames=[tc["alarm_name"]])["MetricAlarms"]
+        return alarms[0]["StateValue"] == "ALARM"
+
+    def dns(self) -> str | None:
+        """What the emulator's DNS server (Route 53's data plane) answers for the failover record."""
+        import dns.message
+        import dns.query
+
+        host, _, port = json.loads((self.dir / "aws.json").read_text())["dns"].rpartition(":")
+        q = dns.message.make_query(self.outputs["local"]["dns_record_name"], "CNAME")
+        resp = dns.query.udp(q, host, port=int(port), timeout=3)
+        return next((str(next(iter(r)).target).rstrip(".") for r in resp.answer), None)
+
+    def sites(self, stack: str = "local-dr") -> dict[str, Any]:
+        r = cli(self.env, "sites", "--stack", stack, "--json")
+        assert r.returncode == 0, r.stderr[-1500:]
+        return dict(json.loads(r.stdout))
 
     def secret(self) -> dict[str, Any]:
         sm = self.aws("secretsmanager", "us-west-2")
@@ -97,12 +114,9 @@ class Env:
             param = self.aws("ssm", "us-west-2").get_parameter(Name="/xai-dr/xai-local-global/endpoints")["Parameter"]["Value"]
         except Exception:  # noqa: BLE001
             param = None
-        r53 = self.aws("route53")
-        hcs = {o["health_check_id"]: r53.get_health_check(HealthCheckId=o["health_check_id"])["HealthCheck"]["HealthCheckConfig"]
-               for o in self.outputs.values()}
         return {"writer": self.writer(), "promotions": len(self.promotions()), "objects": objects, "param": param,
                 "secret": hashlib.sha256(json.dumps(self.secret(), sort_keys=True).encode()).hexdigest(),
-                "health_checks": hcs, "dr_in_recovery": self.q("dr", "SELECT pg_is_in_recovery()")[0][0],
+                "traffic_on_dr": self.traffic_on_dr(), "dns": self.dns(), "dr_in_recovery": self.q("dr", "SELECT pg_is_in_recovery()")[0][0],
                 "dr_node_height": self.node("dr", "/api/v1/blockchain/info")["block_height"]}
 
 
@@ -235,9 +249,10 @@ def test_switchover_two_concurrent_runs_exactly_one_proceeds(env: Env) -> None:
     assert "held by" in loser and "pid" in loser
     out = json.loads(next(o for c, o, _e in results if c == 0))
     report = next(s for s in out["steps"] if s["name"] == "report")["detail"]
-    # afterwards: the DR cluster is the writer, the primary health check inverted, endpoints repointed
+    # afterwards: the DR cluster is the writer, the traffic flag set and DNS answering the DR site,
+    # endpoints repointed
     assert env.writer() == "xai-local-db-dr"
-    assert env.inverted()
+    assert env.traffic_on_dr() and env.dns() == env.outputs["local-dr"]["node_api_fqdn"]
     sec = env.secret()
     assert (sec["host"], sec["port"]) == (env.outputs["local-dr"]["db_endpoint"], env.outputs["local-dr"]["db_port"])
     param = json.loads(env.aws("ssm", "us-west-2").get_parameter(Name="/xai-dr/xai-local-global/endpoints")["Parameter"]["Value"])
@@ -252,9 +267,26 @@ def test_switchover_two_concurrent_runs_exactly_one_proceeds(env: Env) -> None:
     assert info["is_synced"] and verify["is_valid"] and info["block_height"] > 0
     assert env.q("dr", "SELECT hash FROM blockchain WHERE height = %s", (info["block_height"],))[0][0] == info["tip_hash"]
     assert report["chain_restored_from_backup"] is True and report["mode"] == "switchover"
-    assert report["rpo_blocks_lost"] == 0 and report["rto_s"] > 0
-    st = env.aws("route53").get_health_check_status(HealthCheckId=env.outputs["local"]["health_check_id"])
-    assert all(o["StatusReport"]["Status"].startswith("Failure") for o in st["HealthCheckObservations"])
+    assert report["rpo_blocks_lost"] == 0 and report["rto_s"] > 0 and report["writer"] == "local-dr"
+    fence = next(s for s in out["steps"] if s["name"] == "verify-fence")["detail"]
+    assert fence["observed"] and fence["peer_db_refuses_writes"] and not fence["peer_node_mining"]
+    # the old primary's node stands down: its database is a standby now, so it mines nothing
+    h0 = env.node("primary", "/api/v1/blockchain/info")["block_height"]
+    time.sleep(1.5)  # five of its mine intervals
+    info = env.node("primary", "/api/v1/blockchain/info")
+    assert info["block_height"] <= env.q("dr", "SELECT max(height) FROM blockchain")[0][0] and info["consensus_state"] != "mining"
+    assert env.q("primary", "SELECT count(*) FROM blockchain WHERE height > %s", (h0,))[0][0] == \
+        env.q("dr", "SELECT count(*) FROM blockchain WHERE height > %s", (h0,))[0][0]  # only what the writer wrote
+    # both views agree: the DR site writes and serves; status is green on both stacks and names the writer
+    view = env.sites()
+    assert view["writer"] == "local-dr" and not view["warnings"], view
+    roles = {s["stack"]: s["database"] for s in view["sites"]}
+    assert roles == {"local-dr": "writer", "local": "standby"}
+    for stack in ("local", "local-dr"):
+        st = json.loads(cli(env.env, "status", "--stack", stack, "--json").stdout)
+        assert st["level"] == "green", [ln for ln in st["lines"] if ln["level"] != "green"]
+        site = next(ln for ln in st["lines"] if ln["component"] == "site")
+        assert site["data"]["database"] == ("writer" if stack == "local-dr" else "standby")
 
 
 def test_failback_stale_lock_needs_the_flag(env: Env) -> None:
@@ -273,9 +305,11 @@ def test_failback_stale_lock_needs_the_flag(env: Env) -> None:
     r = cli(env.env, "failback", "--stack", "local", "--yes", "--take-over-stale")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "took over the stale failback lock, held by oncall@other-host pid 4242" in r.stderr
-    assert env.writer() == "xai-local-db-primary" and not env.inverted()
+    assert env.writer() == "xai-local-db-primary" and not env.traffic_on_dr()
+    assert env.dns() == env.outputs["local"]["node_api_fqdn"]
     assert env.q("primary", "SELECT pg_is_in_recovery()")[0][0] is False
     assert env.q("dr", "SELECT pg_is_in_recovery()")[0][0] is True  # back on standby duty
+    assert env.sites("local")["writer"] == "local"
     assert_no_secret(env, r)
 
 
@@ -292,17 +326,24 @@ def test_unplanned_failover_survives_sigkill_after_every_step(env: Env) -> None:
     # is nothing to kill them after: the peer is not quiesced or resumed, the DR node runs and has
     # the chain restored by the switchover above.
     held = {"quiesce-writers", "resume-peer", "start-services", "restore-chain"}
+    assert env.sites()["writer"] == "local"  # before
     for step in [s for s in STEPS if s not in held]:
         r = cli(env.env, "failover", "--stack", "local-dr", "--mode", "failover", "--yes",
                 extra={"RECOVERY_TEST_CRASH_AT": f"failover:{step}:after"})
         assert r.returncode == -9, (step, r.stderr[-1500:])
+        if step == "promote":  # interrupted between the promotion and the traffic move
+            view = env.sites()
+            assert view["writer"] == "local-dr", view
+            assert view["traffic"]["flag"] != "ALARM" and view["lock"] is not None
+            assert any("interrupted" in w or "under way" in w for w in view["warnings"]), view["warnings"]
     r = cli(env.env, "failover", "--stack", "local-dr", "--mode", "failover", "--yes", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     journal = json.loads(r.stdout)
     assert len(journal["attempts"]) >= 2  # one run, resumed
     calls = [c for c in env.promotions()[n0:]]
     assert [(c["mode"], c["outcome"]) for c in calls] == [("failover", "ok")], calls
-    assert env.writer() == "xai-local-db-dr" and env.inverted()
+    assert env.writer() == "xai-local-db-dr" and env.traffic_on_dr()
+    assert env.sites()["writer"] == "local-dr"  # after
     sec = env.secret()
     assert (sec["host"], sec["port"]) == (env.outputs["local-dr"]["db_endpoint"], env.outputs["local-dr"]["db_port"])
     assert env.q("dr", "SELECT pg_is_in_recovery()")[0][0] is False
@@ -328,18 +369,75 @@ def test_failback_after_unplanned_failover_says_what_remains(env: Env) -> None:
     env.node("primary", "/admin/mining", {"enabled": True})
     r = cli(env.env, "failback", "--stack", "local", "--yes")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert env.writer() == "xai-local-db-primary" and not env.inverted()
+    assert env.writer() == "xai-local-db-primary" and not env.traffic_on_dr()
     assert env.q("dr", "SELECT pg_is_in_recovery()")[0][0] is True
 
 
 def test_drill_scenario_fails_over_and_back_with_measured_rto_rpo(env: Env, tmp_path: Path) -> None:
-    r = cli(env.env, "drill", "full", "--stack", "local", "--scenario", "regional-failover", "--json",
-            "--report-dir", str(tmp_path), timeout=240)
+    r = cli(env.env, "drill", "full", "--stack", "local", "--scenario", "region-outage", "--json",
+            "--report-dir", str(tmp_path), timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     rec = json.loads(r.stdout)
-    sc = next(s for s in rec["scenarios"] if s["name"] == "regional-failover")
+    sc = next(s for s in rec["scenarios"] if s["name"] == "region-outage")
     assert sc["passed"], sc
     assert sc["rto_seconds"] > 0 and sc["rpo_blocks"] is not None and sc["rto_met"] and sc["rpo_met"]
-    assert sc["extra"]["failover_report"]["mode"] == "failover"  # the primary was down: unplanned
+    rep = sc["extra"]["failover_report"]
+    assert rep["mode"] == "failover" and rep["peer_reachable"] is False  # the region was down: unplanned
+    assert "peer-db-secret-region" in rep["not_checked"]
     assert "rpo_mismatch" not in sc["extra"]
-    assert env.writer() == "xai-local-db-primary" and not env.inverted()
+    assert env.writer() == "xai-local-db-primary" and not env.traffic_on_dr()
+
+
+def test_region_outage_failover_asks_nothing_of_us_east_1_and_fences_the_old_primary(env: Env) -> None:
+    """The issue's bar, with the commands as an operator types them."""
+    from recovery.local import outage
+
+    # The DR standby stops receiving while the primary keeps mining: writes that never replicate.
+    env.q("dr", "ALTER SYSTEM SET primary_conninfo = ''")
+    env.q("dr", "SELECT pg_reload_conf()")
+    time.sleep(2.0)
+    r = cli(env.env, "local", "outage", "us-east-1", "--json")
+    assert r.returncode == 0, r.stderr
+    since = json.loads(r.stdout)["since"]
+    last_replicated = env.q("dr", "SELECT max(height) FROM blockchain")[0][0]
+    r = cli(env.env, "failover", "--stack", "local-dr", "--yes", "--json", timeout=240)
+    done = time.time()
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert outage.refused_between(env.dir, since, done) == []  # nothing asked of us-east-1 or a global API
+    journal = json.loads(r.stdout)
+    report = next(s for s in journal["steps"] if s["name"] == "report")["detail"]
+    assert report["mode"] == "failover" and report["rto_s"] > 0 and report["peer_reachable"] is False
+    assert report["rpo_last_replicated_height"] == last_replicated and report["rpo_window_s"] > 0
+    assert "RTO" in r.stderr and "last replicated block" in r.stderr
+    assert env.dns() == env.outputs["local-dr"]["node_api_fqdn"] and env.traffic_on_dr()
+    during = env.sites()
+    assert during["writer"] == "local-dr"
+    assert {s["stack"]: s["database"] for s in during["sites"]}["local"] == "unreachable"
+
+    r = cli(env.env, "local", "outage", "--heal", "--json")
+    assert r.returncode == 0, r.stderr
+    # the old primary is back and accepts no write: its database refuses, its node does not mine
+    with pytest.raises(psycopg.Error):
+        env.q("primary", "INSERT INTO blockchain (height, hash, prev_hash, \"timestamp\", tx_count, transactions)"
+                         " VALUES (999999, 'x', 'y', now(), 0, '[]')")
+    h0 = env.node("primary", "/api/v1/blockchain/info")["block_height"]
+    time.sleep(2.0)
+    assert env.node("primary", "/api/v1/blockchain/info")["block_height"] == h0
+    assert {s["stack"]: s["database"] for s in env.sites()["sites"]}["local"] == "fenced"
+    # the independent count: the old primary's rows above the last block the standby had
+    n, newest = env.q("primary", 'SELECT count(*), extract(epoch FROM max("timestamp")) FROM blockchain'
+                                 " WHERE height > %s", (last_replicated,))[0]
+    base = env.q("primary", 'SELECT extract(epoch FROM "timestamp") FROM blockchain WHERE height = %s',
+                 (last_replicated,))[0][0]
+    assert n > 0
+
+    r = cli(env.env, "failback", "--stack", "local", "--yes", "--json", timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    back = next(s for s in json.loads(r.stdout)["steps"] if s["name"] == "report")["detail"]
+    assert back["diverged_blocks"] == n
+    assert back["diverged_seconds"] == pytest.approx(float(newest) - float(base), abs=0.01)
+    assert back["diverged_heights"] == [last_replicated + 1, last_replicated + n]
+    assert env.writer() == "xai-local-db-primary" and not env.traffic_on_dr()
+    assert env.dns() == env.outputs["local"]["node_api_fqdn"]
+    assert env.q("dr", "SELECT pg_is_in_recovery()")[0][0] is True
+    assert list(Path(env.state["postgres"]["datadir"]).parent.glob("*.diverged-*"))  # kept aside, not removed

@@ -26,19 +26,29 @@ def read_secret_doc(outputs: StackOutputs) -> dict[str, Any]:
 
 
 def write_secret_doc(outputs: StackOutputs, doc: dict[str, Any],
-                     on_primary_down: Callable[[str], None] = lambda _m: None) -> str:
-    """Store ``doc`` as the DB secret; returns how (which region, replica promoted or not)."""
+                     on_primary_down: Callable[[str], None] = lambda _m: None, *,
+                     primary_region_reachable: bool = True) -> str:
+    """Store ``doc`` as the DB secret; returns how (which region, replica promoted or not).
+    ``primary_region_reachable=False`` (the failover found the peer site unreachable) does not try
+    the secret's primary region at all: a call into a lost region only waits out its timeouts."""
     text = json.dumps(doc, sort_keys=True)
     sm = client("secretsmanager", outputs.region)
     primary_region = sm.describe_secret(SecretId=outputs.db_secret_arn).get("PrimaryRegion") or outputs.region
-    try:
-        # A replica is read-only: write through the secret's primary region (replication brings it here).
-        client("secretsmanager", primary_region).put_secret_value(
-            SecretId=outputs.db_secret_arn.replace(f":{outputs.region}:", f":{primary_region}:"), SecretString=text)
-        return f"updated in {primary_region}"
-    except Exception as exc:  # noqa: BLE001 - that region is down: promote the replica, then write here
-        on_primary_down(f"the DB secret's primary region {primary_region} is unreachable ({error_code(exc) or exc}); "
-                        f"promoting the replica in {outputs.region}")
+    if primary_region != outputs.region and not primary_region_reachable:
+        on_primary_down(f"the DB secret's primary region {primary_region} is presumed down (the peer site is "
+                        f"unreachable); promoting the replica in {outputs.region}")
+    elif primary_region == outputs.region:
+        sm.put_secret_value(SecretId=outputs.db_secret_arn, SecretString=text)
+        return f"updated in {outputs.region}"
+    else:
+        try:
+            # A replica is read-only: write through the secret's primary region (replication brings it here).
+            client("secretsmanager", primary_region).put_secret_value(
+                SecretId=outputs.db_secret_arn.replace(f":{outputs.region}:", f":{primary_region}:"), SecretString=text)
+            return f"updated in {primary_region}"
+        except Exception as exc:  # noqa: BLE001 - that region is down: promote the replica, then write here
+            on_primary_down(f"the DB secret's primary region {primary_region} is unreachable ({error_code(exc) or exc}); "
+                            f"promoting the replica in {outputs.region}")
     sm.stop_replication_to_replica(SecretId=outputs.db_secret_arn)
     sm.put_secret_value(SecretId=outputs.db_secret_arn, SecretString=text)
     return f"replica promoted and updated in {outputs.region}"

@@ -42,6 +42,57 @@ def max_height(outputs: StackOutputs | None) -> int | None:
     return None if row[0] is None else int(row[0])
 
 
+def tip_block(outputs: StackOutputs | None) -> tuple[int | None, float | None]:
+    """(max(height), that block's timestamp as epoch seconds) of a site's index, (None, None) when unknown."""
+    if outputs is None:
+        return None, None
+    try:
+        rows = db_query(outputs, 'SELECT height, extract(epoch FROM "timestamp") FROM blockchain'
+                                 " ORDER BY height DESC LIMIT 1")
+    except Exception:  # noqa: BLE001 - unreachable, or no table yet
+        return None, None
+    return (int(rows[0][0]), float(rows[0][1])) if rows else (None, None)
+
+
+def divergence(old: StackOutputs, writer: StackOutputs, *, batch: int = 500) -> dict[str, Any]:
+    """What ``old`` (a former writer) holds that ``writer`` does not: its blocks above the last block
+    both have with the same hash. Returns the common height, the blocks after it, their heights and
+    the seconds they span (from the common block to ``old``'s newest)."""
+    top, _ = tip_block(old)
+    if top is None:
+        return {"common_height": None, "blocks": 0, "seconds": 0.0, "heights": None}
+    high = top
+    while high >= 0:
+        low = max(0, high - batch + 1)
+        q = "SELECT height, hash FROM blockchain WHERE height BETWEEN %s AND %s"
+        mine = dict(db_query(old, q, (low, high)))
+        theirs = dict(db_query(writer, q, (low, high)))
+        same = [h for h in sorted(mine, reverse=True) if theirs.get(h) == mine[h]]
+        if same:
+            common = int(same[0])
+            break
+        high = low - 1
+    else:
+        common = -1
+    rows = db_query(old, 'SELECT count(*), min(height), max(height), extract(epoch FROM max("timestamp"))'
+                         " FROM blockchain WHERE height > %s", (common,))[0]
+    base = db_query(old, 'SELECT extract(epoch FROM "timestamp") FROM blockchain WHERE height = %s', (common,))
+    count, lo, hi, newest = int(rows[0]), rows[1], rows[2], rows[3]
+    seconds = round(float(newest) - float(base[0][0]), 3) if count and base else 0.0
+    return {"common_height": common, "blocks": count, "seconds": seconds,
+            "heights": [int(lo), int(hi)] if count else None}
+
+
+def in_recovery_or_read_only(outputs: StackOutputs) -> bool | None:
+    """Whether a site's database refuses writes (a standby, or read-only by default); None when it does not answer."""
+    try:
+        row = db_query(outputs, "SELECT pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'",
+                       timeout=3)[0]
+    except RecoveryError:
+        return None
+    return bool(row[0])
+
+
 def block_hash_matches(outputs: StackOutputs, height: int, tip_hash: str | None) -> bool | None:
     """Whether the database's row at ``height`` has ``tip_hash``; None when that block is not indexed (yet)."""
     try:
@@ -104,4 +155,5 @@ def write_probe(outputs: StackOutputs, run_id: str, token: str) -> int | None:
     return height[0] if height else None
 
 
-__all__ = ["db_query", "db_reachable", "max_height", "block_hash_matches", "replay_lag", "write_probe"]
+__all__ = ["db_query", "db_reachable", "max_height", "tip_block", "divergence", "in_recovery_or_read_only",
+           "block_hash_matches", "replay_lag", "write_probe"]

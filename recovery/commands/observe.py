@@ -99,3 +99,18 @@ def _render_rich(report: Any) -> None:
     console = Console()
     console.print(table)
     console.print(Text(f"overall: {report.level}", style=_STYLE[report.level]))
+
+
+@click.command("sites")
+@stack_options
+def sites_cmd(stack: str, outputs_file: str | None, as_json: bool) -> None:
+    """Both sites at a glance: the writer, each database's role and lag, nodes, DNS, backups, the failover lock."""
+    from recovery.reports.sites import render, sites_view
+
+    outputs = outputs_for(stack, outputs_file, "failover")
+    view = sites_view(outputs)
+    if as_json:
+        emit_json(view.to_json())
+        return
+    for line in render(view):
+        out(line)

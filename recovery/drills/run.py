@@ -230,7 +230,7 @@ class DrillResult:
 def specs_for(kind: str, stack: str, local: bool = True) -> list[ScenarioSpec]:
     """The scenarios of drill `kind`; `local` is the stack's own `local` output once it is read."""
     if kind == "failover":  # the plan's quarterly exercise: the failover scenario of `drill full`
-        return [s for s in specs_for("full", stack, local) if s.name == "regional-failover"]
+        return [s for s in specs_for("full", stack, local) if s.name == "region-outage"]
     if kind == "full":
         if not (is_local(stack) and local):
             raise NotLocalStackError(f"drill full injects real damage and runs only on {', '.join(LOCAL_STACKS)}, "

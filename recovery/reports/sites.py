@@ -1,284 +1,216 @@
-"""Both sites as they are now, read-only: the failover's preflight (recovery/runbooks/failover.py).
+"""`recovery sites --stack X`: both sites at a glance, like `patronictl list`. Read-only.
 
-It changes nothing, so it is a report, not a runbook; the failover and failback runbooks run it as
-their first step and act on its verdict.
+For each site (X and its peer): which one is the writer, each database's role (writer, standby,
+fenced: refusing writes without replicating from the writer, unreachable) and replication lag, the
+site's node (height, sync, how far behind its own database), the newest backups in its bucket, and
+for the pair: the traffic flag, what DNS answers and who holds the failover lock.
 
-Each check is a named function; every one is said (``say``) as it is made, and the first refusal is
-raised once all have run, so an operator sees the whole picture (recovery/runbooks/failover.py
-describes the checks, their exit codes and which ones ``--force`` overrides). Here too live the
-options, the two sites and the reads the steps share with it (lag, node state, newest backups).
+The writer is decided the way clients and Aurora decide it: the global cluster's writer member
+(asked in a reachable site's region), cross-checked with which database accepts writes. Everything
+read here is a data plane or the reachable site's regional API; a site that does not answer is
+shown as unreachable, never waited on twice. Route 53's API is asked for the endpoint health
+checks with one attempt only: it lives in us-east-1, and its absence is shown, not fatal.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from recovery.adapters import aurora, route53, sql_probe
-from recovery.adapters.sql_probe import db_reachable
-from recovery.aws import client, vault_key
-from recovery.backups.read import resolve_backup, verify_backup
-from recovery.catalog import Catalog
-from recovery.errors import (ChainDataError, NodeApiError, NotDrStackError, RecoveryError, ReplicationLagError,
-                             SiteNotReadyError, StackOutputsError)
+from recovery.adapters import aurora, sql_probe, traffic
+from recovery.aws import client, error_code
+from recovery.engine.locks import S3Lock
+from recovery.errors import RecoveryError
 from recovery.node import NodeClient
+from recovery.reports.preflight import newest_backups
 from recovery.stack import StackOutputs, load_outputs
 
-log = logging.getLogger(__name__)
+LOCK_KEY = "locks/failover.lock"  # the failover runbook's (recovery/runbooks/failover.py imports it from here)
+NODE_BEHIND_YELLOW, NODE_BEHIND_RED = 5, 50
 
 
 @dataclass
-class FailoverOptions:
-    direction: str = "failover"  # failover (target = DR stack) | failback (target = primary stack)
-    mode: str | None = None  # None: preflight decides
-    force: bool = False
-    max_lag_s: float = 60.0
-    detach_fallback: bool = False
-    take_over_stale: bool = False
-    sync_timeout_s: float = 300.0
-    lock_ttl_s: int = 900
-    resuming: bool = False  # an unfinished run of the same mode exists (its quiesce may have stopped the peer)
-    peer_services_config: str | None = None  # None: the peer stack's services_config output
-    data_dir: str | None = None  # the target node's data directory; None: the stack's node_data_dir output
+class SiteView:
+    stack: str
+    role: str
+    region: str
+    database: str = "unknown"  # writer | standby | fenced | unreachable
+    global_writer: bool | None = None
+    lag: dict[str, Any] = field(default_factory=dict)
+    db_height: int | None = None
+    node: dict[str, Any] = field(default_factory=dict)
+    health_check: str = "unknown"
+    backups: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 @dataclass
-class Sites:
-    target: StackOutputs
-    peer: StackOutputs | None  # None when the peer's outputs cannot be read (its region is gone)
-    peer_error: str | None = None
+class SitesView:
+    stack: str
+    writer: str | None
+    sites: list[SiteView]
+    traffic: dict[str, Any]
+    lock: dict[str, Any] | None
+    warnings: list[str] = field(default_factory=list)
 
-    @property
-    def primary_site(self) -> StackOutputs | None:
-        return self.target if self.target.role == "primary" else self.peer
+    def to_json(self) -> dict[str, Any]:
+        return {"stack": self.stack, "writer": self.writer, "sites": [s.to_json() for s in self.sites],
+                "traffic": self.traffic, "lock": self.lock, "warnings": self.warnings}
 
 
-def load_sites(target: StackOutputs, direction: str) -> Sites:
-    """The target's outputs and, through ``peer_stack``, the peer's. Refuses a wrong-role target."""
-    want = "dr" if direction == "failover" else "primary"
-    if target.role != want:
-        raise NotDrStackError(
-            f"stack '{target.stack}' is a {target.role} stack; {direction} promotes a {want} stack",
-            f"aim it at the {want} stack: `recovery {direction} --stack {target.peer_stack}`")
+def database_role(site: StackOutputs) -> tuple[str, int | None]:
+    """The database's own view: writer (accepts writes), standby (replaying from a writer), fenced
+    (refuses writes and replicates from nothing), or unreachable."""
     try:
-        peer = load_outputs(target.peer_stack)
-        vault_key(peer.backup_bucket_name, peer.backup_kms_key_arn)  # a failback's lock lives in the DR vault
-        return Sites(target, peer)
-    except StackOutputsError as exc:  # the failed region's state may be unreadable: go on without it
-        return Sites(target, None, exc.line())
+        row = sql_probe.db_query(site, "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only'),"
+                                       " (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming')",
+                                 timeout=3)[0]
+    except RecoveryError:
+        return "unreachable", None
+    in_rec, read_only, streaming = bool(row[0]), row[1] == "on", int(row[2] or 0)
+    height = sql_probe.max_height(site)
+    if not in_rec and not read_only:
+        return "writer", height
+    return ("standby" if in_rec and streaming else "fenced"), height
 
 
-def primary_health_check_id(sites: Sites) -> str:
-    return route53.primary_health_check_id(sites.target, sites.primary_site)
+def _global_writer(sites: list[StackOutputs]) -> tuple[str | None, str | None]:
+    """The global cluster's writer cluster id, asked in the first region that answers; (id, error)."""
+    problems = []
+    for s in sites:
+        try:
+            _gc, members = aurora.global_members(s)
+        except Exception as exc:  # noqa: BLE001 - that region does not answer: ask the next one
+            problems.append(f"{s.region}: {error_code(exc) or type(exc).__name__}")
+            continue
+        writer = next((cid for cid, m in members.items() if m.get("IsWriter")), None)
+        return writer, None
+    return None, "; ".join(problems)
 
 
-def measure_lag(sites: Sites) -> dict[str, Any]:
-    """Replication lag of the target behind the writer: seconds and bytes, with where it came from.
-
-    Aurora: CloudWatch ``AuroraGlobalDBReplicationLag`` (ms) for the target cluster. PostgreSQL (the
-    local environment): the replay position against the writer's WAL (``sql_probe.replay_lag``).
-    """
-    try:
-        lag_s = aurora.cloudwatch_lag_s(sites.target)
-        if lag_s is not None:
-            return {"lag_s": lag_s, "lag_bytes": None, "source": "cloudwatch AuroraGlobalDBReplicationLag"}
-    except Exception as exc:  # noqa: BLE001 - no metric: measure on the database
-        log.debug("no CloudWatch replication lag: %s", exc)
-    return sql_probe.replay_lag(sites.target, sites.peer)
-
-
-# ----------------------------------------------------------------------------------- node and backups
-
-
-def node_state(url: str) -> dict[str, Any]:
-    with NodeClient(url, timeout_s=3, retries=1, backoff_s=0.2) as n:
+def _node(site: StackOutputs, db_height: int | None) -> dict[str, Any]:
+    with NodeClient(site.node_api_url, timeout_s=3, retries=1, backoff_s=0.2) as n:
         try:
             info = n.blockchain_info()
-        except NodeApiError as exc:
+            mining = n.is_mining()
+        except RecoveryError as exc:
             return {"reachable": False, "error": exc.problem}
-        return {"reachable": True, "height": info.block_height, "synced": info.is_synced,
-                "consensus_state": info.consensus_state, "has_chain": info.block_height >= 0}
-
-
-def newest_backups(outputs: StackOutputs) -> dict[str, Any]:
-    cat = Catalog(client("s3", outputs.region), outputs.backup_bucket_name)
-    out: dict[str, Any] = {}
-    now = time.time()
-    for kind in ("db", "chain"):
-        e = cat.latest(kind)
-        if e is None:
-            out[kind] = None
-            continue
-        m = e.manifest
-        out[kind] = {"key": m.key, "ended_at": m.ended_at, "age_s": round(now - m.time.timestamp(), 1),
-                     "db_max_height": m.db_max_height, "replicated_from": m.source_bucket}
+    out: dict[str, Any] = {"reachable": True, "height": info.block_height, "synced": info.is_synced,
+                           "consensus_state": info.consensus_state, "mining": mining}
+    if db_height is not None and info.block_height >= 0:
+        out["behind_database"] = max(0, db_height - info.block_height)
     return out
 
 
-def chain_backup_problem(outputs: StackOutputs) -> str | None:
-    """Why the newest chain backup could not restore a node (the restore's own verification), or None."""
-    cat = Catalog(client("s3", outputs.region), outputs.backup_bucket_name)
+def _health_check(site: StackOutputs) -> str:
+    """The site's endpoint health check via Route 53's API, one attempt (it lives in us-east-1)."""
     try:
-        verify_backup(cat.s3, resolve_backup(cat, "chain", "latest"))
+        obs = client("route53", site.region, attempts=1).get_health_check_status(
+            HealthCheckId=site.health_check_id)["HealthCheckObservations"]
+    except Exception as exc:  # noqa: BLE001 - the API is away: say so
+        return f"unknown (Route 53 API: {error_code(exc) or type(exc).__name__})"
+    ok = sum(1 for o in obs if str(o.get("StatusReport", {}).get("Status", "")).startswith("Success"))
+    return f"{'healthy' if ok * 2 > len(obs) else 'failing'} ({ok}/{len(obs)} checkers)"
+
+
+def _lock(dr: StackOutputs) -> dict[str, Any] | None:
+    try:
+        holder, _etag = S3Lock(client("s3", dr.region), dr.backup_bucket_name, LOCK_KEY, renew=False).read()
+    except Exception as exc:  # noqa: BLE001
+        return {"error": error_code(exc) or type(exc).__name__}
+    if holder is None:
+        return None
+    return {"owner": holder.owner, "purpose": holder.purpose, "acquired_at": holder.acquired_at,
+            "expires_at": holder.expires_at, "expired": holder.expired}
+
+
+def _site(outputs: StackOutputs, writer_cluster: str | None, writer_site: StackOutputs | None) -> SiteView:
+    v = SiteView(outputs.stack, outputs.role, outputs.region)
+    v.database, v.db_height = database_role(outputs)
+    v.global_writer = None if writer_cluster is None else writer_cluster == outputs.db_cluster_id
+    if v.database == "standby":
+        v.lag = sql_probe.replay_lag(outputs, writer_site)
+    v.node = _node(outputs, v.db_height)
+    v.health_check = _health_check(outputs)
+    try:
+        v.backups = {k: (b or {}).get("key") and {"key": b["key"], "age_s": b["age_s"]}
+                     for k, b in newest_backups(outputs).items()}
+    except Exception as exc:  # noqa: BLE001 - another job's bucket, or its region is away
+        v.backups = {"error": error_code(exc) or type(exc).__name__}
+    return v
+
+
+def sites_view(outputs: StackOutputs) -> SitesView:
+    try:
+        peer: StackOutputs | None = load_outputs(outputs.peer_stack)
+    except RecoveryError:
+        peer = None
+    pair = [outputs] + ([peer] if peer is not None else [])
+    writer_cluster, gerr = _global_writer(pair)
+    writer_site = next((s for s in pair if s.db_cluster_id == writer_cluster), None)
+    views = [_site(s, writer_cluster, writer_site) for s in pair]
+    warnings = [] if gerr is None else [f"the global cluster could not be read ({gerr})"]
+    accepting = [v.stack for v in views if v.database == "writer"]
+    if len(accepting) > 1:
+        warnings.append(f"more than one database accepts writes: {', '.join(accepting)} (split brain: fence the one "
+                        "that is not the global writer)")
+    if writer_site is not None and accepting and writer_site.stack not in accepting:
+        warnings.append(f"the global writer {writer_site.stack} does not accept writes yet, {accepting[0]} does")
+    writer = writer_site.stack if writer_site is not None else (accepting[0] if len(accepting) == 1 else None)
+    for v in views:
+        behind = v.node.get("behind_database")
+        if behind is not None and behind > NODE_BEHIND_YELLOW:
+            warnings.append(f"{v.stack}'s node is {behind} blocks behind its database")
+        if v.database != "writer" and v.node.get("mining"):
+            warnings.append(f"{v.stack}'s node mines, but its database is {v.database}")
+    flow = _traffic(outputs, pair, writer)
+    if flow.get("serving") and writer and flow["serving"] != writer:
+        warnings.append(f"DNS sends traffic to {flow['serving']}, the writer is {writer}: a failover is under way "
+                        "or was interrupted (rerun it)")
+    dr = next((s for s in pair if s.role == "dr"), None)
+    return SitesView(outputs.stack, writer, views, flow, _lock(dr) if dr else None, warnings)
+
+
+def _traffic(outputs: StackOutputs, pair: list[StackOutputs], writer: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"record": outputs.dns_record_name}
+    try:
+        out["flag"] = traffic.flag(outputs)
     except RecoveryError as exc:
-        return exc.problem
-    return None
-
-# ----------------------------------------------------------------------------------- preflight
-
-
-@dataclass
-class Preflight:
-    direction: str
-    mode: str
-    checks: list[dict[str, Any]] = field(default_factory=list)
-    promoted: bool = False
-    peer_healthy: bool = False
-    lag: dict[str, Any] = field(default_factory=dict)
-    backups: dict[str, Any] = field(default_factory=dict)
-    node: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"direction": self.direction, "mode": self.mode, "promoted": self.promoted,
-                "peer_healthy": self.peer_healthy, "lag": self.lag, "backups": self.backups, "node": self.node,
-                "checks": self.checks}
-
-class _Checks:
-    """The preflight's findings: each check is said as it is made; the first refusal is kept."""
-
-    def __init__(self, opts: FailoverOptions, say: Callable[[str], None]) -> None:
-        self.opts, self.say = opts, say
-        self.checks: list[dict[str, Any]] = []
-        self.refusal: RecoveryError | None = None
-
-    def __call__(self, name: str, ok: bool, detail: str, err: RecoveryError | None = None,
-                 forceable: bool = False) -> None:
-        forced = not ok and forceable and self.opts.force
-        self.checks.append({"check": name, "ok": ok, "detail": detail, "forced": forced})
-        self.say(f"preflight {'ok  ' if ok else ('FORCED' if forced else 'FAIL')} {name}: {detail}")
-        if not ok and not forced and self.refusal is None and err is not None:
-            self.refusal = err
+        out["flag_error"] = exc.problem
+    try:
+        out["dns_answer"] = traffic.dns_answer(outputs)
+        out["serving"] = next((s.stack for s in pair if s.node_api_fqdn.rstrip(".") == out["dns_answer"]), None)
+    except RecoveryError as exc:
+        out["dns_error"] = exc.problem
+    return out
 
 
-def _check_cluster(t: StackOutputs, check: _Checks) -> bool:
-    """global-cluster and cluster-available; returns whether the target already is the writer."""
-    gc, members = aurora.global_members(t)
-    member = members.get(t.db_cluster_id)
-    promoted = bool(member and member.get("IsWriter"))
-    check("global-cluster", member is not None,
-          f"{t.db_cluster_id} is {'the writer' if promoted else 'a secondary' if member else 'NOT a member'} of "
-          f"{t.global_cluster_id}" + (f" ({gc.get('Status')})" if gc else " (global cluster not found)"),
-          SiteNotReadyError(f"{t.db_cluster_id} is not a member of global cluster {t.global_cluster_id}",
-                            "add it back to the global cluster (or restore from backups: `recovery restore db`)"))
-    status = aurora.cluster_status(t)
-    check("cluster-available", status == "available", f"{t.db_cluster_id} is {status}",
-          SiteNotReadyError(f"{t.db_cluster_id} is {status}", "wait until it is available"))
-    return promoted
+def render(view: SitesView) -> list[str]:
+    """Plain lines for a terminal, one per site, then the pair's."""
+    lines = [f"writer: {view.writer or 'UNKNOWN'}"]
+    for s in view.sites:
+        node = s.node
+        n = (f"node {node.get('height')}{' synced' if node.get('synced') else ' NOT synced'}"
+             f"{' mining' if node.get('mining') else ''} ({node.get('consensus_state')})"
+             + (f", {node['behind_database']} behind its db" if node.get("behind_database") else "")
+             if node.get("reachable") else "node unreachable")
+        lag = s.lag.get("lag_s")
+        backups = ", ".join(f"{k} {b['age_s']:.0f}s old" for k, b in s.backups.items() if isinstance(b, dict)) or "none"
+        lines.append(f"{s.stack:<16} {s.role:<8} db {s.database}"
+                     + (f" (height {s.db_height})" if s.db_height is not None else "")
+                     + (f", lag {lag:g}s" if isinstance(lag, (int, float)) else "")
+                     + f"; {n}; health check {s.health_check}; backups: {backups}")
+    t = view.traffic
+    lines.append(f"traffic: {t['record']} -> {t.get('dns_answer') or t.get('dns_error')} "
+                 f"({t.get('serving') or 'unknown site'}); flag {t.get('flag') or t.get('flag_error')}")
+    lk = view.lock
+    lines.append("failover lock: " + ("free" if lk is None else lk.get("error") or
+                                      f"held by {lk['owner']} ({lk['purpose']}) since {lk['acquired_at']}"
+                                      + (" - EXPIRED" if lk.get("expired") else "")))
+    lines += [f"warning: {w}" for w in view.warnings]
+    return lines
 
 
-def _unreachable_target_error(t: StackOutputs) -> SiteNotReadyError:
-    return SiteNotReadyError(
-        f"{t.db_cluster_id}'s database does not answer, so it cannot be promoted yet: " + (
-            "it must first rejoin as a secondary of the current writer, run `python -m recovery.local.dr_site "
-            "rejoin` (the local region coming back)" if t.local else
-            "when its region is back Aurora rebuilds it as a secondary; if it was detached, re-add it with `aws rds "
-            f"create-db-cluster --db-cluster-identifier {t.db_cluster_id} --global-cluster-identifier "
-            f"{t.global_cluster_id} --engine aurora-postgresql --region {t.region}`, wait until "
-            "AuroraGlobalDBReplicationLag is low"),
-        "then rerun this command")
-
-
-def _check_lag(sites: Sites, promoted: bool, check: _Checks) -> dict[str, Any]:
-    """target-database (it answers) and replication-lag (within --max-lag; forceable)."""
-    max_lag_s = check.opts.max_lag_s
-    lag: dict[str, Any] = ({"lag_s": 0.0, "lag_bytes": 0, "source": "already promoted"} if promoted
-                           else measure_lag(sites))
-    if lag.get("lag_s") is None and lag["source"].startswith("target database unreachable"):
-        check("target-database", False, lag["source"], _unreachable_target_error(sites.target))
-    lag_s = lag.get("lag_s")
-    window = "unknown" if lag_s is None else f"{lag_s:g}s"
-    check("replication-lag", lag_s is not None and lag_s <= max_lag_s,
-          f"{window} ({lag.get('lag_bytes')} bytes behind; {lag['source']}); data-loss window about {window}"
-          f", limit {max_lag_s:g}s",
-          ReplicationLagError(f"replication lag {window} is over the {max_lag_s:g}s limit "
-                              f"(a failover now could lose that much)",
-                              "wait for it to drop, or pass --max-lag / --force to accept the loss"),
-          forceable=True)
-    return lag
-
-
-def _check_node(t: StackOutputs, backups: dict[str, Any], check: _Checks) -> dict[str, Any]:
-    """target-node (it answers), chain-data (it has a chain, or a backup can give it one) and
-    chain-backup (that backup restores); all forceable."""
-    node = node_state(t.node_api_url)
-    check("target-node", node["reachable"],
-          f"{t.node_api_url}: " + (f"height {node['height']}, synced={node['synced']}, {node['consensus_state']}"
-                                   if node["reachable"] else node["error"]),
-          SiteNotReadyError(f"the {t.role} node {t.node_api_url} is unreachable", "start it, or --force to go on without it"),
-          forceable=True)
-    if node.get("reachable") and not node.get("has_chain"):
-        check("chain-data", backups.get("chain") is not None,
-              "node has no chain data; " + ("it will be restored from the newest replicated chain backup"
-                                            if backups.get("chain") else "and there is no chain backup to restore"),
-              SiteNotReadyError(f"the {t.role} node has no chain data and s3://{t.backup_bucket_name} has no chain backup",
-                                "take a chain backup on the primary (replication copies it), or --force"),
-              forceable=True)
-    if backups.get("chain") and not (node.get("reachable") and node.get("has_chain")):
-        # the node will need the backup: prove it restores before anything is promoted or moved
-        problem = chain_backup_problem(t)
-        key = backups["chain"]["key"]
-        check("chain-backup", problem is None,
-              f"{key}: " + (problem or "restorable (sha256, archive, chain.db integrity_check)"),
-              ChainDataError(f"the chain backup the {t.role} node needs, {key}, could not restore it: {problem}",
-                             "take a new chain backup on the primary (replication copies it), or --force"),
-              forceable=True)
-    return node
-
-
-def _peer_healthy(sites: Sites, say: Callable[[str], None]) -> bool:
-    """The peer's health check passes and its database answers."""
-    t = sites.target
-    hc = primary_health_check_id(sites)
-    peer_db = db_reachable(sites.peer)
-    if sites.peer is not None and sites.peer.role == "primary":
-        # failover: the peer is the primary; its own health check says whether it serves
-        peer_hc_ok = route53.health_status(t, hc) and not route53.hc_inverted(t, hc)
-    else:
-        peer_hc_ok = sites.peer is not None and route53.health_status(t, sites.peer.health_check_id)
-    say(f"preflight info peer site {t.peer_stack}: health check {'passing' if peer_hc_ok else 'failing'}, "
-        f"database {'reachable' if peer_db else 'unreachable'}")
-    return bool(peer_hc_ok and peer_db)
-
-
-def _choose_mode(t: StackOutputs, opts: FailoverOptions, peer_healthy: bool, promoted: bool, check: _Checks) -> str:
-    """--mode, else switchover when the peer is healthy (or the target already promoted), else failover."""
-    mode = opts.mode or ("switchover" if peer_healthy or promoted else "failover")
-    if opts.mode == "switchover" and not peer_healthy and not promoted and not opts.resuming:
-        check("switchover-needs-healthy-peer", False, f"{t.peer_stack} is not healthy",
-              SiteNotReadyError(f"a switchover needs a healthy {t.peer_stack}, and it is not",
-                                "use --mode failover (unplanned, may lose the replication lag)"))
-    check.say(f"preflight mode: {mode}" + ("" if opts.mode else " (chosen by preflight; override with --mode)"))
-    return mode
-
-
-def preflight(sites: Sites, opts: FailoverOptions, say: Callable[[str], None] = lambda _m: None) -> Preflight:
-    """Read-only checks; raises the first refusal (after logging every check through ``say``)."""
-    t = sites.target
-    check = _Checks(opts, say)
-    if sites.peer is None:
-        say(f"preflight note: peer stack {t.peer_stack} outputs unreadable ({sites.peer_error}); going on without them")
-    promoted = _check_cluster(t, check)
-    lag = _check_lag(sites, promoted, check)
-    backups = newest_backups(t)
-    for kind in ("db", "chain"):
-        b = backups.get(kind)
-        say(f"preflight info newest {kind} backup in s3://{t.backup_bucket_name}: "
-            + (f"{b['key']} ({b['age_s']:.0f}s old)" if b else "none"))
-    node = _check_node(t, backups, check)
-    peer_healthy = _peer_healthy(sites, say)
-    mode = _choose_mode(t, opts, peer_healthy, promoted, check)
-    if check.refusal is not None:
-        raise check.refusal
-    return Preflight(opts.direction, mode, check.checks, promoted, peer_healthy, lag, backups, node)
+__all__ = ["SiteView", "SitesView", "sites_view", "database_role", "render", "LOCK_KEY"]

@@ -7,18 +7,27 @@ node      height      the node's block_height against a reference node (`--refer
                       on a DR stack's standby), or more than `red_lag` blocks behind; yellow: not
                       synced, reference unreachable, or more than `max_lag` behind.
 node      peers       peer_count. red: 0 (partitioned); yellow: <= 5 (the plan waits for "> 5").
-node      mining      is_mining. yellow when false (a follower or a stalled miner).
+node      mining      is_mining. yellow when false on the writing site (a stalled miner); on a standby
+                      or fenced site not mining is right, and mining is red (a second writer).
 database  reachable   connect with the stack's DB secret; size. red when it cannot connect.
 database  rows        count(*), max(height) of `blockchain`. red: table missing or rows missing
                       (count < max - min + 1: a hole, scenario 1's corruption); yellow: the index is
-                      more than `max_lag` blocks behind the node.
+                      more than `max_lag` blocks behind the node, or the node more than `max_lag`
+                      blocks behind the index (red beyond `red_lag`: e.g. a DR node restored from an
+                      old chain backup that never caught up).
+site      role        this site's database: writer, standby (replicating) or fenced (refusing writes,
+                      replicating from nothing: an old primary back after a failover; yellow, until
+                      `recovery failback` rejoins it). red when it does not answer.
+traffic   dns         what DNS answers for the failover record (its data plane, asked directly): green
+                      when it serves the writing site, red when it serves a standby or fenced one.
 cache     reachable   TCP connect to cache_endpoint:cache_port and the replication group's status.
                       On the local environment (no Redis runs) an unreachable cache is skipped with a
                       note; on a real stack it is red.
 backup    db|chain    age of the newest backup not failed in verification against the limit
                       max(component RPO objective, schedule interval) (see runbooks/metrics.py):
                       green within it, yellow within 1.5x (verify's AGE_FACTOR), red beyond or none.
-health    route53     GetHealthCheckStatus: every checker Success green, some yellow, none red.
+health    route53     GetHealthCheckStatus of the site's endpoint check: every checker Success green,
+                      some yellow, none red (Route 53's API: "unknown" when it cannot be reached).
 replication bucket    primary: an enabled replication rule and the newest backup's replication
                       status (COMPLETED green, PENDING yellow, FAILED/missing red); DR: the source
                       bucket replicates into this one and the newest backup arrived here.
@@ -42,8 +51,10 @@ from recovery.aws import client, error_code
 from recovery.backups.verify import _check_replication  # the same replication rule verify applies
 from recovery.catalog import Catalog, utc_now
 from recovery.errors import RecoveryError
+from recovery.adapters import traffic
 from recovery.node import NodeClient
 from recovery.reports.metrics import KIND_COMPONENT, backup_rpo_limit_seconds
+from recovery.reports.sites import database_role
 from recovery.stack import StackOutputs
 
 GREEN, YELLOW, RED, SKIP = "green", "yellow", "red", "skip"
@@ -116,7 +127,7 @@ def _minutes(seconds: float) -> str:
 # ---------------------------------------------------------------------------------- the node
 
 
-def check_node(opts: StatusOptions) -> tuple[list[Line], int | None]:
+def check_node(opts: StatusOptions, site_role: str = "writer") -> tuple[list[Line], int | None]:
     lines: list[Line] = []
     with NodeClient(opts.node_url, timeout_s=opts.timeout_s, retries=1, backoff_s=0.2) as node:
         try:
@@ -172,8 +183,13 @@ def check_node(opts: StatusOptions) -> tuple[list[Line], int | None]:
             lines.append(Line("node", "peers", RED, exc.problem))
         try:
             mining = node.is_mining()
-            lines.append(Line("node", "mining", GREEN if mining else YELLOW,
-                              "mining" if mining else "not mining", {"is_mining": mining}))
+            if site_role in ("standby", "fenced"):
+                # one writer: a node mines only on the site whose database accepts writes
+                level, what = (RED, f"mining, but this site's database is {site_role} (a second writer)") if mining \
+                    else (GREEN, f"not mining (this site's database is {site_role})")
+            else:
+                level, what = (GREEN, "mining") if mining else (YELLOW, "not mining")
+            lines.append(Line("node", "mining", level, what, {"is_mining": mining}))
         except RecoveryError as exc:
             lines.append(Line("node", "mining", RED, exc.problem))
     return lines, (info.block_height if info.block_height >= 0 else None)
@@ -217,6 +233,10 @@ def check_database(outputs: StackOutputs, opts: StatusOptions, node_height: int 
         detail += f", node at {node_height}"
         if behind > opts.max_lag:
             level, detail = YELLOW, detail + f" ({behind} blocks not indexed)"
+        elif -behind > opts.max_lag:
+            # the node lags its own database: it serves an old chain (e.g. restored from a backup)
+            level = RED if -behind > opts.red_lag else YELLOW
+            detail += f" (the node is {-behind} blocks behind its database)"
     if missing > 0:
         level, detail = RED, detail + f"; {missing} rows missing between {lo} and {hi} - scenario 1: restore the database"
     lines.append(Line("database", "rows", level, detail, data))
@@ -293,7 +313,7 @@ def check_backups(outputs: StackOutputs, s3: Any, now: datetime) -> tuple[list[L
 
 def check_health(outputs: StackOutputs) -> Line:
     try:
-        obs = client("route53", outputs.region).get_health_check_status(
+        obs = client("route53", outputs.region, attempts=1).get_health_check_status(
             HealthCheckId=outputs.health_check_id)["HealthCheckObservations"]
     except (ClientError, BotoCoreError) as exc:
         return Line("health", "route53", RED, f"cannot read health check {outputs.health_check_id}: {_err(exc)}")
@@ -360,6 +380,41 @@ def check_replication(outputs: StackOutputs, s3: Any, latest: dict[str, Any]) ->
                 {"destinations": dests})
 
 
+# ----------------------------------------------------------------------------- site and traffic
+
+
+def check_site(outputs: StackOutputs) -> tuple[Line, str]:
+    role, height = database_role(outputs)
+    data = {"database": role, "max_height": height}
+    if role == "writer":
+        return Line("site", "role", GREEN, "writer: this site's database accepts writes", data), role
+    if role == "standby":
+        return Line("site", "role", GREEN, f"standby: replicating from the writer ({outputs.peer_stack})", data), role
+    if role == "fenced":
+        return Line("site", "role", YELLOW, f"fenced: refuses writes and replicates from nothing (an old writer after a "
+                    f"failover); `recovery failback --stack {outputs.stack}` rejoins it", data), role
+    return Line("site", "role", RED, "this site's database does not answer", data), role
+
+
+def check_traffic(outputs: StackOutputs, role: str) -> Line:
+    try:
+        answer = traffic.dns_answer(outputs)
+    except RecoveryError as exc:
+        return Line("traffic", "dns", RED, exc.problem)
+    ours = answer == outputs.node_api_fqdn.rstrip(".")
+    where = "this site" if ours else f"{answer or 'nothing'} (not this site)"
+    data = {"record": outputs.dns_record_name, "answer": answer, "serves_this_site": ours}
+    detail = f"{outputs.dns_record_name} -> {where}"
+    if role == "writer":
+        return Line("traffic", "dns", GREEN if ours else RED,
+                    detail + ("" if ours else "; this site is the writer: run `recovery failover|failback "
+                              f"--stack {outputs.stack}` to move traffic"), data)
+    if role in ("standby", "fenced"):
+        return Line("traffic", "dns", RED if ours else GREEN,
+                    detail + (f"; traffic reaches a {role} site" if ours else "; the writer serves"), data)
+    return Line("traffic", "dns", YELLOW, detail, data)
+
+
 # ------------------------------------------------------------------------------------ run all
 
 
@@ -375,7 +430,8 @@ def run_status(outputs: StackOutputs, opts: StatusOptions, *, s3: Any = None, no
             if on_line:
                 on_line(ln)
 
-    node_lines, height = check_node(opts)
+    site_line, role = check_site(outputs)
+    node_lines, height = check_node(opts, role)
     add(node_lines)
     add(check_database(outputs, opts, height))
     add(check_cache(outputs, opts))
@@ -385,6 +441,8 @@ def run_status(outputs: StackOutputs, opts: StatusOptions, *, s3: Any = None, no
     except (ClientError, BotoCoreError) as exc:
         backup_lines, latest = [Line("backup", "catalogue", RED, f"cannot read the catalogue: {_err(exc)}")], {}
     add(backup_lines)
+    add(site_line)
+    add(check_traffic(outputs, role))
     add(check_health(outputs))
     try:
         add(check_replication(outputs, s3, latest))

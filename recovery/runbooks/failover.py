@@ -4,45 +4,63 @@ One runbook, two directions. ``failover`` promotes the DR site (``--stack produc
 ``failback`` promotes the primary site again (``--stack production``). The site named by
 ``--stack`` is the **target** (it becomes the writer); its ``peer_stack`` is the **peer**.
 
-Preflight (:func:`preflight`) runs before anything else and changes nothing. It refuses, one line and
-a distinct exit code each, when the target is the wrong role (31), not ready (32: not a member of the
-global cluster, not available, its node unreachable, no chain data and no chain backup), the chain
-backup its node needs could not restore it (17), or the replication lag is over the limit (33).
-``--force`` overrides only the checks marked forceable (lag, node, chain data, chain backup). It picks the default mode: ``switchover`` when the peer is healthy (its
-health check passes and its database answers), else ``failover``.
+The critical path touches only the target's region (and the traffic-control region, the DR
+region): regional STS, RDS, S3, Secrets Manager, SSM and CloudWatch there, DNS queries, and the
+target's own database and node. Never Route 53's API, IAM's control plane or STS's global endpoint,
+all in us-east-1 (docs/traffic-control.md). The peer is asked only when the preflight found it
+reachable (its database or node answers).
+
+Preflight (recovery/reports/preflight.py) runs before anything else and changes nothing. It refuses,
+one line and a distinct exit code each, when the target is the wrong role (31), not ready (32: not a
+member of the global cluster, not available, its node unreachable, no chain data and no chain
+backup), the chain backup its node needs could not restore it (17), or the replication lag is over
+the limit (33). ``--force`` overrides only the checks marked forceable (lag, node, chain data, chain
+backup). It picks the mode: ``switchover`` when the peer is healthy (its database and node answer),
+else ``failover``; an unreachable peer forces ``failover`` and the checks it could not make are
+listed (``not_checked``).
 
 Steps (journaled in the target's bucket, resumable, timed; crash points via RECOVERY_TEST_CRASH_AT),
-over the adapters in recovery/adapters (aurora, route53, endpoints, sql_probe) and the node API:
+over the adapters in recovery/adapters (aurora, traffic, endpoints, sql_probe) and the node API:
 
 1. ``preflight``        record the preflight report (start of the RTO clock).
+   ``count-divergence`` failback only: what the old primary wrote after the failover's last
+                        replicated block, in blocks and seconds (that failover's data loss), before the
+                        rejoin rebuilds it as a secondary.
 2. ``restore-chain``    when the target node lacks current chain data (none, or older than the newest
                         replicated chain backup): `restore chain` from that backup (its own journal).
                         First, so that a backup that cannot restore fails before anything irreversible
                         (preflight has already verified that backup when the node has no chain at all).
 3. ``quiesce-writers``  switchover only: stop the peer's writers through service control (the
                         peer stack's ``services_config``, or ``--peer-services-config``).
-4. ``measure-lag``      replication lag and both databases' max(height) just before promotion (RPO).
+4. ``measure-lag``      replication lag, the last replicated block (height, time) on the target and,
+                        when the peer answers, its max(height): the RPO.
 5. ``promote``          ``switchover_global_cluster`` (no data loss) or ``failover_global_cluster(AllowDataLoss)``;
                         if that call is unavailable and ``--detach-fallback`` was given, detach the
-                        target from the global cluster instead (logged). Check: the target is the writer,
-                        so a rerun never promotes twice.
-6. ``repoint-clients``  the DB secret's host/port (written in the secret's primary region, or the replica
-                        promoted when that region is down) and the SSM parameter
-                        ``/xai-dr/<global cluster>/endpoints`` (database and cache group) -> the target site.
+                        target from the global cluster instead (logged). A failback's switchover first
+                        has Aurora rebuild the old primary as a secondary of the writer (the rejoin).
+                        Check: the target is the writer, so a rerun never promotes twice.
+6. ``repoint-clients``  the DB secret's host/port (written in the secret's primary region; the replica
+                        here is promoted when that region is down or the peer unreachable) and the SSM
+                        parameter ``/xai-dr/<global cluster>/endpoints`` -> the target site.
 7. ``resume-peer``      switchover only: start the peer's services again (it is now a secondary site).
 8. ``start-services``   the target site's node runs (a failback starts the primary's node).
-9. ``move-traffic``     failover: invert the primary's Route 53 health check so SECONDARY serves - unless
-                        the primary's endpoint is already down (inverting would make its check PASS; this
-                        is logged with what to do); failback: un-invert it.
-10. ``verify-dns``      the PRIMARY/SECONDARY records and the health checks serve the expected site.
+9. ``move-traffic``     the traffic flag (a CloudWatch alarm in the DR region that the PRIMARY record's
+                        health check follows): ALARM for a failover, OK for a failback.
+10. ``verify-dns``      the flag's state, and DNS (its data plane, asked directly) answers the target's
+                        node API host name.
 11. ``verify-node``     target node synced and valid; its tip hash equals the database's row.
 12. ``verify-db``       target database out of recovery; a real write and read-back.
-13. ``report``          RTO (preflight start -> verified) and RPO (lag and lost blocks at promotion,
-                        newest replicated backups).
+13. ``verify-fence``    the old writer accepts no write: its database refuses them and its node does not
+                        mine. With the peer unreachable the fence is armed (the global writer, the flag,
+                        the node's rule), and `recovery sites` shows it once the peer is back.
+14. ``report``          RTO (preflight start -> verified) and RPO (lag, last replicated block, lost blocks
+                        when the peer answers, the window since the last replicated block when it does
+                        not; a failback adds the counted divergence), newest replicated backups.
 
 The run holds an S3 lock in the **DR site's** bucket (``locks/failover.lock``, shared by failover and
-failback; for a failover the primary region may be gone) for its whole length. A stale lock (expired) is taken over only with ``--take-over-stale``; a lock whose holder is
-a process on this host that no longer exists (a crashed run) is taken over too, with a warning.
+failback; for a failover the primary region may be gone) for its whole length. A stale lock
+(expired) is taken over only with ``--take-over-stale``; a lock whose holder is a process on this
+host that no longer exists (a crashed run) is taken over too, with a warning.
 """
 
 from __future__ import annotations
@@ -52,7 +70,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from recovery.adapters import aurora, endpoints, route53, sql_probe
+from recovery.adapters import aurora, endpoints, sql_probe, traffic
 from recovery.adapters.sql_probe import db_reachable, max_height
 from recovery.aws import client
 from recovery.engine.console import ConsoleReporter
@@ -62,15 +80,15 @@ from recovery.engine.runbook import Runbook, execute
 from recovery.engine.steps import Step, StepContext, Target
 from recovery.errors import NodeApiError, RecoveryError, SiteNotReadyError, VerificationFailed
 from recovery.node import NodeClient
-from recovery.reports.sites import (FailoverOptions, Preflight, Sites, load_sites, measure_lag,
-                                                  newest_backups, node_state, preflight, primary_health_check_id)
+from recovery.reports.preflight import (FailoverOptions, Preflight, Sites, load_sites, measure_lag,
+                                       newest_backups, node_state, preflight)
+from recovery.reports.sites import LOCK_KEY
 from recovery.runbooks.restore_chain import ChainRestoreOptions, build, default_owner
 from recovery.services import ServiceControl, ServicesConfig
 from recovery.stack import StackOutputs
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = "locks/failover.lock"
 MODES = ("switchover", "failover")
 
 
@@ -93,7 +111,8 @@ class Failover:
     # 1
     def record_preflight(self, ctx: StepContext) -> dict[str, Any]:
         return {"clock_start": time.time(), "mode": self.mode, "lag_s": self.pre.lag.get("lag_s"),
-                "peer_healthy": self.pre.peer_healthy,
+                "peer_healthy": self.pre.peer_healthy, "peer_reachable": self.pre.peer_reachable,
+                "not_checked": [n["check"] for n in self.pre.not_checked],
                 "newest_db_backup": (self.pre.backups.get("db") or {}).get("key"),
                 "newest_chain_backup": (self.pre.backups.get("chain") or {}).get("key")}
 
@@ -138,9 +157,14 @@ class Failover:
     def measure(self, ctx: StepContext) -> dict[str, Any]:
         lag = (measure_lag(self.sites) if not aurora.is_writer(self.t)
                else {"lag_s": 0.0, "lag_bytes": 0, "source": "already writer"})
-        peer_h = max_height(self.sites.peer) if db_reachable(self.sites.peer) else None
+        peer = self.sites.live_peer
+        peer_h = max_height(peer) if db_reachable(peer) else None
+        # The last replicated point, measured on the target alone: what an unreachable old writer
+        # wrote after it is the data loss, counted when it returns (`recovery sites`, failback).
+        last_h, last_at = sql_probe.tip_block(self.t)
         return {"at": time.time(), "lag_s": lag.get("lag_s"), "lag_bytes": lag.get("lag_bytes"),
-                "lag_source": lag.get("source"), "peer_db_height": peer_h, "target_db_height_before": max_height(self.t)}
+                "lag_source": lag.get("source"), "peer_db_height": peer_h, "target_db_height_before": last_h,
+                "last_replicated_height": last_h, "last_replicated_at": last_at}
 
     # 4
     def promoted(self, ctx: StepContext) -> bool | dict[str, Any]:
@@ -184,57 +208,41 @@ class Failover:
     def repoint(self, ctx: StepContext) -> dict[str, Any]:
         doc = endpoints.read_secret_doc(self.t)
         doc.update(host=self.t.db_endpoint, port=self.t.db_port)
-        how = endpoints.write_secret_doc(self.t, doc, on_primary_down=ctx.info)
+        how = endpoints.write_secret_doc(self.t, doc, on_primary_down=ctx.info,
+                                         primary_region_reachable=self.sites.peer_reachable)
         endpoints.write_parameter(self.t, self._endpoint_doc())
         return {"db_secret": how, "db_endpoint": f"{self.t.db_endpoint}:{self.t.db_port}",
                 "cache": self.t.cache_replication_group_id, "parameter": self._param_name()}
 
     # 6
-    def _want_inverted(self) -> bool:
+    def _on_dr(self) -> bool:
         return self.t.role == "dr"
 
     def traffic_moved(self, ctx: StepContext) -> bool:
-        hc = primary_health_check_id(self.sites)
-        return route53.hc_inverted(self.t, hc) == self._want_inverted() and (
-            route53.health_status(self.t, hc) != self._want_inverted())
+        return traffic.traffic_on_dr(traffic.flag(self.t)) == self._on_dr()
 
     def move_traffic(self, ctx: StepContext) -> dict[str, Any]:
-        hc = primary_health_check_id(self.sites)
-        want = self._want_inverted()
-        if want and not route53.hc_inverted(self.t, hc) and not route53.health_status(self.t, hc):
-            # The primary's endpoint is down: its check already fails and SECONDARY serves. Inverting
-            # it now would make it PASS and send traffic to the dead site.
-            msg = ("the primary's endpoint is down, so its health check already fails and SECONDARY serves; "
-                   f"NOT inverting it. When the primary comes back, invert health check {hc} before it "
-                   "answers, or run `recovery failback`")
-            log.warning(msg)
-            ctx.info(msg)
-            return {"primary_health_check": hc, "inverted": False, "reason": "primary endpoint down"}
-        route53.set_inverted(self.t, hc, want)
-        return {"primary_health_check": hc, "inverted": want}
+        tc = self.t.traffic_control
+        traffic.set_traffic(self.t, self._on_dr(), f"recovery {self.name} {ctx.run_id}: traffic to {self.t.stack}")
+        return {"flag": tc.get("alarm_name"), "region": tc.get("region"),
+                "state": "ALARM" if self._on_dr() else "OK", "serving": self.t.stack}
 
     # 7
     def verify_dns(self, ctx: StepContext) -> dict[str, Any]:
-        recs = route53.failover_records(self.t)
-        hc = primary_health_check_id(self.sites)
+        state = traffic.flag(self.t)
+        want = self.t.node_api_fqdn.rstrip(".")
+        # Route 53 follows the flag within its health checkers' interval x failure threshold.
+        answer = traffic.wait_for_answer(self.t, want, timeout_s=self.opts.dns_timeout_s)
         problems = []
-        if set(recs) != {"PRIMARY", "SECONDARY"}:
-            problems.append(f"failover records for {self.t.dns_record_name}: {sorted(recs)}")
-        if recs.get("PRIMARY", {}).get("HealthCheckId") != hc:
-            problems.append("the PRIMARY record is not tied to the primary health check")
-        primary_ok = route53.health_status(self.t, hc)
-        secondary_hc = recs.get("SECONDARY", {}).get("HealthCheckId")
-        secondary_ok = route53.health_status(self.t, secondary_hc) if secondary_hc else True
-        serving = "PRIMARY" if primary_ok else "SECONDARY"
-        want = "SECONDARY" if self._want_inverted() else "PRIMARY"
-        if serving != want:
-            problems.append(f"the {serving} record serves, expected {want}")
-        if want == "SECONDARY" and not secondary_ok:
-            problems.append("the SECONDARY record's health check is failing")
+        if traffic.traffic_on_dr(state) != self._on_dr():
+            problems.append(f"the traffic flag is {state}")
+        if answer != want:
+            problems.append(f"{self.t.dns_record_name} answers {answer or 'nothing'}, expected {want}")
         if problems:
-            raise VerificationFailed("DNS failover not as expected: " + "; ".join(problems),
-                                     "check the Route 53 health checks and records, then rerun")
-        return {"serving": serving, "primary_hc_healthy": primary_ok, "secondary_hc_healthy": secondary_ok}
+            raise VerificationFailed("traffic did not move: " + "; ".join(problems),
+                                     f"check the Route 53 health checks of {self.t.dns_record_name} "
+                                     f"and the alarm {self.t.traffic_control.get('alarm_name')}, then rerun")
+        return {"flag": state, "dns_answer": answer, "serving": self.t.stack}
 
     # 8
     def target_services_running(self, ctx: StepContext) -> bool:
@@ -312,6 +320,61 @@ class Failover:
         height = sql_probe.write_probe(self.t, ctx.run_id, token)
         return {"writable": True, "probe": token, "db_height_after": height}
 
+    # fencing
+    def _fence_detail(self) -> dict[str, Any]:
+        """What keeps the old writer from writing when it comes back, as armed by this run."""
+        return {"global_writer": self.t.db_cluster_id,
+                "traffic_flag": "ALARM" if self._on_dr() else "OK",
+                "node_rule": "a node mines and indexes only while its own database accepts writes"}
+
+    def verify_fence(self, ctx: StepContext) -> dict[str, Any]:
+        """The old writer accepts no write: its database refuses them and its node does not mine.
+        With the old writer unreachable this is armed, not observed: Aurora brings an old primary
+        back as a secondary of the new writer, DNS stays on the flag, and `recovery sites` shows the
+        fence once it is back."""
+        detail = self._fence_detail()
+        old = self.sites.live_peer
+        if old is None:
+            ctx.info(f"{self.t.peer_stack} is unreachable: fence armed, not observed (see `recovery sites "
+                     f"--stack {self.t.stack}` when it is back)")
+            return {**detail, "observed": False, "peer": self.t.peer_stack}
+        refuses = sql_probe.in_recovery_or_read_only(old)
+        if refuses is False:
+            raise VerificationFailed(f"{self.t.peer_stack}'s database still accepts writes after the promotion",
+                                     "fence it (read-only) before clients reach it, then rerun")
+        mining = self._peer_mining(old)
+        if mining:
+            raise VerificationFailed(f"{self.t.peer_stack}'s node is still mining on a database that is not the writer",
+                                     "stop it (`--peer-services-config`), then rerun")
+        return {**detail, "observed": True, "peer_db_refuses_writes": refuses, "peer_node_mining": mining}
+
+    def _peer_mining(self, old: StackOutputs, wait_s: float = 10.0) -> bool | None:
+        """Whether the old writer's node mines, given a few of its intervals to notice its fence."""
+        deadline = time.monotonic() + wait_s
+        with NodeClient(old.node_api_url, timeout_s=3, retries=1, backoff_s=0.2) as n:
+            while True:
+                try:
+                    mining = n.is_mining()
+                except RecoveryError:
+                    return None  # not answering: it writes nothing either
+                if not mining or time.monotonic() >= deadline:
+                    return mining
+                time.sleep(0.5)
+
+    def count_divergence(self, ctx: StepContext) -> dict[str, Any]:
+        """Failback: before the old primary is rebuilt as a secondary, count what it wrote after the
+        last point the DR site replicated (the failover's data loss), in blocks and seconds. The
+        rebuild keeps those writes aside (Aurora: its snapshot before the rejoin; the local mode: a
+        ``.diverged-`` copy of the data directory), never in the live chain."""
+        writer = self.sites.live_peer
+        if writer is None or not db_reachable(self.t) or not db_reachable(writer):
+            return {"counted": False, "why": "a site's database does not answer"}
+        d = sql_probe.divergence(self.t, writer)
+        if d["blocks"]:
+            ctx.info(f"{self.t.stack} holds {d['blocks']} block(s) ({d['seconds']:g}s) written after the last "
+                     f"replicated block {d['common_height']}: they are the failover's data loss, kept aside by the rejoin")
+        return {"counted": True, **d}
+
     # 12
     def peer_resumed(self, ctx: StepContext) -> bool | dict[str, Any]:
         if self.mode != "switchover":
@@ -345,8 +408,25 @@ class Failover:
         if r.get("restore-chain", {}).get("restored") and backups.get("chain"):
             chain_rpo = backups["chain"]["age_s"]
         objective = (self.t.objectives or {}).get("postgresql", {})
+        rpo_window = None
+        if not self.sites.peer_reachable and start and m.get("last_replicated_at") is not None:
+            # the old writer was unreachable: at most everything since the last replicated block
+            rpo_window = round(max(0.0, float(start) - float(m["last_replicated_at"])), 3)
+        # failback: what the old primary wrote after the failover's last replicated block (that
+        # failover's data loss, known only now that both databases answer)
+        d = r.get("count-divergence") or {}
         return {
-            "mode": self.mode, "rto_s": rto, "rto_objective_min": objective.get("rto_minutes"),
+            "mode": self.mode, "writer": self.t.stack, "peer_reachable": self.sites.peer_reachable,
+            "not_checked": [n["check"] for n in self.pre.not_checked],
+            "rto_s": rto, "rto_objective_min": objective.get("rto_minutes"),
+            "rpo_last_replicated_height": m.get("last_replicated_height"),
+            "rpo_last_replicated_at": m.get("last_replicated_at"),
+            "rpo_window_s": rpo_window,
+            "rpo_counted_when": ("now" if lost is not None else
+                                 f"when {self.t.peer_stack} returns (`recovery sites`, `recovery failback`)"),
+            "diverged_blocks": d.get("blocks") if d.get("counted") else None,
+            "diverged_seconds": d.get("seconds") if d.get("counted") else None,
+            "diverged_heights": d.get("heights") if d.get("counted") else None,
             "rpo_lag_at_promotion_s": m.get("lag_s"), "rpo_lag_bytes": m.get("lag_bytes"),
             "rpo_blocks_lost": lost, "peer_db_height_at_promotion": m.get("peer_db_height"),
             "target_db_height_after": v.get("db_height_after"),
@@ -361,6 +441,9 @@ class Failover:
     def runbook(self) -> Runbook:
         steps = [
             Step("preflight", self.record_preflight, touches="nothing (records the preflight report)"),
+            *([Step("count-divergence", self.count_divergence,
+                    touches=f"nothing (counts what {self.t.stack} wrote after the last replicated block)")]
+              if self.opts.direction == "failback" else []),
             # before anything irreversible: a chain restore that fails must fail while the old
             # writer still serves, not after the promotion and the DNS move
             Step("restore-chain", self.restore_chain, check=self.chain_current,
@@ -378,10 +461,14 @@ class Failover:
             Step("start-services", self.start_target_services, check=self.target_services_running,
                  touches=f"starts {self.t.stack}'s node if it is down"),
             Step("move-traffic", self.move_traffic, check=self.traffic_moved,
-                 touches=("inverts" if self._want_inverted() else "un-inverts") + " the primary's Route 53 health check"),
-            Step("verify-dns", self.verify_dns, touches="nothing (reads records and health checks)"),
+                 touches=f"the traffic flag {self.t.traffic_control.get('alarm_name')} in "
+                         f"{self.t.traffic_control.get('region')} -> {'ALARM' if self._on_dr() else 'OK'}"
+                         f" ({self.t.stack} serves)"),
+            Step("verify-dns", self.verify_dns, touches="nothing (reads the flag and asks DNS)"),
             Step("verify-node", self.verify_node, touches="nothing (node sync and verify)"),
             Step("verify-db", self.verify_db, touches="writes one row to recovery_failover_probe"),
+            Step("verify-fence", self.verify_fence,
+                 touches=f"nothing (checks that {self.t.peer_stack} accepts no write)"),
             Step("report", self.report, touches="nothing (RTO/RPO)"),
         ]
         rb = Runbook(self.name, steps,
@@ -442,11 +529,20 @@ def report_line(direction: str, rep: dict[str, Any]) -> str:
     def s(v: Any, unit: str = "s") -> str:
         return "unknown" if v is None else f"{v:g}{unit}" if isinstance(v, (int, float)) else str(v)
 
-    return (f"{direction} ({rep.get('mode')}) done: RTO {s(rep.get('rto_s'))}"
-            f" (objective {s(rep.get('rto_objective_min'), ' min')}); RPO: lag at promotion "
-            f"{s(rep.get('rpo_lag_at_promotion_s'))}, {s(rep.get('rpo_blocks_lost'), '')} blocks lost; newest replicated "
+    if rep.get("rpo_blocks_lost") is not None:
+        rpo = f"lag at promotion {s(rep.get('rpo_lag_at_promotion_s'))}, {s(rep.get('rpo_blocks_lost'), '')} blocks lost"
+    else:
+        rpo = (f"last replicated block {s(rep.get('rpo_last_replicated_height'), '')}, "
+               f"{s(rep.get('rpo_window_s'))} before the failover began; what the old writer wrote after it is "
+               f"counted {rep.get('rpo_counted_when')}")
+    line = (f"{direction} ({rep.get('mode')}) done: {rep.get('writer')} is the writer; RTO {s(rep.get('rto_s'))}"
+            f" (objective {s(rep.get('rto_objective_min'), ' min')}); RPO: {rpo}; newest replicated "
             f"backups: db {s(rep.get('newest_db_backup_age_s'))} old, chain {s(rep.get('newest_chain_backup_age_s'))} old"
             + ("; chain data restored from backup" if rep.get("chain_restored_from_backup") else ""))
+    if rep.get("diverged_blocks"):
+        line += (f"; the earlier failover lost {rep['diverged_blocks']} block(s) ({s(rep.get('diverged_seconds'))}),"
+                 f" heights {rep['diverged_heights'][0]}-{rep['diverged_heights'][1]}, kept aside by the rejoin")
+    return line
 
 
 __all__ = ["FailoverOptions", "Preflight", "preflight", "run_failover", "load_sites", "measure_lag", "node_state",
