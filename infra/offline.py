@@ -156,6 +156,9 @@ def computed(typ: str, name: str, inputs: dict[str, Any], region: str) -> tuple[
     elif typ == "aws:route53/healthCheck:HealthCheck":
         rid = f"{_digest(name, n=8)}-{_digest(name, 'a', n=4)}-{_digest(name, 'b', n=4)}-{_digest(name, 'c', n=4)}-{_digest(name, 'd')}"
         s.update(arn=f"arn:aws:route53:::healthcheck/{rid}")
+    elif typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
+        rid = inputs["name"]
+        s.update(arn=f"arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:{rid}")
     elif typ == "aws:iam/role:Role":
         rid = inputs.get("name") or f"{name.split('/')[1]}-{_digest(name, n=7)}"
         s.update(name=rid, arn=f"arn:aws:iam::{ACCOUNT}:role/{rid}")

@@ -16,6 +16,9 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from traffic_control import NAMESPACE as TRAFFIC_NAMESPACE
+from traffic_control import alarm_arn
+
 JOBS = ("backup", "restore", "failover", "rotate", "contain")
 
 # Runbook journals are written under runs/<runbook>/ of the target stack's bucket (recovery/runbook.py);
@@ -55,6 +58,8 @@ class RecoveryAccessArgs:
     secret_arns: list[pulumi.Input[str]]
     zone_id: str
     health_check_id: pulumi.Input[str]
+    # The primary's `traffic_control` output (infra/traffic_control.py): the flag alarm and its checks.
+    traffic_control: pulumi.Input[dict[str, Any]]
     endpoint_parameter_arn: pulumi.Input[str]
     vpc_id: str
     trail_name: str
@@ -103,6 +108,10 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
     here = f"arn:aws:rds:{region}:{account}"
     dr = a.peer is not None
     list_vault = ["s3:ListBucket"]
+    tc = v["traffic_control"]
+    # The checks the PRIMARY record follows: status reports read them to say where traffic goes.
+    traffic_checks = [f"arn:aws:route53:::healthcheck/{h}" for h in (tc["record_health_check_id"],
+                                                                     tc["flag_health_check_id"])]
     docs: dict[str, list[dict[str, Any]]] = {
         # The scheduled hosts: backups, their verification, off-site copies, status and metrics.
         "backup": [
@@ -122,9 +131,9 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
             _vault_key(key, region),
             statement("ReadDatabaseSecret", ["secretsmanager:GetSecretValue"], v["db_secret_arn"]),
             statement("SiteStatus", ["elasticache:DescribeReplicationGroups"], v["cache_group_arn"]),
-            # Route 53 health checks are global resources; the check of this site only.
+            # Route 53 health checks are global resources: this site's check and the traffic checks.
             statement("HealthStatus", ["route53:GetHealthCheckStatus"],
-                      f"arn:aws:route53:::healthcheck/{v['health_check_id']}"),
+                      [f"arn:aws:route53:::healthcheck/{v['health_check_id']}", *traffic_checks]),
         ] + ([
             # A DR site's verification checks that the primary bucket replicates into this one.
             statement("PrimaryReplication", ["s3:GetReplicationConfiguration"], v["peer_bucket_arn"]),
@@ -168,9 +177,15 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
             # CloudWatch metric reads have no resource-level permissions: AWS requires "*".
             statement("ReadLag", ["cloudwatch:GetMetricStatistics"], "*"),
             statement("ReadRecords", ["route53:ListResourceRecordSets"], f"arn:aws:route53:::hostedzone/{a.zone_id}"),
-            statement("HealthChecks", ["route53:GetHealthCheck", "route53:GetHealthCheckStatus",
-                                       "route53:UpdateHealthCheck"],
-                      [f"arn:aws:route53:::healthcheck/{h}" for h in v["health_check_ids"]]),
+            # Reads only: Route 53's API is a control plane in us-east-1, so traffic never moves through it.
+            statement("HealthChecks", ["route53:GetHealthCheck", "route53:GetHealthCheckStatus"],
+                      [f"arn:aws:route53:::healthcheck/{h}" for h in v["health_check_ids"]] + traffic_checks),
+            # Traffic moves by the flag in the traffic-control region. PutMetricData has no resource-level
+            # permissions: AWS requires "*", so the namespace condition is the bound.
+            statement("TrafficFlag", ["cloudwatch:PutMetricData"], "*",
+                      {"StringEquals": {"cloudwatch:namespace": TRAFFIC_NAMESPACE}}),
+            statement("TrafficFlagAlarm", ["cloudwatch:SetAlarmState", "cloudwatch:DescribeAlarms"],
+                      alarm_arn(tc["region"], account, tc["alarm_name"])),
             statement("RepointClients", ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
                                          "secretsmanager:PutSecretValue"], v["db_secret_arns"]),
             statement("EndpointParameter", ["ssm:GetParameter", "ssm:PutParameter"], v["endpoint_parameter_arn"]),
@@ -251,7 +266,8 @@ class RecoveryAccess(pulumi.ComponentResource):
             db_secret_arns=pulumi.Output.all(*args.db_secret_everywhere),
             secret_arns=pulumi.Output.all(*args.secret_arns),
             health_check_id=args.health_check_id,
-            # A DR site's failover inverts the primary's check to move traffic.
+            traffic_control=args.traffic_control,
+            # A DR site's failover reads the primary's endpoint check (is the primary really down?).
             health_check_ids=pulumi.Output.all(args.health_check_id, *([peer.health_check_id] if peer else [])),
             endpoint_parameter_arn=args.endpoint_parameter_arn,
             revocable_role_arns=pulumi.Output.all(*args.revocable_role_arns),

@@ -54,6 +54,7 @@ def _common_outputs(cfg: StackConfig) -> Outputs:
         "dns_zone_id": cfg.dns.zone_id,
         "dns_record_name": cfg.dns.record_name,
         "node_api_url": f"https://{cfg.dns.node_api_fqdn}",
+        "node_api_fqdn": cfg.dns.node_api_fqdn,
         "vpc_id": cfg.network.vpc_id,
         "trail_name": cfg.recovery.trail_name,
         "objectives": {k: asdict(v) for k, v in cfg.objectives.items()},
@@ -104,10 +105,16 @@ def writer_doc(stack: pulumi.Input[str], db: pulumi.Input[str], port: pulumi.Inp
 
 def _site(cfg: StackConfig, vault: BackupVault, db: AuroraSite, db_secret_arn: pulumi.Input[str],
           db_secret_everywhere: list[pulumi.Input[str]], peer: PeerAccess | None = None, writer: pulumi.Input[dict[str, Any]] | None = None,
-          revocable_role_arns: list[pulumi.Input[str]] | None = None) -> Outputs:
-    """Cache, DNS, app secrets, the endpoint parameter and recovery access: the same in both roles."""
+          revocable_role_arns: list[pulumi.Input[str]] | None = None,
+          traffic_control: pulumi.Input[dict[str, Any]] | None = None) -> Outputs:
+    """Cache, DNS, app secrets, the endpoint parameter and recovery access: the same in both roles.
+
+    The primary declares the traffic flag (`dns.traffic`); a DR site passes the primary's `traffic_control`."""
     cache = RedisCache("cache", RedisCacheArgs(cache=cfg.cache, network=cfg.network, stack=cfg.stack))
-    dns = DnsFailover("dns", DnsFailoverArgs(dns=cfg.dns, role=cfg.role, stack=cfg.stack))
+    dns = DnsFailover("dns", DnsFailoverArgs(dns=cfg.dns, role=cfg.role, stack=cfg.stack,
+                                             global_cluster_id=cfg.database.global_cluster_id))
+    traffic = dns.traffic.output() if dns.traffic is not None else traffic_control
+    assert traffic is not None, "a DR site follows the primary's traffic control"
     app_secret_arns = _app_secrets(cfg, vault)
     endpoints = endpoint_parameter(cfg, db.global_cluster_id, writer if writer is not None else writer_doc(
         cfg.stack, db.cluster.endpoint, cfg.database.port, cache.group.replication_group_id,
@@ -128,6 +135,7 @@ def _site(cfg: StackConfig, vault: BackupVault, db: AuroraSite, db_secret_arn: p
             secret_arns=[db_secret_arn, cache.secret.arn, *app_secret_arns],
             zone_id=cfg.dns.zone_id,
             health_check_id=dns.health_check.id,
+            traffic_control=traffic,
             endpoint_parameter_arn=endpoints.arn,
             vpc_id=cfg.network.vpc_id,
             trail_name=cfg.recovery.trail_name,
@@ -152,6 +160,7 @@ def _site(cfg: StackConfig, vault: BackupVault, db: AuroraSite, db_secret_arn: p
         "cache_secret_arn": cache.secret.arn,
         "app_secret_arns": app_secret_arns,
         "health_check_id": dns.health_check.id,
+        "traffic_control": traffic,
         "endpoint_parameter_name": endpoints.name,
         "recovery_role_arns": {job: role.arn for job, role in access.roles.items()},
     }
@@ -205,7 +214,8 @@ def _dr(cfg: StackConfig) -> Outputs:
     writer = writer_doc(cfg.peer_stack.rsplit("/", 1)[-1], from_primary("db_endpoint"), primary.require_output("db_port"),
                         from_primary("cache_replication_group_id"), from_primary("cache_endpoint"),
                         primary.require_output("cache_port"))
-    outputs = _site(cfg, vault, db, db_secret_arn, [db_secret_arn, from_primary("db_secret_arn")], peer=peer, writer=writer, revocable_role_arns=[role.arn])
+    outputs = _site(cfg, vault, db, db_secret_arn, [db_secret_arn, from_primary("db_secret_arn")], peer=peer, writer=writer,
+                    revocable_role_arns=[role.arn], traffic_control=primary.require_output("traffic_control"))
     # A failback runs as the primary's failover role, takes the one failover lock (it lives here) and
     # reads this site's health check. The primary stack cannot name them (it never depends on its DR
     # site), so this stack grants them. (The primary's verify needs nothing here: S3 reports each

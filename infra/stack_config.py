@@ -15,6 +15,7 @@ NAMESPACE = "xai-dr"
 ROLES = ("primary", "dr")
 OBJECTIVE_COMPONENTS = ("node", "postgresql", "redis", "explorer", "monitoring")
 OBJECT_LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
 
 T = TypeVar("T")
 
@@ -77,6 +78,9 @@ class Dns:
     record_name: str
     node_api_fqdn: str
     health_check_path: str
+    # Where the traffic flag (a CloudWatch alarm) lives: the DR region, so that moving traffic needs
+    # nothing from the primary region or from Route 53's API (infra/traffic_control.py).
+    traffic_control_region: str
 
 
 @dataclass(frozen=True)
@@ -272,7 +276,13 @@ def load(raw: Mapping[str, Any], *, stack: str, region: str | None) -> StackConf
         record_name=r.value(z, "dns.recordName", str, expect="a DNS name"),
         node_api_fqdn=r.value(z, "dns.nodeApiFqdn", str, expect="the node API host name"),
         health_check_path=r.value(z, "dns.healthCheckPath", str, default="/api/v1/blockchain/info", check=lambda v: v.startswith("/"), expect="/path"),
+        traffic_control_region=r.value(z, "dns.trafficControlRegion", str, check=lambda v: REGION.fullmatch(v) is not None,
+                                       expect="the DR region, e.g. us-west-2"),
     )
+    if role == "primary" and dns.traffic_control_region == region:
+        # A flag in the region it fails away from would be lost with it.
+        raise r.fail("dns.trafficControlRegion", f"is the primary's own region ({region}); it must be the DR region",
+                     "trafficControlRegion: us-west-2")
 
     a = r.section("recovery")
     recovery = RecoveryAccess(

@@ -83,6 +83,7 @@ RDS_CLUSTER_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
 ELASTICACHE_RG = "aws:elasticache/replicationGroup:ReplicationGroup"
 R53_HEALTH_CHECK = "aws:route53/healthCheck:HealthCheck"
 R53_RECORD = "aws:route53/record:Record"
+CW_METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 
 # --------------------------------------------------------------------------------------------------
 # Reading props: unknown-tolerant, proxy-safe, secret-unwrapping
@@ -743,6 +744,106 @@ def validate_route53_failover_health_check(args: ResourceValidationArgs, report:
         report("failover record has no healthCheckId; without one Route 53 never fails over")
 
 
+@_for_types(R53_HEALTH_CHECK)
+def validate_route53_not_inverted(args: ResourceValidationArgs, report: Report) -> None:
+    """No health check is inverted: traffic moves by the flag alarm, never by editing a check (an
+    inverted check also reads red in `status` for a state the tool itself made)."""
+    if is_true(prop(args.props, "invertHealthcheck")):
+        report("invertHealthcheck is true; traffic must move through the traffic flag, not an inverted check")
+
+
+# Route 53's API (records, health checks) is hosted here: the region a failover may have lost.
+ROUTE53_CONTROL_PLANE_REGION = "us-east-1"
+
+
+def _region_of(resource: PolicyResource) -> Any:
+    """The region of the resource's provider (the stack's default provider unless it names one)."""
+    provider = getattr(resource, "provider", None)
+    return MISSING if provider is None else prop(provider.props, "region")
+
+
+def _health_check_id(check: PolicyResource) -> Any:
+    arn = prop(check.props, "arn")
+    return arn.rsplit("/", 1)[-1] if isinstance(arn, str) else arn
+
+
+def _referenced(resource: PolicyResource, key: str, checks: List[PolicyResource]) -> tuple[List[PolicyResource], bool]:
+    """Health checks that `resource`'s `key` (one ID or a list) names, by property dependency or by
+    ID; and whether some reference could not be resolved (unknown in preview)."""
+    deps = (getattr(resource, "property_dependencies", None) or {}).get(key) or []
+    by_urn = {dep.urn for dep in deps}
+    value = prop(resource.props, key)
+    ids = items(value) if _is_list(value) else [value]
+    found = [c for c in checks if c.urn in by_urn or _health_check_id(c) in [i for i in ids if isinstance(i, str)]]
+    return found, not found and not deps and UNKNOWN in ids
+
+
+def _is_primary_record(record: PolicyResource) -> bool:
+    return any(prop(p, "type") == "PRIMARY" for p in items(prop(record.props, "failoverRoutingPolicies")))
+
+
+def _check_flag(flag: PolicyResource, record_region: Any, alarms: List[PolicyResource], report: Report) -> None:
+    """A CLOUDWATCH_METRIC child: its alarm outside us-east-1 and the record's region, missing data ignored."""
+    region = prop(flag.props, "cloudwatchAlarmRegion")
+    name = prop(flag.props, "cloudwatchAlarmName")
+    if region is UNKNOWN:
+        return
+    if region is MISSING or region in (ROUTE53_CONTROL_PLANE_REGION, record_region):
+        report(f"flag health check {flag.name} follows an alarm in {_shown(region)}; it must live in the DR region, "
+               f"not {ROUTE53_CONTROL_PLANE_REGION} (Route 53's control plane) nor the record's own region")
+        return
+    if name is UNKNOWN:
+        return
+    matching = [a for a in alarms if prop(a.props, "name") == name and _region_of(a) in (region, MISSING, UNKNOWN)]
+    if not matching:
+        report(f"flag health check {flag.name} follows alarm {_shown(name)} in {region}, which this stack does not declare")
+    for alarm in matching:
+        missing_data = prop(alarm.props, "treatMissingData")
+        if missing_data is not UNKNOWN and missing_data != "ignore":
+            report(f"alarm {name} has treatMissingData {_shown(missing_data)}; the traffic flag requires 'ignore' "
+                   "(with no new data it must keep the state the runbook set)")
+
+
+def validate_traffic_moves_on_a_data_plane(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    """Every PRIMARY failover record follows a CALCULATED health check with a CLOUDWATCH_METRIC child on
+    an alarm in another region than us-east-1 and the record's, and that alarm ignores missing data;
+    no CLOUDWATCH_METRIC check turns Unhealthy for insufficient data (CloudWatch unreachable would move
+    traffic by itself). Unknown references (preview) are tolerated."""
+    checks = _of_type(args.resources, R53_HEALTH_CHECK)
+    alarms = _of_type(args.resources, CW_METRIC_ALARM)
+    for check in checks:
+        if (prop(check.props, "type") == "CLOUDWATCH_METRIC"
+                and prop(check.props, "insufficientDataHealthStatus") == "Unhealthy"):
+            report_violation(f"health check {check.name} turns Unhealthy on insufficient data; use LastKnownStatus",
+                             check.urn)
+    for record in _of_type(args.resources, R53_RECORD):
+        if not _is_primary_record(record):
+            continue
+        def report(message: str, urn: str = record.urn) -> None:
+            report_violation(message, urn)
+        followed, unresolved = _referenced(record, "healthCheckId", checks)
+        if not followed:
+            if not unresolved:
+                report(f"PRIMARY record {record.name} follows no health check of this stack; traffic control "
+                       "requires a CALCULATED check")
+            continue
+        for parent in followed:
+            kind = prop(parent.props, "type")
+            if kind is UNKNOWN:
+                continue
+            if kind != "CALCULATED":
+                report(f"PRIMARY record {record.name} follows a {_shown(kind)} check ({parent.name}); traffic control "
+                       "requires a CALCULATED check with a CLOUDWATCH_METRIC child")
+                continue
+            children, unresolved = _referenced(parent, "childHealthchecks", checks)
+            flags = [c for c in children if prop(c.props, "type") in ("CLOUDWATCH_METRIC", UNKNOWN)]
+            if not flags and not unresolved:
+                report(f"CALCULATED check {parent.name} of PRIMARY record {record.name} has no CLOUDWATCH_METRIC "
+                       "child; nothing outside Route 53's API can move traffic")
+            for flag in flags:
+                _check_flag(flag, _region_of(record), alarms, report)
+
+
 # --------------------------------------------------------------------------------------------------
 # Policy objects
 # --------------------------------------------------------------------------------------------------
@@ -839,15 +940,24 @@ ROUTE53_FAILOVER = _resource("XAI.Route53.failover-health-check", "Every Route 5
                              "policy carries a healthCheckId; without one the PRIMARY is never considered unhealthy.",
                              validate_route53_failover_health_check)
 
+ROUTE53_NOT_INVERTED = _resource("XAI.Route53.no-inverted-health-check", "No Route 53 health check is inverted "
+                                 "(invertHealthcheck true): traffic moves through the traffic flag alarm, and an "
+                                 "inverted check reads unhealthy for a state the tool made.", validate_route53_not_inverted)
+TRAFFIC_DATA_PLANE = _stack("XAI.Route53.traffic-moves-on-a-data-plane", "Every PRIMARY failover record follows a "
+                            "CALCULATED health check with a CLOUDWATCH_METRIC child whose alarm lives outside "
+                            "us-east-1 (Route 53's control plane) and the record's own region, and treats missing "
+                            "data as ignore; no CLOUDWATCH_METRIC check is Unhealthy on insufficient data.",
+                            validate_traffic_moves_on_a_data_plane)
+
 RESOURCE_POLICIES: List[ResourceValidationPolicy] = [
     S3_5, S3_8, S3_12, S3_13, S3_VERSIONING, S3_SSE_KMS, S3_REPLICATION,
     RDS_4_27, RDS_GLOBAL, RDS_7, RDS_12, RDS_16, RDS_24, RDS_35, RDS_37, RDS_BACKUPS,
     ELASTICACHE_1, ELASTICACHE_2, ELASTICACHE_3, ELASTICACHE_4, ELASTICACHE_5, ELASTICACHE_MULTI_AZ,
-    KMS_4, ROUTE53_FAILOVER,
+    KMS_4, ROUTE53_FAILOVER, ROUTE53_NOT_INVERTED,
 ]
 STACK_POLICIES: List[StackValidationPolicy] = [
     S3_5_COVERAGE, S3_8_COVERAGE, S3_12_COVERAGE, S3_13_COVERAGE, S3_VERSIONING_COVERAGE, S3_SSE_KMS_COVERAGE,
-    RDS_15,
+    RDS_15, TRAFFIC_DATA_PLANE,
 ]
 ALL_POLICIES: List[Policy] = [*RESOURCE_POLICIES, *STACK_POLICIES]
 

@@ -4,6 +4,7 @@ recovery/local/deploy.py fails here, and `local up` refuses it with one line nam
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -33,3 +34,47 @@ def test_an_unknown_type_stops_the_deploy_with_one_line_before_creating_anything
                                 "create - add a handler to recovery/local/deploy.py, or list it in NOT_EMULATED "
                                 "with a reason")
     assert err.value.exit_code == 16 and d.created == []
+
+
+def test_the_traffic_flag_is_deployed_where_the_program_declares_it(moto_server: Any) -> None:
+    """The alarm in the traffic-control region (its provider's), the flag and record checks in Route 53,
+    the PRIMARY record on the record check, and the outputs naming what the emulator made."""
+    moto_server.reset()
+    outputs = deploy.deploy(moto_server.endpoint, ca_bundle=moto_server.ca_bundle).outputs
+    tc = outputs[deploy.PRIMARY]["traffic_control"]
+    assert outputs[deploy.DR]["traffic_control"] == tc
+    west = moto_server.client("cloudwatch", "us-west-2").describe_alarms(AlarmNames=[tc["alarm_name"]])["MetricAlarms"]
+    assert [(a["Namespace"], a["MetricName"], a["TreatMissingData"], a["ActionsEnabled"]) for a in west] == [
+        ("XaiDR/Traffic", "TrafficOnDr", "ignore", False)]
+    assert moto_server.client("cloudwatch", "us-east-1").describe_alarms()["MetricAlarms"] == []
+    r53 = moto_server.client("route53")
+    checks = {h["Id"]: h["HealthCheckConfig"] for h in r53.list_health_checks()["HealthChecks"]}
+    record = checks[tc["record_health_check_id"]]
+    assert (record["Type"], record["HealthThreshold"]) == ("CALCULATED", 2)
+    assert record["ChildHealthChecks"] == [outputs[deploy.PRIMARY]["health_check_id"], tc["flag_health_check_id"]]
+    assert checks[tc["flag_health_check_id"]]["Type"] == "CLOUDWATCH_METRIC"
+    rrsets = r53.list_resource_record_sets(HostedZoneId=outputs[deploy.PRIMARY]["dns_zone_id"])["ResourceRecordSets"]
+    by_role = {r["Failover"]: r["HealthCheckId"] for r in rrsets if r.get("Failover")}
+    assert by_role == {"PRIMARY": tc["record_health_check_id"], "SECONDARY": outputs[deploy.DR]["health_check_id"]}
+
+
+def test_the_flag_check_is_sent_with_its_alarm() -> None:
+    """moto 5.2.5 drops AlarmIdentifier and InsufficientDataHealthStatus (the emulator keeps them):
+    the handler must send them all the same, as the program declares them."""
+    primary, _ = deploy.program_runs({})
+    flag = next(r for r in primary.resources if r.name == "dns-traffic-flag")
+    sent: list[dict[str, Any]] = []
+
+    class Route53:
+        def create_health_check(self, **kw: Any) -> dict[str, Any]:
+            sent.append(kw["HealthCheckConfig"])
+            return {"HealthCheck": {"Id": "hc-1"}}
+
+        def change_tags_for_resource(self, **kw: Any) -> None:
+            pass
+
+    d = deploy.Deployment("https://127.0.0.1:9")
+    d._clients[("route53", "us-east-1")] = Route53()
+    assert deploy.HANDLERS[flag.type](d, flag, flag.inputs) == {flag.id: "hc-1"}
+    assert sent == [{"Type": "CLOUDWATCH_METRIC", "InsufficientDataHealthStatus": "LastKnownStatus",
+                     "AlarmIdentifier": {"Region": "us-west-2", "Name": "xai-local-global-traffic-on-dr"}}]

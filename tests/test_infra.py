@@ -235,12 +235,15 @@ def test_each_site_has_its_own_cache_group() -> None:
 class TestDns:
     @pytest.mark.parametrize("stack", STACKS)
     def test_health_check_on_node_api(self, stack: str) -> None:
-        hc = run(stack).one("aws:route53/healthCheck:HealthCheck")
+        hc = run(stack).one("aws:route53/healthCheck:HealthCheck", "dns-health")
         assert hc.inputs["type"] == "HTTPS" and hc.inputs["port"] == 443
         assert hc.inputs["requestInterval"] == 10 and hc.inputs["failureThreshold"] == 3
         assert hc.inputs["resourcePath"] == "/api/v1/blockchain/info"
         assert run(stack).outputs["node_api_url"] == f"https://{hc.inputs['fqdn']}"
-        assert "invertHealthcheck" in hc.ignore_changes, "`pulumi up` must not undo a failover"
+        assert run(stack).outputs["node_api_fqdn"] == hc.inputs["fqdn"]
+        assert run(stack).outputs["health_check_id"] == hc.id
+        assert hc.ignore_changes == [], "nothing inverts a health check any more"
+        assert not any(h.inputs.get("invertHealthcheck") for h in run(stack).of_type("aws:route53/healthCheck:HealthCheck"))
 
     def test_failover_pair(self) -> None:
         records = {s: run(s).one("aws:route53/record:Record").inputs for s in STACKS}
@@ -250,8 +253,78 @@ class TestDns:
         assert records["production"]["zoneId"] == records["production-dr"]["zoneId"] == "Z1234567890ABC"
         for s, rec in records.items():
             assert rec["ttl"] == 60
-            assert rec["healthCheckId"] == run(s).outputs["health_check_id"]
+            assert rec["records"] == [run(s).outputs["node_api_fqdn"]]
+        # The PRIMARY follows the calculated check (endpoint AND traffic flag), the SECONDARY its own endpoint.
+        assert records["production"]["healthCheckId"] == run("production").outputs["traffic_control"]["record_health_check_id"]
+        assert records["production-dr"]["healthCheckId"] == run("production-dr").outputs["health_check_id"]
         assert records["production"]["setIdentifier"] != records["production-dr"]["setIdentifier"]
+
+
+class TestTrafficControl:
+    """The flag in the DR region that moves traffic without Route 53's API (infra/traffic_control.py)."""
+
+    def test_alarm_in_the_traffic_control_region(self) -> None:
+        alarm = run("production").one("aws:cloudwatch/metricAlarm:MetricAlarm")
+        assert alarm.region == "us-west-2", "declared through the traffic-control region's provider"
+        assert alarm.provider and alarm.provider.split("::")[-2] == "traffic-control-region"
+        i = alarm.inputs
+        assert i["name"] == "xai-blockchain-global-traffic-on-dr"
+        assert (i["namespace"], i["metricName"], i["dimensions"]) == ("XaiDR/Traffic", "TrafficOnDr",
+                                                                      {"GlobalCluster": "xai-blockchain-global"})
+        assert (i["statistic"], i["period"], i["evaluationPeriods"], i["threshold"]) == ("Maximum", 60, 1, 1)
+        assert i["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert i["treatMissingData"] == "ignore", "the flag keeps its state with no new data"
+        assert i["actionsEnabled"] is False
+
+    def test_flag_and_record_checks(self) -> None:
+        p = run("production")
+        flag = p.one("aws:route53/healthCheck:HealthCheck", "dns-traffic-flag").inputs
+        assert flag["type"] == "CLOUDWATCH_METRIC"
+        assert (flag["cloudwatchAlarmName"], flag["cloudwatchAlarmRegion"]) == ("xai-blockchain-global-traffic-on-dr",
+                                                                                "us-west-2")
+        assert flag["insufficientDataHealthStatus"] == "LastKnownStatus"
+        record = p.one("aws:route53/healthCheck:HealthCheck", "dns-traffic-record")
+        assert record.inputs["type"] == "CALCULATED" and record.inputs["childHealthThreshold"] == 2
+        flag_id = p.one("aws:route53/healthCheck:HealthCheck", "dns-traffic-flag").id
+        assert record.inputs["childHealthchecks"] == [p.outputs["health_check_id"], flag_id]
+
+    def test_output_on_both_stacks(self) -> None:
+        p = run("production")
+        expected = {"mechanism": "cloudwatch-alarm", "region": "us-west-2",
+                    "alarm_name": "xai-blockchain-global-traffic-on-dr", "namespace": "XaiDR/Traffic",
+                    "metric_name": "TrafficOnDr", "dimensions": {"GlobalCluster": "xai-blockchain-global"},
+                    "record_health_check_id": p.one("aws:route53/healthCheck:HealthCheck", "dns-traffic-record").id,
+                    "flag_health_check_id": p.one("aws:route53/healthCheck:HealthCheck", "dns-traffic-flag").id}
+        assert p.outputs["traffic_control"] == expected
+        assert run("production-dr").outputs["traffic_control"] == expected, "the DR stack re-exports the primary's"
+
+    def test_only_the_primary_declares_it(self) -> None:
+        dr = run("production-dr")
+        assert dr.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") == []
+        assert [h.inputs["type"] for h in dr.of_type("aws:route53/healthCheck:HealthCheck")] == ["HTTPS"]
+
+    @pytest.mark.parametrize("stack", STACKS)
+    def test_failover_role_flips_the_flag_and_never_updates_route53(self, stack: str) -> None:
+        r = run(stack)
+        docs = {p.name: json.loads(p.inputs["policy"]) for p in r.of_type("aws:iam/rolePolicy:RolePolicy")}
+        for name, doc in docs.items():
+            for s in doc["Statement"]:
+                assert "route53:UpdateHealthCheck" not in s["Action"], name
+                assert not any(a.startswith("route53:Change") for a in s["Action"]), name
+        by_sid = {s["Sid"]: s for s in docs["recovery-failover"]["Statement"]}
+        assert by_sid["TrafficFlag"]["Action"] == ["cloudwatch:PutMetricData"]
+        assert by_sid["TrafficFlag"]["Resource"] == "*"
+        assert by_sid["TrafficFlag"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "XaiDR/Traffic"}}
+        assert by_sid["TrafficFlagAlarm"]["Action"] == ["cloudwatch:DescribeAlarms", "cloudwatch:SetAlarmState"]
+        assert by_sid["TrafficFlagAlarm"]["Resource"] == (
+            "arn:aws:cloudwatch:us-west-2:123456789012:alarm:xai-blockchain-global-traffic-on-dr")
+        tc = run("production").outputs["traffic_control"]
+        checks = {f"arn:aws:route53:::healthcheck/{tc[k]}" for k in ("record_health_check_id", "flag_health_check_id")}
+        assert checks <= set(by_sid["HealthChecks"]["Resource"])
+        assert by_sid["HealthChecks"]["Action"] == ["route53:GetHealthCheck", "route53:GetHealthCheckStatus"]
+        status = next(s for s in docs["recovery-backup"]["Statement"] if s["Sid"] == "HealthStatus")
+        own = f"arn:aws:route53:::healthcheck/{r.outputs['health_check_id']}"
+        assert status["Action"] == ["route53:GetHealthCheckStatus"] and {own, *checks} == set(status["Resource"])
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -305,7 +378,7 @@ def test_the_dr_stack_lets_the_primary_fail_back_through_the_dr_lock() -> None:
         ["route53:GetHealthCheckStatus"], f"arn:aws:route53:::healthcheck/{run('production-dr').outputs['health_check_id']}")
 
 
-def test_dr_failover_role_may_invert_the_primary_health_check() -> None:
+def test_dr_failover_role_reads_the_primary_health_check() -> None:
     doc = next(json.loads(p.inputs["policy"]) for p in run("production-dr").of_type("aws:iam/rolePolicy:RolePolicy")
                if p.name == "recovery-failover")
     hc = next(s for s in doc["Statement"] if s["Sid"] == "HealthChecks")["Resource"]
@@ -374,6 +447,10 @@ def _broken(stack: str, key: str, path: list[str], value: Any) -> dict[str, Any]
         ("production", "network", ["availabilityZones"], ["us-east-1a"], "xai-dr:network.availabilityZones must be a list of at least 2"),
         ("production", "objectives", ["postgresql"], None, "xai-dr:objectives.postgresql is missing"),
         ("production-dr", "dns", ["zoneId"], None, "xai-dr:dns.zoneId is missing"),
+        ("production", "dns", ["trafficControlRegion"], None, "xai-dr:dns.trafficControlRegion is missing"),
+        ("production-dr", "dns", ["trafficControlRegion"], "west", "xai-dr:dns.trafficControlRegion is invalid"),
+        ("production", "dns", ["trafficControlRegion"], "us-east-1",
+         "xai-dr:dns.trafficControlRegion is the primary's own region (us-east-1)"),
     ],
 )
 def test_bad_config_stops_with_the_key_named(stack: str, key: str, path: list[str], value: Any, named: str) -> None:

@@ -19,6 +19,7 @@ import yaml
 from pulumi_policy import (
     EnforcementLevel,
     PolicyCustomTimeouts,
+    PolicyProviderResource,
     PolicyResource,
     PolicyResourceOptions,
     ResourceValidationArgs,
@@ -308,6 +309,10 @@ RESOURCE_CASES = [
     ok(P.ROUTE53_FAILOVER, T.R53_RECORD, without(RECORD, "failoverRoutingPolicies", "healthCheckId", "setIdentifier"),
        "simple-record-not-applicable"),
     bad(P.ROUTE53_FAILOVER, T.R53_RECORD, without(RECORD, "healthCheckId"), "healthCheckId", "failover-without-check"),
+    ok(P.ROUTE53_NOT_INVERTED, T.R53_HEALTH_CHECK, {"type": "HTTPS", "fqdn": "node.xai.example.com"}, "not-inverted"),
+    ok(P.ROUTE53_NOT_INVERTED, T.R53_HEALTH_CHECK, {"type": "HTTPS", "invertHealthcheck": False}, "explicit-false"),
+    bad(P.ROUTE53_NOT_INVERTED, T.R53_HEALTH_CHECK, {"type": "HTTPS", "invertHealthcheck": True}, "invertHealthcheck",
+        "inverted"),
 ]
 
 
@@ -469,7 +474,7 @@ def test_rds_15_fails(stack: list[PolicyResource], expect: str) -> None:
 
 
 def test_every_stack_rule_is_tested() -> None:
-    tested = {p.name for p, _ in BUCKET_CHILDREN.values()} | {rules.RDS_15.name}
+    tested = {p.name for p, _ in BUCKET_CHILDREN.values()} | {rules.RDS_15.name, rules.TRAFFIC_DATA_PLANE.name}
     assert tested == {p.name for p in rules.STACK_POLICIES}
 
 
@@ -526,18 +531,29 @@ def _as_preview_props(value: Any) -> Any:
     return value
 
 
+Registered = tuple[str, str, str, dict[str, Any], str]
+
+
 @pytest.fixture(scope="module")
-def stacks() -> dict[str, list[tuple[str, str, str, dict[str, Any]]]]:
-    """(type, name, urn, props) of every resource each stack registers."""
+def stacks() -> dict[str, list[Registered]]:
+    """(type, name, urn, props, region) of every resource each stack registers. Props are the mocks'
+    state (inputs plus what AWS computes, e.g. a health check's arn), as a stack rule sees them after
+    an update; region is that of the resource's provider."""
     from infra_runs import STACKS, run  # adds infra/ to sys.path and caches the runs
 
-    return {stack: [(r.type, r.name, r.urn or r.name, _as_preview_props(r.inputs)) for r in run(stack).resources]
+    return {stack: [(r.type, r.name, r.urn or r.name, _as_preview_props(r.outputs), r.region)
+                    for r in run(stack).resources]
             for stack in STACKS}
 
 
-def policy_resources(registered: Iterable[tuple[str, str, str, dict[str, Any]]]) -> list[PolicyResource]:
-    return [PolicyResource(t, unknown_checking_proxy(props), urn, name, OPTS, None, None, [], {})
-            for t, name, urn, props in registered]
+def provider(region: str) -> PolicyProviderResource:
+    return PolicyProviderResource("pulumi:providers:aws", {"region": region}, f"urn:pulumi:s::p::pulumi:providers:aws::{region}",
+                                  region)
+
+
+def policy_resources(registered: Iterable[Registered]) -> list[PolicyResource]:
+    return [PolicyResource(t, unknown_checking_proxy(props), urn, name, OPTS, provider(region), None, [], {})
+            for t, name, urn, props, region in registered]
 
 
 # What each stack must contain, so that the all-pass test below cannot pass vacuously.
@@ -545,13 +561,13 @@ EXPECTED_TYPES = {
     "production": {rules.KMS_KEY, rules.S3_BUCKET, rules.S3_BUCKET_VERSIONING, rules.S3_SSE, rules.S3_LIFECYCLE,
                    rules.S3_PUBLIC_ACCESS_BLOCK, rules.S3_OWNERSHIP, rules.S3_POLICY, rules.RDS_GLOBAL_CLUSTER,
                    rules.RDS_CLUSTER, rules.RDS_CLUSTER_INSTANCE, rules.ELASTICACHE_RG, rules.R53_HEALTH_CHECK,
-                   rules.R53_RECORD},
+                   rules.R53_RECORD, rules.CW_METRIC_ALARM},
     "production-dr": {rules.KMS_KEY, rules.S3_BUCKET, rules.S3_BUCKET_VERSIONING, rules.S3_SSE, rules.S3_LIFECYCLE,
                       rules.S3_PUBLIC_ACCESS_BLOCK, rules.S3_OWNERSHIP, rules.S3_POLICY, rules.S3_REPLICATION_CONFIG,
                       rules.RDS_CLUSTER, rules.RDS_CLUSTER_INSTANCE, rules.ELASTICACHE_RG, rules.R53_HEALTH_CHECK,
                       rules.R53_RECORD},
 }
-Stacks = dict[str, list[tuple[str, str, str, dict[str, Any]]]]
+Stacks = dict[str, list[Registered]]
 
 
 @pytest.mark.parametrize("stack", sorted(EXPECTED_TYPES))
@@ -574,8 +590,83 @@ def test_rules_catch_a_regression_in_the_registered_stack(stacks: Stacks, stack:
     registered = stacks[stack]
     assert check_stack(rules.S3_VERSIONING_COVERAGE,
                        policy_resources(r for r in registered if r[0] != rules.S3_BUCKET_VERSIONING))
-    clusters = [props for t, _, _, props in registered if t == rules.RDS_CLUSTER]
+    clusters = [props for t, _, _, props, _ in registered if t == rules.RDS_CLUSTER]
     assert clusters
     for props in clusters:
         assert check_resource(rules.RDS_7, rules.RDS_CLUSTER, with_(props, deletionProtection=False))
         assert check_resource(rules.RDS_4_27, rules.RDS_CLUSTER, without(props, "kmsKeyId"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Traffic control: the PRIMARY record moves on Route 53's data plane (infra/traffic_control.py)
+# ------------------------------------------------------------------------------------------------
+
+
+def _changed(registered: list[Registered], name: str, **changes: Any) -> list[Registered]:
+    """The registered stack with one resource's props (or, with region=..., its provider region) changed."""
+    region = changes.pop("region", None)
+    return [(t, n, urn, with_(props, **changes), region or r) if n == name else (t, n, urn, props, r)
+            for t, n, urn, props, r in registered]
+
+
+def test_traffic_rule_passes_the_program(stacks: Stacks) -> None:
+    primary = stacks["production"]
+    assert {(t, props.get("type")) for t, _, _, props, _ in primary if t == rules.R53_HEALTH_CHECK} == {
+        (rules.R53_HEALTH_CHECK, "HTTPS"), (rules.R53_HEALTH_CHECK, "CLOUDWATCH_METRIC"),
+        (rules.R53_HEALTH_CHECK, "CALCULATED")}
+    for stack in sorted(EXPECTED_TYPES):
+        assert check_stack(rules.TRAFFIC_DATA_PLANE, policy_resources(stacks[stack])) == []
+
+
+@pytest.mark.parametrize(("name", "changes", "expect"), [
+    pytest.param("dns-record", {"healthCheckId": "not-a-check-of-this-stack"}, "follows no health check",
+                 id="record-on-a-foreign-check"),
+    pytest.param("dns-traffic-record", {"type": "HTTPS"}, "requires a CALCULATED check", id="record-check-not-calculated"),
+    pytest.param("dns-traffic-record", {"childHealthchecks": []}, "has no CLOUDWATCH_METRIC child", id="no-flag-child"),
+    pytest.param("dns-traffic-flag", {"cloudwatchAlarmRegion": "us-east-1"}, "not us-east-1", id="alarm-in-us-east-1"),
+    pytest.param("dns-traffic-flag", {"cloudwatchAlarmName": "someone-elses"}, "does not declare", id="alarm-not-declared"),
+    pytest.param("dns-traffic-flag-alarm", {"treatMissingData": "breaching"}, "'ignore'", id="missing-data-breaching"),
+    pytest.param("dns-traffic-flag", {"insufficientDataHealthStatus": "Unhealthy"}, "Unhealthy on insufficient data",
+                 id="unhealthy-on-insufficient-data"),
+])
+def test_traffic_rule_rejects(stacks: Stacks, name: str, changes: dict[str, Any], expect: str) -> None:
+    found = check_stack(rules.TRAFFIC_DATA_PLANE, policy_resources(_changed(stacks["production"], name, **changes)))
+    assert found, "the rule reported nothing"
+    assert any(expect in message for _, message in found), found
+
+
+def test_traffic_rule_rejects_an_alarm_in_the_records_own_region(stacks: Stacks) -> None:
+    # A primary in us-west-2 whose flag is also in us-west-2 would lose the flag with its region.
+    registered = _changed(stacks["production"], "dns-record", region="us-west-2")
+    found = check_stack(rules.TRAFFIC_DATA_PLANE, policy_resources(registered))
+    record_urn = next(urn for _, n, urn, _, _ in registered if n == "dns-record")
+    assert found and found[0][0] == record_urn
+    assert "the record's own region" in found[0][1]
+
+
+def test_traffic_rule_tolerates_preview(stacks: Stacks) -> None:
+    # First preview: the record's healthCheckId and the children's IDs are unknown; the engine's
+    # property dependencies still tie them together.
+    registered = {n: (t, n, urn, props, r) for t, n, urn, props, r in stacks["production"]}
+
+    def as_res(name: str, props: dict[str, Any], deps: Optional[dict[str, list[PolicyResource]]] = None) -> PolicyResource:
+        t, _, urn, _, region = registered[name]
+        return PolicyResource(t, unknown_checking_proxy(props), urn, name, OPTS, provider(region), None,
+                              [d for v in (deps or {}).values() for d in v], dict(deps or {}))
+
+    def unknown_arn(name: str) -> dict[str, Any]:
+        return with_(registered[name][3], arn=UNKNOWN_STR)
+
+    alarm = as_res("dns-traffic-flag-alarm", registered["dns-traffic-flag-alarm"][3])
+    endpoint = as_res("dns-health", unknown_arn("dns-health"))
+    flag = as_res("dns-traffic-flag", with_(unknown_arn("dns-traffic-flag"), cloudwatchAlarmName=UNKNOWN_STR))
+    calc = as_res("dns-traffic-record", with_(unknown_arn("dns-traffic-record"), childHealthchecks=UNKNOWN_STR),
+                  {"childHealthchecks": [endpoint, flag]})
+    record = as_res("dns-record", with_(registered["dns-record"][3], healthCheckId=UNKNOWN_STR), {"healthCheckId": [calc]})
+    assert check_stack(rules.TRAFFIC_DATA_PLANE, [alarm, endpoint, flag, calc, record]) == []
+    # With no dependency information at all the link can't be proved either way: nothing reported.
+    bare = as_res("dns-record", with_(registered["dns-record"][3], healthCheckId=UNKNOWN_STR))
+    assert check_stack(rules.TRAFFIC_DATA_PLANE, [alarm, endpoint, flag, bare]) == []
+    # The dependency still catches a record on the plain endpoint check.
+    wrong = as_res("dns-record", with_(registered["dns-record"][3], healthCheckId=UNKNOWN_STR), {"healthCheckId": [endpoint]})
+    assert check_stack(rules.TRAFFIC_DATA_PLANE, [alarm, endpoint, flag, calc, wrong])

@@ -384,8 +384,14 @@ def _cache_group(d: Deployment, r: Any, i: dict[str, Any]) -> dict[str, str]:
 def _health_check(d: Deployment, r: Any, i: dict[str, Any]) -> dict[str, str]:
     names = {"type": "Type", "fqdn": "FullyQualifiedDomainName", "port": "Port", "resourcePath": "ResourcePath",
              "requestInterval": "RequestInterval", "failureThreshold": "FailureThreshold",
-             "measureLatency": "MeasureLatency", "enableSni": "EnableSNI", "invertHealthcheck": "Inverted"}
+             "measureLatency": "MeasureLatency", "enableSni": "EnableSNI", "invertHealthcheck": "Inverted",
+             # CALCULATED (the PRIMARY record's check) and CLOUDWATCH_METRIC (the traffic flag).
+             "childHealthchecks": "ChildHealthChecks", "childHealthThreshold": "HealthThreshold",
+             "insufficientDataHealthStatus": "InsufficientDataHealthStatus"}
     config = {api: _ints(i[k]) for k, api in names.items() if i.get(k) is not None}
+    if i.get("cloudwatchAlarmName"):
+        # moto 5.2.5 drops AlarmIdentifier; the emulator keeps it (the local DNS server follows the alarm).
+        config["AlarmIdentifier"] = {"Region": i["cloudwatchAlarmRegion"], "Name": i["cloudwatchAlarmName"]}
     r53 = d.client("route53", "us-east-1")
     hc = r53.create_health_check(CallerReference=f"{r.name}-{secrets.token_hex(4)}", HealthCheckConfig=config)
     hc_id = hc["HealthCheck"]["Id"]
@@ -408,6 +414,24 @@ def _record(d: Deployment, r: Any, i: dict[str, Any]) -> dict[str, str]:
     d.client("route53", "us-east-1").change_resource_record_sets(
         HostedZoneId=i["zoneId"], ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": rrset}]})
     return {}
+
+
+# ----------------------------------------------------------------------------------- CloudWatch
+
+@handles("aws:cloudwatch/metricAlarm:MetricAlarm")
+def _metric_alarm(d: Deployment, r: Any, i: dict[str, Any]) -> dict[str, str]:
+    """In the region of the resource's provider: the traffic flag lives in the traffic-control region."""
+    names = {"name": "AlarmName", "alarmDescription": "AlarmDescription", "namespace": "Namespace",
+             "metricName": "MetricName", "statistic": "Statistic", "period": "Period",
+             "evaluationPeriods": "EvaluationPeriods", "threshold": "Threshold",
+             "comparisonOperator": "ComparisonOperator", "treatMissingData": "TreatMissingData",
+             "actionsEnabled": "ActionsEnabled"}
+    kw = {api: _ints(i[k]) for k, api in names.items() if i.get(k) is not None}
+    kw["Dimensions"] = [{"Name": k, "Value": v} for k, v in (i.get("dimensions") or {}).items()]
+    cw = d.client("cloudwatch", r.region)
+    cw.put_metric_alarm(**kw)
+    arn = cw.describe_alarms(AlarmNames=[i["name"]])["MetricAlarms"][0]["AlarmArn"]
+    return {r.id: i["name"], r.outputs["arn"]: arn}
 
 
 # ------------------------------------------------------------------------------------------ SSM
