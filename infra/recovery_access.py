@@ -189,7 +189,11 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
             statement("RepointClients", ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
                                          "secretsmanager:PutSecretValue"], v["db_secret_arns"]),
             statement("EndpointParameter", ["ssm:GetParameter", "ssm:PutParameter"], v["endpoint_parameter_arn"]),
-        ],
+        ] + ([
+            # With the primary region gone the DB secret's replica here is promoted to write it
+            # (recovery/adapters/endpoints.py); the replica only, never the primary's secret.
+            statement("PromoteSecretReplica", ["secretsmanager:StopReplicationToReplica"], v["db_secret_arn"]),
+        ] if dr else []),
         "rotate": [
             *_journals(bucket, "rotate"),
             statement("ListJournals", list_vault, bucket),
