@@ -109,9 +109,6 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
     dr = a.peer is not None
     list_vault = ["s3:ListBucket"]
     tc = v["traffic_control"]
-    # The checks the PRIMARY record follows: status reports read them to say where traffic goes.
-    traffic_checks = [f"arn:aws:route53:::healthcheck/{h}" for h in (tc["record_health_check_id"],
-                                                                     tc["flag_health_check_id"])]
     docs: dict[str, list[dict[str, Any]]] = {
         # The scheduled hosts: backups, their verification, off-site copies, status and metrics.
         "backup": [
@@ -133,7 +130,7 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
             statement("SiteStatus", ["elasticache:DescribeReplicationGroups"], v["cache_group_arn"]),
             # Route 53 health checks are global resources: this site's check and the traffic checks.
             statement("HealthStatus", ["route53:GetHealthCheckStatus"],
-                      [f"arn:aws:route53:::healthcheck/{v['health_check_id']}", *traffic_checks]),
+                      f"arn:aws:route53:::healthcheck/{v['health_check_id']}"),
         ] + ([
             # A DR site's verification checks that the primary bucket replicates into this one.
             statement("PrimaryReplication", ["s3:GetReplicationConfiguration"], v["peer_bucket_arn"]),
@@ -176,10 +173,10 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
             statement("DescribeGlobalCluster", ["rds:DescribeGlobalClusters"], global_arn),
             # CloudWatch metric reads have no resource-level permissions: AWS requires "*".
             statement("ReadLag", ["cloudwatch:GetMetricStatistics"], "*"),
-            statement("ReadRecords", ["route53:ListResourceRecordSets"], f"arn:aws:route53:::hostedzone/{a.zone_id}"),
-            # Reads only: Route 53's API is a control plane in us-east-1, so traffic never moves through it.
-            statement("HealthChecks", ["route53:GetHealthCheck", "route53:GetHealthCheckStatus"],
-                      [f"arn:aws:route53:::healthcheck/{h}" for h in v["health_check_ids"]] + traffic_checks),
+            # `recovery sites` reads the sites' endpoint checks. Reads only, and never on the recovery path:
+            # Route 53's API is a control plane in us-east-1; traffic moves by the flag (DNS says where it went).
+            statement("HealthChecks", ["route53:GetHealthCheckStatus"],
+                      [f"arn:aws:route53:::healthcheck/{h}" for h in v["health_check_ids"]]),
             # Traffic moves by the flag in the traffic-control region. PutMetricData has no resource-level
             # permissions: AWS requires "*", so the namespace condition is the bound.
             statement("TrafficFlag", ["cloudwatch:PutMetricData"], "*",

@@ -145,6 +145,7 @@ def _exercise(b: Battery, tmp: Path) -> None:
     b.run("verify", "verify", *local)
     b.run("offsite sync", "offsite", "sync", *local, "--dest", str(tmp / "offsite"))
     b.run("status", "status", *local)
+    b.run("sites", "sites", *local)
     b.run("metrics", "metrics", *local, "--json")
     b.run("restore db", "restore", "db", *local, "--yes", "--force")
     b.run("restore chain", "restore", "chain", *local, "--yes", "--archive-current")
@@ -163,6 +164,7 @@ def _exercise(b: Battery, tmp: Path) -> None:
     b.run("backup chain on dr", "backup", "chain", *dr)
     b.run("verify dr", "verify", *dr)
     b.run("status dr", "status", *dr)
+    b.run("sites dr", "sites", *dr)
     b.run("list dr", "list", *dr)
     b.run("restore pitr dr", "restore", "pitr", *dr, "--to-time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
           "--new-cluster", "xai-local-dr-pitr", "--yes")
