@@ -104,7 +104,7 @@ def serve(state_dir: Path) -> None:
     from recovery.local import iam
 
     emulator.install()
-    emulator.configure(record_file=str(state_dir / "emulator-calls.jsonl"))
+    emulator.configure(record_file=str(state_dir / "emulator-calls.jsonl"))  # outage refusals too
     # Every request is authorised as AWS would (the program's policies, with conditions), and each
     # decision recorded: tests/test_job_permissions.py reads them; an operator can too.
     iam.install(record_file=str(state_dir / AUTHORIZATION_FILE))
@@ -113,12 +113,16 @@ def serve(state_dir: Path) -> None:
     emulator.set_auth_token_hook(lambda group, token, strategy: apply_auth_token(state_dir, group, token, strategy))
     emulator.set_promotion_hook(lambda cluster: _promote(state_dir, cluster))
     server = MotoServer().start()
+    # Route 53's data plane: DNS answers from the zones above, through any outage of the HTTP API
+    from recovery.local.emulator.route53_dns import DnsServer
+
+    dns = DnsServer().start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     tmp = state_dir / (AWS_FILE + ".tmp")
     tmp.write_text(json.dumps({"pid": os.getpid(), "endpoint": server.endpoint, "ca_bundle": server.ca_bundle,
-                               "started_at": time.time()}))
+                               "dns": dns.address, "started_at": time.time()}))
     tmp.replace(state_dir / AWS_FILE)
     seen = 0.0
     while not stop.wait(0.5):
@@ -130,6 +134,7 @@ def serve(state_dir: Path) -> None:
         if mtime != seen:
             seen = mtime
             _register_health_probes(state_dir)
+    dns.stop()
     server.stop()
     (state_dir / AWS_FILE).unlink(missing_ok=True)
 

@@ -78,8 +78,11 @@ def _aws_outputs(d: Path, aws: dict[str, Any], oncall: Any) -> dict[str, Any]:
     with os.fdopen(fd, "w") as f:
         f.write(f"[{ONCALL_PROFILE}]\naws_access_key_id = {oncall.access_key_id}\n"
                 f"aws_secret_access_key = {oncall.secret_access_key}\n")
-    return {"local": True, "aws_endpoint_url": aws["endpoint"], "aws_ca_bundle": aws["ca_bundle"],
-            "aws_credentials_file": str(path), "aws_profile": ONCALL_PROFILE}
+    out = {"local": True, "aws_endpoint_url": aws["endpoint"], "aws_ca_bundle": aws["ca_bundle"],
+           "aws_credentials_file": str(path), "aws_profile": ONCALL_PROFILE}
+    if aws.get("dns"):  # the emulator's DNS server: Route 53's data plane
+        out["dns_server"] = aws["dns"]
+    return out
 
 
 def _checkpoint(stack: str, outputs: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from recovery.local.emulator import cloudtrail, elasticache_auth, rds_global, route53_health, s3_replication
+from recovery.local.emulator import cloudtrail, elasticache_auth, outage, rds_global, route53_health, s3_replication
 from recovery.local.emulator.records import (
     LOCK, auth_token_calls, cache_auth_tokens, cloudtrail_events, configure, fingerprint,
     install_reset_hook, master_password_calls, promotion_calls, read_record_file, reset_records,
@@ -56,13 +56,16 @@ EXTENSIONS: tuple[Extension, ...] = (
     Extension("rds-global-failover", rds_global.install_global_failover,
               "RDS global cluster failover/switchover, cross-region detach, describe by id"),
     Extension("route53-health-status", route53_health.install,
-              "Route 53 health check status from a real probe, Inverted and Disabled"),
+              "Route 53 health check status from a real probe, Inverted and Disabled; CALCULATED and "
+              "CLOUDWATCH_METRIC (the alarm's state) checks, AlarmIdentifier kept"),
     Extension("rds-master-password", rds_global.install_master_password_hook,
               "modify_db_cluster(MasterUserPassword) runs a hook (the real database's ALTER ROLE)"),
     Extension("elasticache-auth-token", elasticache_auth.install,
               "modify_replication_group auth token ROTATE/SET/DELETE, validated, runs a hook"),
     Extension("cloudtrail-lookup-events", cloudtrail.install,
               "every API call recorded as a management event; LookupEvents answers from them"),
+    Extension("region-outage", outage.install,
+              "requests signed for a region in outage get no answer (POST /xai-local/outage)"),
     Extension("reset-clears-records", install_reset_hook,
               "POST /moto-api/reset also clears the extensions' records"),
 )
