@@ -180,9 +180,25 @@ def _ssm_many(call: _Call) -> list[_Check]:
     return [call.check(_ssm_parameter(call, name)) for name in call.members("Names")] or [call.check("*")]
 
 
-@_maps("cloudwatch", "GetMetricStatistics", "GetMetricData", "ListMetrics", "PutMetricData", "DescribeAlarms")
+@_maps("cloudwatch", "GetMetricStatistics", "GetMetricData", "ListMetrics")
 def _cloudwatch_unscoped(call: _Call) -> list[_Check]:
     return [call.check("*")]
+
+
+@_maps("cloudwatch", "PutMetricData")
+def _metric_data(call: _Call) -> list[_Check]:
+    # no resource-level permission: AWS bounds it by the namespace condition key
+    return [call.check("*", context={"cloudwatch:namespace": call.param("Namespace")})]
+
+
+@_maps("cloudwatch", "SetAlarmState")
+def _alarm(call: _Call) -> list[_Check]:
+    return [call.check(call.arn(f"alarm:{call.param('AlarmName')}"))]
+
+
+@_maps("cloudwatch", "DescribeAlarms")
+def _alarms(call: _Call) -> list[_Check]:
+    return [call.check(call.arn(f"alarm:{n}")) for n in call.members("AlarmNames")] or [call.check("*")]
 
 
 @_maps("cloudtrail", "StartLogging", "StopLogging", "GetTrailStatus", "GetTrail")

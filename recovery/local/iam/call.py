@@ -52,7 +52,11 @@ class _Call:
         """Request parameters: the JSON body (json protocols) or the query/form fields."""
         if not hasattr(self, "_params"):
             body = self.response.body
-            if self.json_protocol:
+            cbor = "cbor" in self.response.headers.get("Content-Type", "")
+            if cbor and getattr(self.response, "automated_parameter_parsing", False):
+                # CloudWatch speaks CBOR (smithy-rpc-v2-cbor): take moto's own parse of it
+                self._params = dict(self.response.params or {})
+            elif self.json_protocol:
                 try:
                     self._params = json.loads(body or "{}")
                 except (ValueError, UnicodeDecodeError):
