@@ -197,7 +197,9 @@ def render(view: SitesView) -> list[str]:
              + (f", {node['behind_database']} behind its db" if node.get("behind_database") else "")
              if node.get("reachable") else "node unreachable")
         lag = s.lag.get("lag_s")
-        backups = ", ".join(f"{k} {b['age_s']:.0f}s old" for k, b in s.backups.items() if isinstance(b, dict)) or "none"
+        backups = (f"not readable here ({s.backups['error']}; run `recovery sites --stack {s.stack}`)"
+                   if "error" in s.backups else
+                   ", ".join(f"{k} {b['age_s']:.0f}s old" for k, b in s.backups.items() if isinstance(b, dict)) or "none")
         lines.append(f"{s.stack:<16} {s.role:<8} db {s.database}"
                      + (f" (height {s.db_height})" if s.db_height is not None else "")
                      + (f", lag {lag:g}s" if isinstance(lag, (int, float)) else "")
