@@ -31,7 +31,12 @@ def _render(st: dict[str, Any]) -> None:
     out(f"local environment in {st['dir']}, up since {since(st.get('started_at'))}")
     out(f"  stacks      {', '.join(st['stacks'])}  (use --stack local / --stack local-dr)")
     out(f"{mark(st['aws']['running'])} AWS         {st['aws']['endpoint']}  (moto + extensions, pid {st['aws']['pid']})")
-    out(f"{mark(st['postgres']['running'])} PostgreSQL  {st['postgres']['dsn']}  (throwaway sandbox credential)")
+    held = st.get("outage")
+    if held:  # issue 14
+        out(f"✗ OUTAGE      {', '.join(held['regions'])} since {since(held.get('since'))}: stopped "
+            f"{', '.join(held.get('stopped') or []) or 'nothing'}  (heal: recovery local outage --heal)")
+    out(f"{mark(st['postgres']['running'])} PostgreSQL  {st['postgres']['dsn']}  "
+        f"({st['postgres'].get('role') or 'not answering'}; throwaway sandbox credential)")
     out(f"{mark(st['node']['running'])} XAI node    {st['node']['url']}  data {st['node']['data_dir']}  (pid {st['node']['pid']})")
     redis = st.get("redis") or {}
     if redis:  # issue 7: the cache group's redis-server
@@ -88,6 +93,35 @@ def status_cmd(path: str | None, as_json: bool) -> None:
     down_parts = [k for k in ("aws", "postgres", "node") if not st[k]["running"]]
     if st.get("dr"):  # the DR site (issue 6)
         down_parts += [f"dr {k}" for k in ("postgres", "node") if not st["dr"][k]["running"]]
+    if down_parts and st.get("outage"):
+        # stopped on purpose by `recovery local outage`: degraded, and the fix is the heal
+        raise LocalEnvError(f"local environment is degraded: {', '.join(down_parts)} not running "
+                            f"(outage of {', '.join(st['outage']['regions'])})", "heal with `recovery local outage --heal`")
     if down_parts:
         raise LocalEnvError(f"local environment is degraded: {', '.join(down_parts)} not running",
                             "restart with `recovery local down && recovery local up`")
+
+
+@local.command("outage")
+@click.argument("region", required=False)
+@click.option("--heal", is_flag=True, help="End the outage: heal the emulator and restart the stopped services.")
+@_DIR
+@_JSON
+def outage_cmd(region: str | None, heal: bool, path: str | None, as_json: bool) -> None:
+    """Take a local site's region down (its PostgreSQL, node and Redis stopped hard, the emulator
+    refusing requests signed for it), or --heal it (recovery/local/outage.py)."""
+    from recovery.errors import InputError
+    from recovery.local import outage
+
+    if heal == bool(region):
+        raise InputError("give either REGION or --heal", "e.g. `recovery local outage us-east-1`, then "
+                         "`recovery local outage --heal`")
+    result = outage.heal(path) if heal else outage.begin(str(region), path)
+    if as_json:
+        emit_json(result)
+    elif heal:
+        role = f"; its database is {result['postgres_role']}" if result.get("postgres_role") else ""
+        out(f"healed {', '.join(result['healed'])}: started {', '.join(result['started']) or 'nothing'}{role}")
+    else:
+        note = "" if result["emulator"] else " (the emulator has no outage control: AWS requests still served)"
+        out(f"outage of {', '.join(result['regions'])}: stopped {', '.join(result['stopped']) or 'nothing'}{note}")

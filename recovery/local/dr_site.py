@@ -7,9 +7,9 @@
   (the ``xai-local-db-dr`` cluster in the emulator).
 - **DR node** (``xai-node-dr``): its own data directory, which starts EMPTY. The node reports
   ``no-chain-data`` until a restore from the DR bucket (where replication put the primary's
-  chain backups) gives it a chain, which is what ``recovery failover`` does. It does not mine
-  (mining belongs to the one writer of the local network) and indexes into the standby, which
-  refuses writes until promoted.
+  chain backups) gives it a chain, which is what ``recovery failover`` does. It indexes into the
+  standby and runs with the environment's mine interval, but its writer gate (node_sim) lets it
+  mine only while its database accepts writes: not before a promotion.
 
 The emulator's global-cluster failover/switchover runs :func:`promote` (installed as the
 promotion hook in ``aws_daemon.py``): it fences the old writer - ``pg_ctl stop -m immediate``
@@ -88,8 +88,64 @@ def in_recovery(site: dict[str, Any]) -> bool | None:
         return None
 
 
-def _basebackup(site: dict[str, Any], source: dict[str, Any]) -> None:
+FENCED_MARKER = "xai-fenced"  # in a data directory started fenced (start_fenced)
+
+
+def fenced(site: dict[str, Any]) -> bool:
+    """Started fenced by a heal (an old writer back after a failover): in recovery, no upstream."""
+    return Path(site["datadir"], FENCED_MARKER).exists()
+
+
+def start_fenced(site: dict[str, Any]) -> None:
+    """Start an old writer FENCED, as Aurora brings an old primary back after an unplanned global
+    failover: in recovery (``standby.signal``) with no upstream, so it accepts no write and keeps
+    its data as it was (the runbooks count the blocks it wrote after the last replicated point).
+    Only a rebuild (``rejoin``, or a promotion targeting it) makes it a standby again."""
     datadir = Path(site["datadir"])
+    auto = datadir / "postgresql.auto.conf"
+    if auto.exists():  # an upstream left by an earlier rebuild would start streaming and overwrite
+        auto.write_text("".join(line for line in auto.read_text().splitlines(keepends=True)
+                                if not line.lstrip().startswith("primary_conninfo")))
+    for name in ("standby.signal", FENCED_MARKER):
+        (datadir / name).write_text("")
+        if site.get("run_as"):
+            pw = pwd.getpwnam(site["run_as"])
+            os.chown(datadir / name, pw.pw_uid, pw.pw_gid)
+    _pg_start(site)
+    wait_ready(site)
+
+
+def streaming_from(site: dict[str, Any], writer: dict[str, Any]) -> bool:
+    """True when ``site`` is a standby whose WAL receiver streams from ``writer``."""
+    try:
+        with connect(site, timeout=3) as conn:
+            row = conn.execute("SELECT pg_is_in_recovery(), (SELECT sender_port FROM pg_stat_wal_receiver"
+                               " WHERE status = 'streaming')").fetchone()
+    except psycopg.Error:
+        return False
+    return bool(row and row[0] and row[1] == int(writer["port"]))
+
+
+def keep_diverged(site: dict[str, Any]) -> Path | None:
+    """Before a rebuild discards a data directory that held writes of its own (a fenced or stopped old
+    writer: no ``standby.signal``, or the fenced marker), rename it ``<datadir>.diverged-<UTC stamp>``.
+    This stands for Aurora's pre-rejoin snapshot: nothing the old writer kept is removed."""
+    datadir = Path(site["datadir"])
+    if not datadir.is_dir() or ((datadir / "standby.signal").exists() and not fenced(site)):
+        return None
+    kept = datadir.with_name(f"{datadir.name}.diverged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    n = 1
+    while kept.exists():
+        kept = kept.with_name(f"{kept.name.split('+')[0]}+{n}")
+        n += 1
+    datadir.rename(kept)
+    return kept
+
+
+def _basebackup(site: dict[str, Any], source: dict[str, Any], keep: bool = False) -> None:
+    datadir = Path(site["datadir"])
+    if keep:
+        keep_diverged(site)
     if datadir.exists():
         shutil.rmtree(datadir)
     user, password = _control(source)
@@ -152,10 +208,12 @@ def wait_ready(site: dict[str, Any], timeout: float = 30) -> None:
     raise PromotionError(f"PostgreSQL on port {site['port']} did not answer within {timeout:g}s")
 
 
-def rebuild_as_standby(site: dict[str, Any], source: dict[str, Any]) -> None:
-    """Discard ``site``'s data and make it a fresh standby of ``source`` (Aurora's re-seeding)."""
+def rebuild_as_standby(site: dict[str, Any], source: dict[str, Any], keep: bool = True) -> None:
+    """Make ``site`` a fresh standby of ``source`` (Aurora's re-seeding). Its old data directory is
+    kept as ``.diverged-<stamp>`` when it may hold writes of its own (``keep_diverged``); ``keep=False``
+    only where it provably holds none (a switchover's old writer, fully replayed before promotion)."""
     pg_stop(site, "immediate")
-    _basebackup(site, source)
+    _basebackup(site, source, keep=keep)
     _pg_start(site)
     wait_ready(site)
 
@@ -177,7 +235,7 @@ def promote(sites: dict[str, dict[str, Any]], target_id: str, switchover: bool) 
     writers = [(cid, s) for cid, s in sites.items() if cid != target_id and running(s) and in_recovery(s) is False]
     old_id, old = writers[0] if writers else (None, None)
     done: dict[str, Any] = {"target": target_id, "fenced": old_id, "rebuilt": []}
-    if in_recovery(new) is not True:
+    if in_recovery(new) is not True or fenced(new):
         # Not a standby (a fenced or stopped old writer): re-seed it from the writer first.
         if old is None:
             raise PromotionError(f"{target_id} is not a standby and no writer is reachable to re-seed it from")
@@ -203,7 +261,7 @@ def promote(sites: dict[str, dict[str, Any]], target_id: str, switchover: bool) 
         raise PromotionError(f"pg_promote() on {target_id} did not finish within 60s")
     if switchover and old is not None:
         # The old writer becomes a secondary of the new one, as Aurora's switchover leaves it.
-        rebuild_as_standby(old, new)
+        rebuild_as_standby(old, new, keep=False)
         done["rebuilt"].append(old_id)
     return done
 
@@ -225,7 +283,10 @@ def sites_from_hooks(hooks: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def start_dr_node(state_dir: Path, standby: dict[str, Any], mine_interval: float) -> dict[str, Any]:
-    """The DR site's simulated node: own (empty) data dir, indexing into the standby."""
+    """The DR site's simulated node: own (empty) data dir, indexing into the standby.
+
+    It runs with the environment's mine interval: its writer gate (node_sim) keeps it from mining
+    while the standby is in recovery, so after a promotion it mines and the old writer's node stops."""
     pgpass = state_dir / "pgpass-dr"
     fd = os.open(pgpass, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -235,10 +296,10 @@ def start_dr_node(state_dir: Path, standby: dict[str, Any], mine_interval: float
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
     pg_dsn = f"host={standby['host']} port={standby['port']} user={standby['user']} dbname={standby['dbname']} passfile={pgpass}"
-    node = start_node(data_dir, port, pg_dsn, init=False, mine_interval=0, name="xai-node-dr", run_dir=run_dir,
-                      log_path=state_dir / "node-dr.log")
+    node = start_node(data_dir, port, pg_dsn, init=False, mine_interval=mine_interval, name="xai-node-dr",
+                      run_dir=run_dir, log_path=state_dir / "node-dr.log")
     return {"pid": node.pid, "url": node.url, "port": port, "data_dir": str(data_dir), "run_dir": str(run_dir),
-            "name": "xai-node-dr", "pg_dsn": pg_dsn, "mine_interval": 0, "pgpass": str(pgpass)}
+            "name": "xai-node-dr", "pg_dsn": pg_dsn, "mine_interval": mine_interval, "pgpass": str(pgpass)}
 
 
 def services_config(state_dir: Path, node: dict[str, Any]) -> Path:
@@ -304,10 +365,7 @@ def status(state: dict[str, Any], primary: dict[str, Any] | None = None) -> dict
         node_pid = int((Path(node["run_dir"]) / f"{node['name']}.pid").read_text().split()[0])
     except (KeyError, OSError, ValueError, IndexError):
         pass
-    role = None
-    if pg and running(pg):
-        rec = in_recovery(pg)
-        role = None if rec is None else ("standby" if rec else "writer")
+    role = site_role(pg) if pg else None
     return {
         "postgres": {"port": pg.get("port"), "running": bool(pg) and running(pg), "role": role},
         "node": {"url": node.get("url"), "data_dir": node.get("data_dir"), "pid": node_pid,
@@ -315,9 +373,21 @@ def status(state: dict[str, Any], primary: dict[str, Any] | None = None) -> dict
     }
 
 
+def site_role(site: dict[str, Any]) -> str | None:
+    """"writer", "standby" or "fenced" (in recovery, started fenced); None when stopped or silent."""
+    if not running(site):
+        return None
+    rec = in_recovery(site)
+    if rec is None:
+        return None
+    return ("fenced" if fenced(site) else "standby") if rec else "writer"
+
+
 def rejoin(state_dir: Path) -> dict[str, Any]:
-    """"The old region is back": re-seed every site that is neither the writer nor a streaming standby
-    (stopped by an unplanned failover, or a fenced writer) as a standby of the current writer.
+    """"The old region is back": re-seed every site that is neither the writer nor a standby streaming
+    from it (stopped by an unplanned failover, or started fenced by `recovery local outage --heal`)
+    as a standby of the current writer. A fenced or old writer's data directory is kept first as
+    ``<datadir>.diverged-<stamp>`` (``keep_diverged``: Aurora's pre-rejoin snapshot).
 
     Aurora does this itself for a global database's old primary once its region recovers;
     `recovery failback` refuses, and prints this command, until it has happened.
@@ -331,7 +401,7 @@ def rejoin(state_dir: Path) -> dict[str, Any]:
     for cid, s in sites.items():
         if s is writer:
             continue
-        if not (running(s) and in_recovery(s) is True):
+        if not (running(s) and streaming_from(s, writer)):
             rebuild_as_standby(s, writer)
             done.append(cid)
     return {"writer": writer["name"], "reseeded": done}

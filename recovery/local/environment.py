@@ -341,11 +341,20 @@ def status(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
                 "pid": state.get("aws", {}).get("pid"),
                 "running": pid_alive(state.get("aws", {}).get("pid"))},
         "postgres": {"dsn": f"postgresql://{pg.get('user')}:{quote(_current_password(state), safe='')}@{pg.get('host')}:{pg.get('port')}/{pg.get('dbname')}",
-                     "running": pg_running},
+                     "running": pg_running, "role": _pg_role(pg)},
         "node": {"url": node.get("url"), "data_dir": node.get("data_dir"), "pid": node_pid, "running": pid_alive(node_pid)},
         "redis": redis_status(state),  # issue 7
         "dr": _dr_status(state),  # DR site (issue 6)
+        "outage": state.get("outage"),  # issue 14: `recovery local outage`
     }
+
+
+def _pg_role(pg: dict[str, Any]) -> str | None:
+    """writer / standby / fenced (dr_site.site_role), as the maintenance superuser; None when down."""
+    if not pg.get("datadir"):
+        return None
+    return dr_site.site_role({**pg, "user": pg.get("maint_user") or pg.get("user"),
+                              "password": pg.get("maint_password") or pg.get("password")})
 
 
 def _dr_status(state: dict[str, Any]) -> dict[str, Any] | None:

@@ -22,8 +22,21 @@ Sync: with ``--reference-url`` (another node's API) it follows that node, fetchi
 through ``GET /api/v1/blocks`` and rolling back a fork to the common ancestor. ``is_synced`` is
 true when it has peers and its height is within 1 block of the reference; an unreachable
 reference means not synced. Without a reference it is synced when it has peers. It mines only
-while synced (never on a stale tip). Run one miner per local network; followers use
-``--mine-interval 0``.
+while synced (never on a stale tip).
+
+Writer gate (issue 14): with ``--pg-dsn`` it mines only while its index database accepts writes
+(``pg_is_in_recovery()`` false and ``transaction_read_only`` off), checked right before each block
+is appended. Otherwise ``mining_blocked_reason`` says "fenced: the index database is read-only
+(this site is not the writer)" and ``consensus_state`` is "fenced" (``is_synced`` still follows
+the peers). So every site's node may run with a mine interval: the database's role decides which
+one mines, and after a promotion the new writer's node mines and the old one stops. A database
+that does not answer keeps the last answer (the indexer back-fills once it is back). Without
+``--pg-dsn`` nothing gates it: then run one miner per local network (followers use
+``--mine-interval 0``).
+
+Not done: catching up from the index (rows above the node's tip). The index cannot reproduce the
+chain's hashes: ``timestamp`` is a timestamptz (microseconds), while a block hashes the float's
+full repr, so blocks rebuilt from rows would not link.
 
 Peers are simulated: ``--peer-count`` connections (default 8). ``POST /admin/partition`` drops
 them all; ``/admin/heal`` or ``POST /api/v1/network/rejoin`` brings them back one at a time
@@ -51,6 +64,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from recovery.local.chain import (
     GENESIS, Block, ChainMissing, ChainStore, init_chain, verify_chain_file,
 )
@@ -69,6 +84,7 @@ MAX_BLOCKS_PER_REQUEST = 500
 MEMPOOL_MAX = 5000
 TX_PER_BLOCK = 5
 TX_PER_PEER_PER_S = 0.5  # transactions relayed by each connected peer
+FENCED_REASON = "fenced: the index database is read-only (this site is not the writer)"
 
 # -- the node -----------------------------------------------------------------------------------
 
@@ -100,6 +116,9 @@ class Node:
         if peers_given or not (self.data_dir / "peers.json").exists():
             self._save_peers(peers_given)
         self.indexer = None
+        # the writer gate: None = not asked yet (or never answered), True/False = last answer
+        self.db_writable: bool | None = None
+        self._gate_conn: Any = None
         if args.pg_dsn:
             self.indexer = Indexer(args.pg_dsn, self.store, miner=self.identity["miner_address"])
         self._threads: list[threading.Thread] = []
@@ -163,6 +182,8 @@ class Node:
                 return False, "syncing", f"reference unreachable: {self.reference_error or 'not polled yet'}"
             if height < self.reference_height - 1:
                 return False, "syncing", f"{self.reference_height - height} blocks behind the reference"
+        if self.db_writable is False:
+            return True, "fenced", None
         return True, "synced", None
 
     def mining_blocked(self, height: int, chain_error: str | None, synced: bool) -> str | None:
@@ -174,7 +195,36 @@ class Node:
             return "not synced"
         if self.reference_url and self.reference_height is not None and height < self.reference_height:
             return "behind the reference"
+        if self.db_writable is False:
+            return FENCED_REASON
         return None
+
+    def check_writer(self) -> bool | None:
+        """Ask the index database whether it accepts writes (the writer gate); None without --pg-dsn.
+
+        A database that does not answer leaves the last answer in place: a writer whose database
+        restarts keeps mining (its indexer back-fills), a fenced site stays fenced."""
+        if not self.args.pg_dsn:
+            return None
+        try:
+            if self._gate_conn is None or self._gate_conn.closed:
+                self._gate_conn = psycopg.connect(self.args.pg_dsn, autocommit=True, connect_timeout=3,
+                                                  application_name="xai-node-sim-gate")
+            row = self._gate_conn.execute(
+                "SELECT pg_is_in_recovery(), current_setting('transaction_read_only'),"
+                " current_setting('default_transaction_read_only')").fetchone()
+            writable = bool(row) and not row[0] and row[1] == "off" and row[2] == "off"
+            if writable != self.db_writable:
+                log.warning("index database %s", "accepts writes: mining" if writable else f"is read-only: {FENCED_REASON}")
+            self.db_writable = writable
+        except psycopg.Error:
+            if self._gate_conn is not None:
+                try:
+                    self._gate_conn.close()
+                except psycopg.Error:
+                    pass
+            self._gate_conn = None
+        return self.db_writable
 
     # -- the node API (recovery/local/node_api.py serves it)
     def handle(self, request: Request) -> Response:
@@ -358,12 +408,17 @@ class Node:
         while not self.stop_event.wait(self.mine_interval_s if self.mining_enabled else 0.2):
             if not self.mining_enabled:
                 continue
+            self.check_writer()
             height, _, err = self.chain_height()
             synced, _, _ = self.sync_view(height, err)
             if self.mining_blocked(height, err, synced) is not None:
                 continue
             try:
                 with self.store.lock:
+                    # Asked again right before the append: a heal or a promotion between the two
+                    # checks must not let a fenced site write one more block.
+                    if self.check_writer() is False:
+                        continue
                     tip = self.store.tip()
                     if tip is None:
                         continue

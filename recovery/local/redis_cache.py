@@ -24,6 +24,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -89,21 +90,7 @@ def start_redis(d: Path, aws: dict[str, Any], outputs: dict[str, dict[str, Any]]
         f.write(f"port {port}\nbind 127.0.0.1\ndaemonize no\nsave \"\"\nappendonly no\ndir {rdir}\n"
                 f"user default on >{token} ~* &* +@all\n"
                 f"user {ADMIN_USER} on >{admin_password} ~* &* +@all\n")
-    log = d / "redis.log"
-    with open(log, "ab") as lf:
-        proc = subprocess.Popen([exe, str(conf)], stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
-                                start_new_session=True)
-    deadline = time.monotonic() + 15
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {proc.returncode} at start (see {log})")
-        try:
-            _admin_call("127.0.0.1", port, admin_password, "PING")
-            break
-        except (OSError, RuntimeError):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start within 15s (see {log})") from None
-            time.sleep(0.05)
+    proc = _spawn_and_wait(exe, conf, d / "redis.log", port, admin_password)
     entry = {"running": True, "pid": proc.pid, "host": "127.0.0.1", "port": port,
              "group_id": out["cache_replication_group_id"], "stack": "local"}
     fd = os.open(d / REDIS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -130,6 +117,51 @@ def apply_auth_token(state_dir: Path, group_id: str, token: str | None, strategy
     else:
         tokens = []
     _admin_call(cfg["host"], int(cfg["port"]), cfg["admin_password"], *_acl(cfg["admin_password"], tokens))
+    # into redis.conf too: a restart after a regional outage (restart_redis) must keep the tokens
+    _admin_call(cfg["host"], int(cfg["port"]), cfg["admin_password"], "CONFIG", "REWRITE")
+
+
+def _spawn_and_wait(exe: str, conf: Path, log: Path, port: int, admin_password: str) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as lf:
+        proc = subprocess.Popen([exe, str(conf)], stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
+                                start_new_session=True)
+    deadline = time.monotonic() + 15
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode} at start (see {log})")
+        try:
+            _admin_call("127.0.0.1", port, admin_password, "PING")
+            return proc
+        except (OSError, RuntimeError):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start within 15s (see {log})") from None
+            time.sleep(0.05)
+
+
+def kill_redis(entry: dict[str, Any]) -> bool:
+    """SIGKILL the cache's redis-server (a regional outage); True when it was running."""
+    pid = entry.get("pid")
+    if not entry.get("running") or not pid_alive(pid):
+        return False
+    os.kill(int(str(pid)), signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return True
+
+
+def restart_redis(d: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """Start redis-server again from its redis.conf, on its port (the outage's heal); the new entry."""
+    exe = _redis_bin()
+    if exe is None or not entry.get("running"):
+        return entry
+    cfg = json.loads((d / REDIS_FILE).read_text())
+    proc = _spawn_and_wait(exe, d / "redis" / "redis.conf", d / "redis.log", int(cfg["port"]), cfg["admin_password"])
+    cfg["pid"] = proc.pid
+    fd = os.open(d / REDIS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(cfg, f)
+    return {**entry, "pid": proc.pid}
 
 
 def stop_redis(state: dict[str, Any]) -> list[str]:
