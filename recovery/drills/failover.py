@@ -37,6 +37,7 @@ from recovery.drills.checks import wait_for
 from recovery.drills.restore_scenarios import _add_runbook_steps, _journal_summary, _reporter, _store
 from recovery.errors import RefusedError, VerificationFailed
 from recovery.local import outage
+from recovery.local.paths import read_state
 from recovery.runbooks import failover as fo
 from recovery.stack import StackOutputs, load_outputs, local_dir
 
@@ -110,9 +111,9 @@ def region_outage(d: DrillRun) -> None:
         d.extra["last_good_backup"] = {"db": md.key, "chain": mc.key, "db_max_height": md.db_max_height}
 
     with d.step("inject") as st:
-        began = outage.begin(env_dir, p.region)
+        began = outage.begin(p.region, env_dir)
         d.injected()
-        d.cleanup(lambda: outage.heal(env_dir) if outage.current(env_dir) else None)
+        d.cleanup(lambda: outage.heal(env_dir) if outage.outage_status(read_state(env_dir)) else None)
         with acting_as(dr, "failover"):
             # the last replicated block: the standby has replayed all it received once two reads agree
             last = wait_for("the DR standby to finish replaying", _settled(dr), 30)
@@ -152,7 +153,7 @@ def region_outage(d: DrillRun) -> None:
         d.recovered()
 
     with d.step("heal") as st:
-        st.detail.update(healed=outage.heal(env_dir).get("restarted"))
+        st.detail.update(healed=outage.heal(env_dir).get("started"))
         st.detail.update(_fenced(p))
 
     with acting_as(p, "failover"):

@@ -183,4 +183,15 @@ def outage_status(state: dict[str, Any]) -> dict[str, Any] | None:
     return dict(held) if held else None
 
 
-__all__ = ["OutageError", "begin", "emulator_outage", "heal", "is_writer", "outage_status"]
+def refused_between(path: str | Path | None, since: float, until: float) -> list[dict[str, Any]]:
+    """The requests the emulator refused for a region in outage between two times: what a runbook
+    asked of a lost region (its API, or a global control plane hosted there)."""
+    state = read_state(local_dir(path))
+    aws = state["aws"]
+    ctx = ssl.create_default_context(cafile=aws.get("ca_bundle") or None)
+    with urllib.request.urlopen(f"{aws['endpoint']}/xai-local/outage", timeout=10, context=ctx) as resp:
+        refused = json.loads(resp.read()).get("refused", [])
+    return [r for r in refused if since <= float(r.get("time", 0)) <= until]
+
+
+__all__ = ["OutageError", "begin", "emulator_outage", "heal", "is_writer", "outage_status", "refused_between"]
