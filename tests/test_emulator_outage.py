@@ -183,3 +183,23 @@ def test_dns_refuses_names_outside_every_zone_and_nxdomain_inside(server: MotoSe
     name, _alarm, _checks = _failover_zone(server)
     assert ask(resolver, "nothing.example.invalid")[0] == "REFUSED"
     assert ask(resolver, "nope." + name.split(".", 1)[1])[0] == "NXDOMAIN"
+
+
+def test_a_replica_secret_is_promoted_in_its_region_while_the_primary_is_down(server: MotoServer) -> None:
+    east, west = one_try(server, "secretsmanager", "us-east-1"), one_try(server, "secretsmanager", "us-west-2")
+    arn = east.create_secret(Name=uid("db"), SecretString='{"host": "old"}',
+                             AddReplicaRegions=[{"Region": "us-west-2"}])["ARN"]
+    replica = arn.replace(":us-east-1:", ":us-west-2:")
+    with pytest.raises(Exception, match="replica"):
+        west.put_secret_value(SecretId=replica, SecretString='{"host": "new"}')  # a replica is read-only
+    control(server, {"regions": ["us-east-1"]})
+    try:
+        assert west.stop_replication_to_replica(SecretId=replica)["ARN"] == replica
+        west.put_secret_value(SecretId=replica, SecretString='{"host": "new"}')
+        got = west.get_secret_value(SecretId=replica, VersionStage="AWSCURRENT")["SecretString"]
+        assert json.loads(got) == {"host": "new"} and "PrimaryRegion" not in west.describe_secret(SecretId=replica)
+    finally:
+        control(server, {"regions": []})
+    assert json.loads(east.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"]) == {"host": "old"}
+    with pytest.raises(Exception, match="InvalidRequest"):
+        east.stop_replication_to_replica(SecretId=arn)  # not a replica

@@ -32,7 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from recovery.local.emulator import cloudtrail, elasticache_auth, outage, rds_global, route53_health, s3_replication
+from recovery.local.emulator import (cloudtrail, elasticache_auth, outage, rds_global, route53_health, s3_replication,
+                                     secrets_replica)
 from recovery.local.emulator.records import (
     LOCK, auth_token_calls, cache_auth_tokens, cloudtrail_events, configure, fingerprint,
     install_reset_hook, master_password_calls, promotion_calls, read_record_file, reset_records,
@@ -64,6 +65,8 @@ EXTENSIONS: tuple[Extension, ...] = (
               "modify_replication_group auth token ROTATE/SET/DELETE, validated, runs a hook"),
     Extension("cloudtrail-lookup-events", cloudtrail.install,
               "every API call recorded as a management event; LookupEvents answers from them"),
+    Extension("secrets-stop-replication", secrets_replica.install,
+              "StopReplicationToReplica promotes a replica secret in its region (writable there)"),
     Extension("region-outage", outage.install,
               "requests signed for a region in outage get no answer (POST /xai-local/outage)"),
     Extension("reset-clears-records", install_reset_hook,
