@@ -489,3 +489,35 @@ def test_service_control_commands_start_and_stop_a_detached_node(tmp_path: Path)
         assert status.returncode == 3
     finally:
         node.stop(5)
+
+
+# -- the writer gate (issue 14) ------------------------------------------------------------------
+
+
+def test_node_mines_only_while_its_index_database_accepts_writes(node_pg: PostgresCluster,
+                                                                 nodes: Callable[..., NodeProcess]) -> None:
+    node_pg.create_database("xai_gate")
+    node = nodes(init=True, mine_interval=0.05, pg_dsn=node_pg.conninfo("xai_gate"), pg_password=node_pg.password)
+    client = NodeClient(node.url)
+    first = client.block_height()
+    wait_until(lambda: client.block_height() >= first + 5, what="mining while the database is a writer")
+    assert node.get("/api/v1/blockchain/info")["consensus_state"] == "synced"
+    with node_pg.connect("postgres") as conn:
+        # what a switchover's fence does to the old writer (reloaded into every live session)
+        conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        st = wait_until(lambda: (s := node.get("/api/v1/node/status"))["consensus_state"] == "fenced" and s,
+                        what="the node to see the read-only database")
+        assert st["mining_blocked_reason"] == "fenced: the index database is read-only (this site is not the writer)"
+        assert st["is_mining"] is False
+        assert node.get("/api/v1/blockchain/info")["consensus_state"] == "fenced"
+        held = client.block_height()
+        time.sleep(0.5)  # ten mine intervals
+        assert client.block_height() == held, "a fenced node mined"
+    finally:
+        with node_pg.connect("postgres") as conn:
+            conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+            conn.execute("SELECT pg_reload_conf()")
+    wait_until(lambda: client.block_height() >= held + 3, what="mining again once the database is the writer")
+    assert node.get("/api/v1/blockchain/info")["consensus_state"] == "synced"

@@ -84,6 +84,7 @@ MAX_BLOCKS_PER_REQUEST = 500
 MEMPOOL_MAX = 5000
 TX_PER_BLOCK = 5
 TX_PER_PEER_PER_S = 0.5  # transactions relayed by each connected peer
+GATE_RETRY_S = 2.0  # seconds before the writer gate reconnects to a database that went away
 FENCED_REASON = "fenced: the index database is read-only (this site is not the writer)"
 
 # -- the node -----------------------------------------------------------------------------------
@@ -119,6 +120,7 @@ class Node:
         # the writer gate: None = not asked yet (or never answered), True/False = last answer
         self.db_writable: bool | None = None
         self._gate_conn: Any = None
+        self._gate_retry_at = 0.0
         if args.pg_dsn:
             self.indexer = Indexer(args.pg_dsn, self.store, miner=self.identity["miner_address"])
         self._threads: list[threading.Thread] = []
@@ -206,6 +208,8 @@ class Node:
         restarts keeps mining (its indexer back-fills), a fenced site stays fenced."""
         if not self.args.pg_dsn:
             return None
+        if self._gate_conn is None and time.monotonic() < self._gate_retry_at:
+            return self.db_writable
         try:
             if self._gate_conn is None or self._gate_conn.closed:
                 self._gate_conn = psycopg.connect(self.args.pg_dsn, autocommit=True, connect_timeout=3,
@@ -223,7 +227,9 @@ class Node:
                     self._gate_conn.close()
                 except psycopg.Error:
                     pass
-            self._gate_conn = None
+            # Back off like the indexer: a restore that renames the database terminates its
+            # sessions and must find it free, not reconnected to at every block.
+            self._gate_conn, self._gate_retry_at = None, time.monotonic() + GATE_RETRY_S
         return self.db_writable
 
     # -- the node API (recovery/local/node_api.py serves it)

@@ -64,7 +64,8 @@ def _sites(d: Path, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def emulator_outage(aws: dict[str, Any], regions: list[str]) -> bool:
     """Begin (regions) or heal ([]) the emulator's outage; False when the emulator has no outage
-    control (it answers 404: an emulator without recovery/local/emulator/outage.py)."""
+    control (an emulator without recovery/local/emulator/outage.py): it answers 404, or moto's
+    S3 catch-all takes the path for a bucket and answers something that is not the control's JSON."""
     ctx = ssl.create_default_context(cafile=aws.get("ca_bundle") or None)
     req = urllib.request.Request(f"{aws['endpoint']}/xai-local/outage", data=json.dumps({"regions": regions}).encode(),
                                  headers={"Content-Type": "application/json"}, method="POST")
@@ -73,7 +74,7 @@ def emulator_outage(aws: dict[str, Any], regions: list[str]) -> bool:
             resp.read()
         return True
     except urllib.error.HTTPError as exc:
-        if exc.code == 404:
+        if exc.code == 404 or "json" not in (exc.headers.get("Content-Type") or ""):
             return False
         raise LocalEnvError(f"the AWS emulator refused the outage control: HTTP {exc.code}",
                             "see aws.log in the local environment's directory") from None
@@ -98,6 +99,8 @@ def begin(region: str, path: str | Path | None = None) -> dict[str, Any]:
         raise OutageError(f"an outage of {', '.join(held['regions'])} already holds",
                           "heal it first with `recovery local outage --heal`")
     site = sites[region]
+    # The emulator first: if it fails, nothing has been stopped.
+    emulated = emulator_outage(state["aws"], [region])
     stopped = []
     if site["postgres"].get("datadir") and dr_site.pg_stop(site["postgres"], "immediate"):
         stopped.append("postgres")
@@ -112,7 +115,6 @@ def begin(region: str, path: str | Path | None = None) -> dict[str, Any]:
             stopped.append("node")
     except (KeyError, OSError, ValueError, IndexError):
         pass  # no pid file: the node was not running
-    emulated = emulator_outage(state["aws"], [region])
     state["outage"] = {"regions": [region], "since": time.time(), "stopped": stopped, "stack": site["stack"],
                        "emulator": emulated}
     write_json(d / "state.json", state)
