@@ -7,6 +7,7 @@ here prints.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from recovery import postgres
@@ -27,6 +28,18 @@ def db_reachable(outputs: StackOutputs | None) -> bool:
         db_query(outputs, "SELECT 1", timeout=3)
         return True
     except RecoveryError:
+        return False
+
+
+def db_answers(outputs: StackOutputs | None, timeout_s: float = 3.0) -> bool:
+    """Whether the site's database endpoint accepts a TCP connection: its data plane, asked without
+    its credential (reading that secret would ask the site's region, which may be the one lost)."""
+    if outputs is None:
+        return False
+    try:
+        with socket.create_connection((outputs.db_endpoint, int(outputs.db_port)), timeout=timeout_s):
+            return True
+    except OSError:
         return False
 
 
@@ -155,5 +168,5 @@ def write_probe(outputs: StackOutputs, run_id: str, token: str) -> int | None:
     return height[0] if height else None
 
 
-__all__ = ["db_query", "db_reachable", "max_height", "tip_block", "divergence", "in_recovery_or_read_only",
+__all__ = ["db_query", "db_reachable", "db_answers", "max_height", "tip_block", "divergence", "in_recovery_or_read_only",
            "block_hash_matches", "replay_lag", "write_probe"]

@@ -34,9 +34,15 @@ that does not answer keeps the last answer (the indexer back-fills once it is ba
 ``--pg-dsn`` nothing gates it: then run one miner per local network (followers use
 ``--mine-interval 0``).
 
-Not done: catching up from the index (rows above the node's tip). The index cannot reproduce the
-chain's hashes: ``timestamp`` is a timestamptz (microseconds), while a block hashes the float's
-full repr, so blocks rebuilt from rows would not link.
+Catching up from the index: a node whose tip is below its index database's max(height) appends
+the rows above it (each rebuilt as a block and checked: it hashes right and links onto the tip)
+before it mines, and never mines while behind. This stands in for syncing from the wider P2P
+network, which the local mode does not have: a DR node restored from an old chain backup reaches
+the replicated database's height, and after a promotion it mines on the chain the database holds.
+Blocks are mined with microsecond timestamps (what ``timestamptz`` keeps), so a row rebuilds its
+block exactly. When the index holds a different block at a height the node has (a fork: the old
+primary after a failover), the node rolls back to the last block both hold, keeping the removed
+blocks aside in ``chain.db.diverged-<UTC stamp>.jsonl`` beside chain.db, then catches up.
 
 Peers are simulated: ``--peer-count`` connections (default 8). ``POST /admin/partition`` drops
 them all; ``/admin/heal`` or ``POST /api/v1/network/rejoin`` brings them back one at a time
@@ -67,7 +73,7 @@ from typing import Any
 import psycopg
 
 from recovery.local.chain import (
-    GENESIS, Block, ChainMissing, ChainStore, init_chain, verify_chain_file,
+    GENESIS, Block, ChainMissing, ChainStore, canonical_json, init_chain, verify_chain_file,
 )
 from recovery.local.chain_index import Indexer
 from recovery.local.node_api import BadRequest, NodeApiServer, Request, Response, Routes, Unavailable, one_line, route
@@ -120,6 +126,7 @@ class Node:
         # the writer gate: None = not asked yet (or never answered), True/False = last answer
         self.db_writable: bool | None = None
         self._gate_conn: Any = None
+        self.index_height: int | None = None  # max(height) of the index database, as last read
         self._gate_retry_at = 0.0
         if args.pg_dsn:
             self.indexer = Indexer(args.pg_dsn, self.store, miner=self.identity["miner_address"])
@@ -193,6 +200,8 @@ class Node:
             return "mining disabled"
         if chain_error is not None:
             return "no chain data"
+        if self.index_height is not None and height < self.index_height:
+            return f"behind its index database ({self.index_height - height} blocks): catching up"
         if not synced:
             return "not synced"
         if self.reference_url and self.reference_height is not None and height < self.reference_height:
@@ -231,6 +240,65 @@ class Node:
             # sessions and must find it free, not reconnected to at every block.
             self._gate_conn, self._gate_retry_at = None, time.monotonic() + GATE_RETRY_S
         return self.db_writable
+
+    def _index_rows(self, above: int, limit: int = 500) -> list[Block]:
+        rows = self._gate_conn.execute(
+            'SELECT height, hash, prev_hash, extract(epoch FROM "timestamp")::text, transactions::text'
+            " FROM blockchain WHERE height > %s ORDER BY height LIMIT %s", (above, limit)).fetchall()
+        return [Block(int(r[0]), str(r[1]), str(r[2]), float(r[3]), canonical_json(json.loads(r[4]))) for r in rows]
+
+    def catch_up_from_index(self) -> int:
+        """Append the index's blocks above the tip (after rolling a fork back); returns how many."""
+        if self._gate_conn is None or self._gate_conn.closed:
+            return 0
+        added = 0
+        try:
+            row = self._gate_conn.execute("SELECT max(height) FROM blockchain").fetchone()
+            self.index_height = None if not row or row[0] is None else int(row[0])
+            with self.store.lock:
+                tip = self.store.tip()
+                if tip is None or self.index_height is None or self.index_height <= tip.height:
+                    return 0
+                blocks = self._index_rows(tip.height)
+                if blocks and blocks[0].prev_hash != tip.hash:
+                    tip = self._roll_back_fork(tip)
+                    blocks = self._index_rows(tip.height)
+                good = []
+                for b in blocks:
+                    if not b.is_self_consistent():
+                        break  # a row that does not rebuild its block (mined before microsecond stamps)
+                    good.append(b)
+                self.store.append(good)
+                added = len(good)
+        except (psycopg.Error, ChainMissing, ValueError) as exc:
+            log.warning("catching up from the index failed: %s", one_line(exc))
+            return 0
+        if added:
+            log.info("caught up %d block(s) from the index database", added)
+        return added
+
+    def _roll_back_fork(self, tip: Block) -> Block:
+        """Roll back to the highest block the index holds with the same hash; the removed blocks
+        are written to chain.db.diverged-<stamp>.jsonl first."""
+        h = tip.height
+        while h > 0:
+            mine = self.store.block_at(h)
+            theirs = self._gate_conn.execute("SELECT hash FROM blockchain WHERE height = %s", (h,)).fetchone()
+            if mine is not None and theirs is not None and theirs[0] == mine.hash:
+                break
+            h -= 1
+        removed = self.store.blocks(h + 1, 1_000_000)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = Path(self.store.path).with_name(f"chain.db.diverged-{stamp}.jsonl")
+        with open(aside, "a", encoding="utf-8") as f:
+            for b in removed:
+                f.write(json.dumps(b.to_api()) + "\n")
+        self.store.truncate_above(h)
+        log.warning("fork: rolled back %d block(s) above %d that the index does not hold (kept in %s)",
+                    len(removed), h, aside.name)
+        new_tip = self.store.tip()
+        assert new_tip is not None
+        return new_tip
 
     # -- the node API (recovery/local/node_api.py serves it)
     def handle(self, request: Request) -> Response:
@@ -415,6 +483,7 @@ class Node:
             if not self.mining_enabled:
                 continue
             self.check_writer()
+            self.catch_up_from_index()
             height, _, err = self.chain_height()
             synced, _, _ = self.sync_view(height, err)
             if self.mining_blocked(height, err, synced) is not None:
@@ -428,7 +497,9 @@ class Node:
                     tip = self.store.tip()
                     if tip is None:
                         continue
-                    blk = Block.make(tip.height + 1, tip.hash, time.time(), self._next_transactions(tip.height + 1))
+                    # microseconds: what the index's timestamptz keeps, so its row rebuilds this block
+                    blk = Block.make(tip.height + 1, tip.hash, round(time.time(), 6),
+                                     self._next_transactions(tip.height + 1))
                     self.store.append([blk])
                 self.blocks_mined += 1
                 if self.indexer is not None:

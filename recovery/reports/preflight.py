@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from recovery.adapters import aurora, sql_probe, traffic
-from recovery.adapters.sql_probe import db_reachable
 from recovery.aws import client, vault_key
 from recovery.backups.read import resolve_backup, verify_backup
 from recovery.catalog import Catalog
@@ -257,7 +256,7 @@ def _peer_state(sites: Sites, say: Callable[[str], None]) -> tuple[bool, bool]:
     if p is None:
         say(f"preflight info peer site {t.peer_stack}: outputs unreadable, so unreachable from here")
         return False, False
-    peer_db = db_reachable(p)
+    peer_db = sql_probe.db_answers(p)
     peer_node = node_state(p.node_api_url).get("reachable", False)
     say(f"preflight info peer site {t.peer_stack}: database {'answers' if peer_db else 'does not answer'}, "
         f"node API {'answers' if peer_node else 'does not answer'}")

@@ -63,6 +63,8 @@ class SitesView:
 def database_role(site: StackOutputs) -> tuple[str, int | None]:
     """The database's own view: writer (accepts writes), standby (replaying from a writer), fenced
     (refuses writes and replicates from nothing), or unreachable."""
+    if not sql_probe.db_answers(site):
+        return "unreachable", None  # without asking its region for the credential
     try:
         row = sql_probe.db_query(site, "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only'),"
                                        " (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming')",
@@ -134,6 +136,9 @@ def _site(outputs: StackOutputs, writer_cluster: str | None, writer_site: StackO
         v.lag = sql_probe.replay_lag(outputs, writer_site)
     v.node = _node(outputs, v.db_height)
     v.health_check = _health_check(outputs)
+    if v.database == "unreachable" and not v.node.get("reachable"):
+        v.backups = {"error": "site unreachable, not asked"}  # its region may be gone: no retries into it
+        return v
     try:
         v.backups = {k: (b or {}).get("key") and {"key": b["key"], "age_s": b["age_s"]}
                      for k, b in newest_backups(outputs).items()}
