@@ -1,4 +1,4 @@
-"""`recovery local up|down|status`: the embedded default environment (recovery/local/)."""
+"""`recovery local up|down|status|outage`: the embedded default environment (recovery/local/)."""
 
 from __future__ import annotations
 

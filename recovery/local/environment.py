@@ -18,6 +18,10 @@ environment.
 Everything lives in one directory (default `.recovery/local`, or `RECOVERY_LOCAL_DIR`):
 `state.json` (what runs, where, since when), `backend/` (stack outputs), `aws.json`,
 `hooks.json`, `pg/`, `node/`, `services.toml`, and logs.
+
+`recovery local outage REGION` / `--heal` (recovery/local/outage.py) takes one site's region down
+and back; `status` reports the outage (``state.json["outage"]``) and each database's role
+(writer / standby / fenced).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from recovery.errors import InputError, LocalEnvError
+from recovery.errors import LocalEnvError
 from recovery.local import dr_site
 from recovery.local.deploy import admin_client
 from recovery.local.node_process import NodeProcess, start_node
