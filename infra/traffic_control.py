@@ -22,6 +22,7 @@ import pulumi
 import pulumi_aws as aws
 
 MECHANISM = "cloudwatch-alarm"
+ALARM_PERIOD_SECONDS = 10
 NAMESPACE = "XaiDR/Traffic"
 METRIC_NAME = "TrafficOnDr"
 
@@ -63,7 +64,10 @@ class TrafficControl(pulumi.ComponentResource):
             metric_name=METRIC_NAME,
             dimensions=self.dimensions,
             statistic="Maximum",
-            period=60,
+            # A high-resolution alarm (the runbook sends StorageResolution=1): a reversal of the flag
+            # inside one period would be undone by the next evaluation (the period's maximum is still
+            # the old 1), so the runbook waits for a fresh period; 10 s keeps that wait short.
+            period=ALARM_PERIOD_SECONDS,
             evaluation_periods=1,
             threshold=1,
             comparison_operator="GreaterThanOrEqualToThreshold",

@@ -271,7 +271,7 @@ class TestTrafficControl:
         assert i["name"] == "xai-blockchain-global-traffic-on-dr"
         assert (i["namespace"], i["metricName"], i["dimensions"]) == ("XaiDR/Traffic", "TrafficOnDr",
                                                                       {"GlobalCluster": "xai-blockchain-global"})
-        assert (i["statistic"], i["period"], i["evaluationPeriods"], i["threshold"]) == ("Maximum", 60, 1, 1)
+        assert (i["statistic"], i["period"], i["evaluationPeriods"], i["threshold"]) == ("Maximum", 10, 1, 1)
         assert i["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
         assert i["treatMissingData"] == "ignore", "the flag keeps its state with no new data"
         assert i["actionsEnabled"] is False

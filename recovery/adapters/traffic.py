@@ -18,7 +18,7 @@ Nothing here prints.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from recovery.aws import aws_error, client
 from recovery.errors import SiteNotReadyError
@@ -54,13 +54,30 @@ def traffic_on_dr(state: str) -> bool:
     return state == "ALARM"
 
 
-def set_traffic(outputs: StackOutputs, on_dr: bool, reason: str) -> None:
+def _wait_for_fresh_period(cw: Any, tc: dict[str, Any], say: Callable[[str], None]) -> None:
+    """A flag changed inside the current evaluation period would be changed back by the alarm's next
+    evaluation (the period's Maximum still holds the old value): wait for the next period first."""
+    alarms = cw.describe_alarms(AlarmNames=[tc["alarm_name"]])["MetricAlarms"]
+    if not alarms:
+        return
+    period = int(alarms[0].get("Period") or 60)
+    changed = alarms[0].get("StateUpdatedTimestamp")
+    now = time.time()
+    if changed is not None and int(changed.timestamp()) // period == int(now) // period:
+        wait = period - now % period + 0.5
+        say(f"the traffic flag changed in this {period}s period: waiting {wait:.1f}s for the next one")
+        time.sleep(wait)
+
+
+def set_traffic(outputs: StackOutputs, on_dr: bool, reason: str, say: Callable[[str], None] = lambda _m: None) -> None:
     """Move traffic to the DR site (``on_dr``) or back to the primary."""
     tc = _control(outputs)
     cw = client("cloudwatch", tc["region"])
     try:
+        _wait_for_fresh_period(cw, tc, say)
         cw.put_metric_data(Namespace=tc["namespace"], MetricData=[{
             "MetricName": tc["metric_name"], "Value": ON_DR if on_dr else ON_PRIMARY, "Unit": "Count",
+            "StorageResolution": 1,
             "Dimensions": [{"Name": k, "Value": str(v)} for k, v in sorted(tc["dimensions"].items())]}])
         cw.set_alarm_state(AlarmName=tc["alarm_name"], StateValue="ALARM" if on_dr else "OK",
                            StateReason=reason[:1000])

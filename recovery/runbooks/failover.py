@@ -223,7 +223,8 @@ class Failover:
 
     def move_traffic(self, ctx: StepContext) -> dict[str, Any]:
         tc = self.t.traffic_control
-        traffic.set_traffic(self.t, self._on_dr(), f"recovery {self.name} {ctx.run_id}: traffic to {self.t.stack}")
+        traffic.set_traffic(self.t, self._on_dr(), f"recovery {self.name} {ctx.run_id}: traffic to {self.t.stack}",
+                            say=ctx.info)
         return {"flag": tc.get("alarm_name"), "region": tc.get("region"),
                 "state": "ALARM" if self._on_dr() else "OK", "serving": self.t.stack}
 
