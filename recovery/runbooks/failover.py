@@ -402,8 +402,12 @@ class Failover:
         v = r.get("verify-db", {})
         rto = round(time.time() - start, 3) if start else None
         lost = None
-        if m.get("peer_db_height") is not None and v.get("db_height_after") is not None:
-            lost = max(0, int(m["peer_db_height"]) - int(v["db_height_after"]))
+        # against the target's height at promotion: after it the new writer's node adds blocks of its own
+        at_promotion = m.get("target_db_height_before")
+        if at_promotion is None:
+            at_promotion = v.get("db_height_after")
+        if m.get("peer_db_height") is not None and at_promotion is not None:
+            lost = max(0, int(m["peer_db_height"]) - int(at_promotion))
         backups = newest_backups(self.t)
         chain_rpo = None
         if r.get("restore-chain", {}).get("restored") and backups.get("chain"):
