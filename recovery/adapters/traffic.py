@@ -112,8 +112,8 @@ def dns_answer(outputs: StackOutputs) -> str | None:
     name = outputs.dns_record_name.rstrip(".") + "."
     servers: list[tuple[str, int]]
     if outputs.dns_server:
-        host, _, port = outputs.dns_server.rpartition(":")
-        servers = [(host, int(port))]
+        local_host, _, local_port = outputs.dns_server.rpartition(":")
+        servers = [(local_host, int(local_port))]
     else:
         servers = [(ip, 53) for ip in _authoritative(name)]
     problems = []

@@ -113,7 +113,11 @@ def region_outage(d: DrillRun) -> None:
     with d.step("inject") as st:
         began = outage.begin(p.region, env_dir)
         d.injected()
-        d.cleanup(lambda: outage.heal(env_dir) if outage.outage_status(read_state(env_dir)) else None)
+        def heal_if_held() -> None:  # whatever happens next, the region comes back afterwards
+            if outage.outage_status(read_state(env_dir)):
+                outage.heal(env_dir)
+
+        d.cleanup(heal_if_held)
         with acting_as(dr, "failover"):
             # the last replicated block: the standby has replayed all it received once two reads agree
             last = wait_for("the DR standby to finish replaying", _settled(dr), 30)
