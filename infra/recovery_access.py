@@ -190,7 +190,10 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
             # With the primary region gone the DB secret's replica here is promoted to write it
             # (recovery/adapters/endpoints.py); the replica only, never the primary's secret.
             statement("PromoteSecretReplica", ["secretsmanager:StopReplicationToReplica"], v["db_secret_arn"]),
-        ] if dr else []),
+        ] if dr else [
+            # ... and a failback replicates the primary's secret over that copy again
+            statement("RejoinSecretReplica", ["secretsmanager:ReplicateSecretToRegions"], v["db_secret_arn"]),
+        ]),
         "rotate": [
             *_journals(bucket, "rotate"),
             statement("ListJournals", list_vault, bucket),

@@ -201,5 +201,11 @@ def test_a_replica_secret_is_promoted_in_its_region_while_the_primary_is_down(se
     finally:
         control(server, {"regions": []})
     assert json.loads(east.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"]) == {"host": "old"}
+    assert not east.describe_secret(SecretId=arn).get("ReplicationStatus")
+    # the failback: the primary's secret is replicated over the promoted copy again
+    east.replicate_secret_to_regions(SecretId=arn, AddReplicaRegions=[{"Region": "us-west-2"}],
+                                     ForceOverwriteReplicaSecret=True)
+    assert json.loads(west.get_secret_value(SecretId=replica, VersionStage="AWSCURRENT")["SecretString"]) == {"host": "old"}
+    assert west.describe_secret(SecretId=replica)["PrimaryRegion"] == "us-east-1"
     with pytest.raises(Exception, match="InvalidRequest"):
         east.stop_replication_to_replica(SecretId=arn)  # not a replica

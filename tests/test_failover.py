@@ -442,3 +442,6 @@ def test_region_outage_failover_asks_nothing_of_us_east_1_and_fences_the_old_pri
     assert env.dns() == env.outputs["local"]["node_api_fqdn"]
     assert env.q("dr", "SELECT pg_is_in_recovery()")[0][0] is True
     assert list(Path(env.state["postgres"]["datadir"]).parent.glob("*.diverged-*"))  # kept aside, not removed
+    # the DR copy of the DB secret (promoted while us-east-1 was down) follows the primary's again
+    sec = env.secret()
+    assert (sec["host"], sec["port"]) == (env.outputs["local"]["db_endpoint"], env.outputs["local"]["db_port"])

@@ -54,6 +54,23 @@ def write_secret_doc(outputs: StackOutputs, doc: dict[str, Any],
     return f"replica promoted and updated in {outputs.region}"
 
 
+def replica_missing(outputs: StackOutputs, region: str) -> bool:
+    """Whether ``outputs``' DB secret, a primary secret, no longer replicates into ``region`` (a
+    failover with its region down promoted the replica there)."""
+    d = client("secretsmanager", outputs.region).describe_secret(SecretId=outputs.db_secret_arn)
+    if d.get("PrimaryRegion") not in (None, outputs.region):
+        return False  # itself a replica: nothing to re-join from here
+    return not any(r.get("Region") == region and r.get("Status") != "Failed" for r in d.get("ReplicationStatus") or [])
+
+
+def rejoin_replica(outputs: StackOutputs, region: str) -> str:
+    """Replicate the DB secret into ``region`` again, over the standalone copy a failover promoted
+    there, so that later rotations reach that site (the failback's repoint)."""
+    client("secretsmanager", outputs.region).replicate_secret_to_regions(
+        SecretId=outputs.db_secret_arn, AddReplicaRegions=[{"Region": region}], ForceOverwriteReplicaSecret=True)
+    return f"replication into {region} restored"
+
+
 def read_parameter(outputs: StackOutputs) -> dict[str, Any]:
     """The SSM endpoints parameter (``endpoint_parameter_name``) as JSON."""
     value = client("ssm", outputs.region).get_parameter(Name=outputs.endpoint_parameter_name)["Parameter"]["Value"]
@@ -65,4 +82,5 @@ def write_parameter(outputs: StackOutputs, doc: dict[str, Any]) -> None:
                                                 Value=json.dumps(doc, sort_keys=True))
 
 
-__all__ = ["read_secret_doc", "write_secret_doc", "read_parameter", "write_parameter"]
+__all__ = ["read_secret_doc", "write_secret_doc", "replica_missing", "rejoin_replica", "read_parameter",
+           "write_parameter"]

@@ -203,7 +203,15 @@ class Failover:
         except Exception:  # noqa: BLE001 - not there yet
             return False
         return (doc.get("host") == self.t.db_endpoint and int(doc.get("port", 0)) == self.t.db_port
-                and param.get("site") == self.t.stack)
+                and param.get("site") == self.t.stack and self._replica_region() is None)
+
+    def _replica_region(self) -> str | None:
+        """Failback: the DR region, when the DB secret no longer replicates there (a failover with
+        the primary down promoted its replica); else None."""
+        peer = self.sites.live_peer
+        if self.t.role != "primary" or peer is None or not endpoints.replica_missing(self.t, peer.region):
+            return None
+        return peer.region
 
     def repoint(self, ctx: StepContext) -> dict[str, Any]:
         doc = endpoints.read_secret_doc(self.t)
@@ -211,6 +219,9 @@ class Failover:
         how = endpoints.write_secret_doc(self.t, doc, on_primary_down=ctx.info,
                                          primary_region_reachable=self.sites.peer_reachable)
         endpoints.write_parameter(self.t, self._endpoint_doc())
+        region = self._replica_region()
+        if region:
+            how += "; " + endpoints.rejoin_replica(self.t, region)
         return {"db_secret": how, "db_endpoint": f"{self.t.db_endpoint}:{self.t.db_port}",
                 "cache": self.t.cache_replication_group_id, "parameter": self._param_name()}
 

@@ -140,7 +140,8 @@ def _route53_unscoped(call: _Call) -> list[_Check]:
 # ---- Secrets Manager ------------------------------------------------------------------------
 
 @_maps("secretsmanager", "GetSecretValue", "PutSecretValue", "DescribeSecret", "ListSecretVersionIds",
-       "UpdateSecretVersionStage", "StopReplicationToReplica", "RotateSecret", "UpdateSecret",
+       "UpdateSecretVersionStage", "StopReplicationToReplica", "ReplicateSecretToRegions", "RotateSecret",
+       "UpdateSecret",
        "GetResourcePolicy", "TagResource")
 def _secret(call: _Call) -> list[_Check]:
     from moto.secretsmanager.models import secretsmanager_backends
