@@ -257,17 +257,22 @@ class Node:
             self.index_height = None if not row or row[0] is None else int(row[0])
             with self.store.lock:
                 tip = self.store.tip()
-                if tip is None or self.index_height is None or self.index_height <= tip.height:
+                if tip is None or self.index_height is None:
                     return 0
-                blocks = self._index_rows(tip.height)
-                if blocks and blocks[0].prev_hash != tip.hash:
-                    tip = self._roll_back_fork(tip)
-                    blocks = self._index_rows(tip.height)
-                good = []
-                for b in blocks:
-                    if not b.is_self_consistent():
-                        break  # a row that does not rebuild its block (mined before microsecond stamps)
+                same = self._gate_conn.execute("SELECT hash FROM blockchain WHERE height = %s", (tip.height,)).fetchone()
+                if same is not None and same[0] != tip.hash:
+                    tip = self._roll_back_fork(tip)  # the index holds another block at our tip
+                if self.index_height <= tip.height:
+                    return 0
+                good: list[Block] = []
+                prev_h, prev_hash = tip.height, tip.hash
+                for b in self._index_rows(tip.height):
+                    # only a gapless, linked, self-consistent run: a hole in the index (rows deleted
+                    # by a drill) or a row that does not rebuild its block ends it
+                    if b.height != prev_h + 1 or b.prev_hash != prev_hash or not b.is_self_consistent():
+                        break
                     good.append(b)
+                    prev_h, prev_hash = b.height, b.hash
                 self.store.append(good)
                 added = len(good)
         except (psycopg.Error, ChainMissing, ValueError) as exc:
@@ -288,6 +293,8 @@ class Node:
                 break
             h -= 1
         removed = self.store.blocks(h + 1, 1_000_000)
+        if not removed:
+            return tip
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         aside = Path(self.store.path).with_name(f"chain.db.diverged-{stamp}.jsonl")
         with open(aside, "a", encoding="utf-8") as f:

@@ -318,8 +318,15 @@ class Failover:
             if not report.get("is_valid"):
                 raise VerificationFailed(f"the {self.t.role} node's chain is not valid: {report.get('reason')}",
                                          "restore its chain data (`recovery restore chain`) and rerun")
-            tip_height, tip = n.tip()  # one read: height and tip hash of the same block
-        matches = sql_probe.block_hash_matches(self.t, tip_height, tip)
+            # one read: height and tip hash of the same block; a node that has just been promoted
+            # may still be rolling back a fork onto the database's chain: give it its sync timeout
+            deadline = time.monotonic() + self.opts.sync_timeout_s
+            while True:
+                tip_height, tip = n.tip()
+                matches = sql_probe.block_hash_matches(self.t, tip_height, tip)
+                if matches is not False or time.monotonic() >= deadline:
+                    break
+                time.sleep(1.0)
         if matches is False:
             raise VerificationFailed(f"the {self.t.role} node's block {tip_height} differs from the database's",
                                      "the node and the database disagree: check which one is current")
