@@ -128,7 +128,8 @@ def _lock(dr: StackOutputs) -> dict[str, Any] | None:
             "expires_at": holder.expires_at, "expired": holder.expired}
 
 
-def _site(outputs: StackOutputs, writer_cluster: str | None, writer_site: StackOutputs | None) -> SiteView:
+def _site(outputs: StackOutputs, writer_cluster: str | None, writer_site: StackOutputs | None,
+          own: bool = True) -> SiteView:
     v = SiteView(outputs.stack, outputs.role, outputs.region)
     v.database, v.db_height = database_role(outputs)
     v.global_writer = None if writer_cluster is None else writer_cluster == outputs.db_cluster_id
@@ -138,6 +139,9 @@ def _site(outputs: StackOutputs, writer_cluster: str | None, writer_site: StackO
     v.health_check = _health_check(outputs)
     if v.database == "unreachable" and not v.node.get("reachable"):
         v.backups = {"error": "site unreachable, not asked"}  # its region may be gone: no retries into it
+        return v
+    if not own:
+        v.backups = {"error": "the peer's bucket, not this stack's role's"}  # least privilege: not asked
         return v
     try:
         v.backups = {k: (b or {}).get("key") and {"key": b["key"], "age_s": b["age_s"]}
@@ -155,7 +159,7 @@ def sites_view(outputs: StackOutputs) -> SitesView:
     pair = [outputs] + ([peer] if peer is not None else [])
     writer_cluster, gerr = _global_writer(pair)
     writer_site = next((s for s in pair if s.db_cluster_id == writer_cluster), None)
-    views = [_site(s, writer_cluster, writer_site) for s in pair]
+    views = [_site(s, writer_cluster, writer_site, own=s is outputs) for s in pair]
     warnings = [] if gerr is None else [f"the global cluster could not be read ({gerr})"]
     accepting = [v.stack for v in views if v.database == "writer"]
     if len(accepting) > 1:
