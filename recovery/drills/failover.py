@@ -110,6 +110,12 @@ def region_outage(d: DrillRun) -> None:
             st.detail.update(chain=mc.key, db=md.key, db_max_height=md.db_max_height)
         d.extra["last_good_backup"] = {"db": md.key, "chain": mc.key, "db_max_height": md.db_max_height}
 
+    last = _lose_the_region_and_fail_over(d, p, dr, env_dir)
+    _heal_count_and_fail_back(d, p, dr, env_dir, last)
+
+
+def _lose_the_region_and_fail_over(d: DrillRun, p: StackOutputs, dr: StackOutputs, env_dir: Any) -> int:
+    """inject, detect, failover (asking nothing of the lost region), verify; the last replicated height."""
     with d.step("inject") as st:
         began = outage.begin(p.region, env_dir)
         d.injected()
@@ -156,6 +162,11 @@ def region_outage(d: DrillRun) -> None:
             st.detail.update(_dr_serving(dr))
         d.recovered()
 
+    return int(last)
+
+
+def _heal_count_and_fail_back(d: DrillRun, p: StackOutputs, dr: StackOutputs, env_dir: Any, last: int) -> None:
+    """heal (the old primary fenced), count what it wrote alone, fail back (its count must agree)."""
     with d.step("heal") as st:
         st.detail.update(healed=outage.heal(env_dir).get("started"))
         st.detail.update(_fenced(p))
@@ -171,7 +182,7 @@ def region_outage(d: DrillRun) -> None:
             counted = {"blocks": int(rows[0]), "last_replicated_height": last,
                        "seconds": round(float(rows[1]) - float(base[0][0]), 3) if rows[0] and base else 0.0}
             st.detail.update(counted)
-        d.lost(blocks=counted["blocks"], seconds=float(counted["seconds"]))
+        d.lost(blocks=int(counted["blocks"]), seconds=float(counted["seconds"]))
 
         with d.step("failback") as st:
             opts = fo.FailoverOptions(direction="failback", sync_timeout_s=120)

@@ -34,12 +34,12 @@ from typing import Any, Callable
 import boto3
 
 from recovery.errors import LocalEnvError
+from recovery.local.oncall import Oncall, oncall_identity  # re-exported: callers take it from here
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 PRIMARY, DR = "local", "local-dr"
 ADMIN_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-ONCALL_USER = "xai-local-oncall"
 
 # Outputs a local stack adds to the program's, and why (README "Local environment").
 LOCAL_BINDINGS = {
@@ -499,31 +499,8 @@ def prerequisites(d: Deployment, config: dict[str, Any], stack: str) -> None:
     trail = config[f"{ns}:recovery"]["trailName"]
     logs = f"{trail}-logs"
     _create_bucket(d, logs, region)
-    ct = d.client("cloudtrail", region)
-    ct.create_trail(Name=trail, S3BucketName=logs)
-    ct.start_logging(Name=trail)
-
-
-@dataclass
-class Oncall:
-    """The operator's own identity (the base of the standard credential chain) that may assume the job roles."""
-
-    arn: str
-    access_key_id: str
-    secret_access_key: str
-
-    def env(self) -> dict[str, str]:
-        return {"AWS_ACCESS_KEY_ID": self.access_key_id, "AWS_SECRET_ACCESS_KEY": self.secret_access_key}
-
-
-def oncall_identity(d: Deployment, job_role_arns: list[str]) -> Oncall:
-    iam = d.client("iam", "us-east-1")
-    user = iam.create_user(UserName=ONCALL_USER)["User"]
-    iam.put_user_policy(UserName=ONCALL_USER, PolicyName="assume-recovery-roles", PolicyDocument=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": sorted(job_role_arns)}]}))
-    key = iam.create_access_key(UserName=ONCALL_USER)["AccessKey"]
-    return Oncall(user["Arn"], key["AccessKeyId"], key["SecretAccessKey"])
+    d.client("cloudtrail", region).create_trail(Name=trail, S3BucketName=logs)
+    d.client("cloudtrail", region).start_logging(Name=trail)
 
 
 # ------------------------------------------------------------------------------------------ main

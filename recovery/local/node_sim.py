@@ -24,25 +24,11 @@ true when it has peers and its height is within 1 block of the reference; an unr
 reference means not synced. Without a reference it is synced when it has peers. It mines only
 while synced (never on a stale tip).
 
-Writer gate (issue 14): with ``--pg-dsn`` it mines only while its index database accepts writes
-(``pg_is_in_recovery()`` false and ``transaction_read_only`` off), checked right before each block
-is appended. Otherwise ``mining_blocked_reason`` says "fenced: the index database is read-only
-(this site is not the writer)" and ``consensus_state`` is "fenced" (``is_synced`` still follows
-the peers). So every site's node may run with a mine interval: the database's role decides which
-one mines, and after a promotion the new writer's node mines and the old one stops. A database
-that does not answer keeps the last answer (the indexer back-fills once it is back). Without
-``--pg-dsn`` nothing gates it: then run one miner per local network (followers use
-``--mine-interval 0``).
-
-Catching up from the index: a node whose tip is below its index database's max(height) appends
-the rows above it (each rebuilt as a block and checked: it hashes right and links onto the tip)
-before it mines, and never mines while behind. This stands in for syncing from the wider P2P
-network, which the local mode does not have: a DR node restored from an old chain backup reaches
-the replicated database's height, and after a promotion it mines on the chain the database holds.
-Blocks are mined with microsecond timestamps (what ``timestamptz`` keeps), so a row rebuilds its
-block exactly. When the index holds a different block at a height the node has (a fork: the old
-primary after a failover), the node rolls back to the last block both hold, keeping the removed
-blocks aside in ``chain.db.diverged-<UTC stamp>.jsonl`` beside chain.db, then catches up.
+Writer gate and catch-up (recovery/local/node_index.py): with ``--pg-dsn`` the node mines only while
+its index database accepts writes (else ``consensus_state`` "fenced"), so the database's role decides
+which site writes; and a node behind its index catches up from it first (a fork is rolled back and
+kept aside). Blocks carry microsecond timestamps, what the index keeps, so a row rebuilds its block.
+Without ``--pg-dsn`` nothing gates it: run one miner per local network (followers ``--mine-interval 0``).
 
 Peers are simulated: ``--peer-count`` connections (default 8). ``POST /admin/partition`` drops
 them all; ``/admin/heal`` or ``POST /api/v1/network/rejoin`` brings them back one at a time
@@ -70,12 +56,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psycopg
 
 from recovery.local.chain import (
-    GENESIS, Block, ChainMissing, ChainStore, canonical_json, init_chain, verify_chain_file,
+    GENESIS, Block, ChainMissing, ChainStore, init_chain, verify_chain_file,
 )
 from recovery.local.chain_index import Indexer
+from recovery.local.node_index import FENCED_REASON, IndexDatabase
 from recovery.local.node_api import BadRequest, NodeApiServer, Request, Response, Routes, Unavailable, one_line, route
 from recovery.local.node_peers import PeerTable, parse_peer_address, parse_rejoin
 # The launcher lives in node_process; re-exported for convenience.
@@ -90,8 +76,6 @@ MAX_BLOCKS_PER_REQUEST = 500
 MEMPOOL_MAX = 5000
 TX_PER_BLOCK = 5
 TX_PER_PEER_PER_S = 0.5  # transactions relayed by each connected peer
-GATE_RETRY_S = 2.0  # seconds before the writer gate reconnects to a database that went away
-FENCED_REASON = "fenced: the index database is read-only (this site is not the writer)"
 
 # -- the node -----------------------------------------------------------------------------------
 
@@ -124,10 +108,8 @@ class Node:
             self._save_peers(peers_given)
         self.indexer = None
         # the writer gate: None = not asked yet (or never answered), True/False = last answer
-        self.db_writable: bool | None = None
-        self._gate_conn: Any = None
-        self.index_height: int | None = None  # max(height) of the index database, as last read
-        self._gate_retry_at = 0.0
+        # the writer gate and the catch-up from the index database (recovery/local/node_index.py)
+        self.index = IndexDatabase(self.args.pg_dsn) if self.args.pg_dsn else None
         if args.pg_dsn:
             self.indexer = Indexer(args.pg_dsn, self.store, miner=self.identity["miner_address"])
         self._threads: list[threading.Thread] = []
@@ -211,101 +193,19 @@ class Node:
         return None
 
     def check_writer(self) -> bool | None:
-        """Ask the index database whether it accepts writes (the writer gate); None without --pg-dsn.
+        """The writer gate (recovery/local/node_index.py); None without --pg-dsn."""
+        return self.index.check_writer() if self.index is not None else None
 
-        A database that does not answer leaves the last answer in place: a writer whose database
-        restarts keeps mining (its indexer back-fills), a fenced site stays fenced."""
-        if not self.args.pg_dsn:
-            return None
-        if self._gate_conn is None and time.monotonic() < self._gate_retry_at:
-            return self.db_writable
-        try:
-            if self._gate_conn is None or self._gate_conn.closed:
-                self._gate_conn = psycopg.connect(self.args.pg_dsn, autocommit=True, connect_timeout=3,
-                                                  application_name="xai-node-sim-gate")
-            row = self._gate_conn.execute(
-                "SELECT pg_is_in_recovery(), current_setting('transaction_read_only'),"
-                " current_setting('default_transaction_read_only')").fetchone()
-            writable = bool(row) and not row[0] and row[1] == "off" and row[2] == "off"
-            if writable != self.db_writable:
-                log.warning("index database %s", "accepts writes: mining" if writable else f"is read-only: {FENCED_REASON}")
-            self.db_writable = writable
-        except psycopg.Error:
-            if self._gate_conn is not None:
-                try:
-                    self._gate_conn.close()
-                except psycopg.Error:
-                    pass
-            # Back off like the indexer: a restore that renames the database terminates its
-            # sessions and must find it free, not reconnected to at every block.
-            self._gate_conn, self._gate_retry_at = None, time.monotonic() + GATE_RETRY_S
-        return self.db_writable
+    @property
+    def db_writable(self) -> bool | None:
+        return self.index.db_writable if self.index is not None else None
 
-    def _index_rows(self, above: int, limit: int = 500) -> list[Block]:
-        rows = self._gate_conn.execute(
-            'SELECT height, hash, prev_hash, extract(epoch FROM "timestamp")::text, transactions::text'
-            " FROM blockchain WHERE height > %s ORDER BY height LIMIT %s", (above, limit)).fetchall()
-        return [Block(int(r[0]), str(r[1]), str(r[2]), float(r[3]), canonical_json(json.loads(r[4]))) for r in rows]
+    @property
+    def index_height(self) -> int | None:
+        return self.index.index_height if self.index is not None else None
 
     def catch_up_from_index(self) -> int:
-        """Append the index's blocks above the tip (after rolling a fork back); returns how many."""
-        if self._gate_conn is None or self._gate_conn.closed:
-            return 0
-        added = 0
-        try:
-            row = self._gate_conn.execute("SELECT max(height) FROM blockchain").fetchone()
-            self.index_height = None if not row or row[0] is None else int(row[0])
-            with self.store.lock:
-                tip = self.store.tip()
-                if tip is None or self.index_height is None:
-                    return 0
-                same = self._gate_conn.execute("SELECT hash FROM blockchain WHERE height = %s", (tip.height,)).fetchone()
-                if same is not None and same[0] != tip.hash:
-                    tip = self._roll_back_fork(tip)  # the index holds another block at our tip
-                if self.index_height <= tip.height:
-                    return 0
-                good: list[Block] = []
-                prev_h, prev_hash = tip.height, tip.hash
-                for b in self._index_rows(tip.height):
-                    # only a gapless, linked, self-consistent run: a hole in the index (rows deleted
-                    # by a drill) or a row that does not rebuild its block ends it
-                    if b.height != prev_h + 1 or b.prev_hash != prev_hash or not b.is_self_consistent():
-                        break
-                    good.append(b)
-                    prev_h, prev_hash = b.height, b.hash
-                self.store.append(good)
-                added = len(good)
-        except (psycopg.Error, ChainMissing, ValueError) as exc:
-            log.warning("catching up from the index failed: %s", one_line(exc))
-            return 0
-        if added:
-            log.info("caught up %d block(s) from the index database", added)
-        return added
-
-    def _roll_back_fork(self, tip: Block) -> Block:
-        """Roll back to the highest block the index holds with the same hash; the removed blocks
-        are written to chain.db.diverged-<stamp>.jsonl first."""
-        h = tip.height
-        while h > 0:
-            mine = self.store.block_at(h)
-            theirs = self._gate_conn.execute("SELECT hash FROM blockchain WHERE height = %s", (h,)).fetchone()
-            if mine is not None and theirs is not None and theirs[0] == mine.hash:
-                break
-            h -= 1
-        removed = self.store.blocks(h + 1, 1_000_000)
-        if not removed:
-            return tip
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        aside = Path(self.store.path).with_name(f"chain.db.diverged-{stamp}.jsonl")
-        with open(aside, "a", encoding="utf-8") as f:
-            for b in removed:
-                f.write(json.dumps(b.to_api()) + "\n")
-        self.store.truncate_above(h)
-        log.warning("fork: rolled back %d block(s) above %d that the index does not hold (kept in %s)",
-                    len(removed), h, aside.name)
-        new_tip = self.store.tip()
-        assert new_tip is not None
-        return new_tip
+        return self.index.catch_up(self.store) if self.index is not None else 0
 
     # -- the node API (recovery/local/node_api.py serves it)
     def handle(self, request: Request) -> Response:
