@@ -18,9 +18,11 @@ from typing import Any, Iterator
 import boto3
 import dns.message
 import dns.query
+import dns.rcode
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+from botocore.exceptions import ConnectionClosedError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from recovery.local import emulator as ext
 from recovery.local.emulator import outage
@@ -47,11 +49,17 @@ def resolver() -> Iterator[DnsServer]:
     d.stop()
 
 
+# This module's own access key: other tests' background threads (lock renewals, replication) may
+# call the shared in-process emulator during an outage, and their refusals are not ours.
+KEY = f"outage-test-{uuid.uuid4().hex[:8]}"
+# What a dropped connection surfaces as: closed, refused, or (TLS torn down mid-handshake) an SSL error.
+DROPPED = (ConnectionClosedError, BotoConnectionError)
+
+
 def one_try(server: MotoServer, service: str, region: str) -> Any:
     return boto3.client(service, region_name=region, endpoint_url=server.endpoint, verify=server.ca_bundle,
-                        aws_access_key_id="testing", aws_secret_access_key="testing",
-                        config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5,
-                                      read_timeout=5))
+                        aws_access_key_id=KEY, aws_secret_access_key="testing",
+                        config=Config(retries={"total_max_attempts": 1}, connect_timeout=30, read_timeout=30))
 
 
 def control(server: MotoServer, body: Any = None) -> dict[str, Any]:
@@ -78,20 +86,16 @@ def test_an_outage_drops_the_region_and_the_global_control_planes_and_heals(serv
                 ("sts", lambda c: c.get_caller_identity())]  # sts in us-east-1: the global endpoint's scope
         for service, call in lost:
             t0 = time.monotonic()
-            with pytest.raises((ConnectionClosedError, EndpointConnectionError)):
+            with pytest.raises(DROPPED):
                 call(one_try(server, service, "us-east-1"))
-            assert time.monotonic() - t0 < 3, service  # refused, not a timeout
-        # the DR region answers, its regional STS too; unsigned moto-api calls are served
+            assert time.monotonic() - t0 < 10, service  # dropped at once, not a 30 s timeout
+        # the DR region answers, its regional STS too; unsigned requests (this control) are served
         assert one_try(server, "s3", "us-west-2").head_bucket(Bucket=bucket)
         assert one_try(server, "sts", "us-west-2").get_caller_identity()["Account"]
-        ctx = ssl.create_default_context(cafile=server.ca_bundle)
-        with urllib.request.urlopen(server.endpoint + "/moto-api/data.json", timeout=10, context=ctx) as r:
-            assert r.status == 200
-        refused = control(server)["refused"][seen:]
+        refused = [r for r in control(server)["refused"][seen:] if r["access_key"] == KEY]
         assert {(r["region"], r["service"]) for r in refused} == {
             ("us-east-1", "s3"), ("us-east-1", "rds"), ("us-east-1", "route53"), ("us-east-1", "iam"),
             ("us-east-1", "sts")}
-        assert all(r["access_key"] == "testing" for r in refused)
     finally:
         control(server, {"regions": []})
     assert control(server)["regions"] == [] and control(server)["since"] is None
@@ -144,8 +148,6 @@ def ask(resolver: DnsServer, name: str) -> tuple[str, str | None]:
 
 
 def test_dns_follows_the_alarm_flag_through_an_outage_of_us_east_1(server: MotoServer, resolver: DnsServer) -> None:
-    import dns.rcode  # noqa: F401 - used by ask()
-
     name, alarm, checks = _failover_zone(server)
     r53 = one_try(server, "route53", "us-east-1")
     cfg = r53.get_health_check(HealthCheckId=checks["flag"])["HealthCheck"]["HealthCheckConfig"]
@@ -159,7 +161,7 @@ def test_dns_follows_the_alarm_flag_through_an_outage_of_us_east_1(server: MotoS
             "MetricName": "TrafficOnDr", "Value": 1.0, "Dimensions": [{"Name": "GlobalCluster", "Value": alarm}]}])
         cw.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="failover")
         assert ask(resolver, name) == ("NOERROR", "node-usw2.test")  # DNS answers while the API is gone
-        with pytest.raises((ConnectionClosedError, EndpointConnectionError)):
+        with pytest.raises(DROPPED):
             one_try(server, "route53", "us-east-1").get_health_check_status(HealthCheckId=checks["record"])
     finally:
         control(server, {"regions": []})
@@ -178,8 +180,6 @@ def test_dns_follows_the_alarm_flag_through_an_outage_of_us_east_1(server: MotoS
 
 
 def test_dns_refuses_names_outside_every_zone_and_nxdomain_inside(server: MotoServer, resolver: DnsServer) -> None:
-    import dns.rcode  # noqa: F401
-
     name, _alarm, _checks = _failover_zone(server)
     assert ask(resolver, "nothing.example.invalid")[0] == "REFUSED"
     assert ask(resolver, "nope." + name.split(".", 1)[1])[0] == "NXDOMAIN"
