@@ -134,12 +134,6 @@ def dns_answer(outputs: StackOutputs) -> str | None:
                             "check DNS from this host (dig " + name + ")")
 
 
-def serving_site(outputs: StackOutputs, fqdns: dict[str, str]) -> str | None:
-    """Which of ``fqdns`` (stack -> node API host name) DNS answers with, or None."""
-    answer = dns_answer(outputs)
-    return next((stack for stack, fqdn in fqdns.items() if answer and fqdn.rstrip(".") == answer), None)
-
-
 def wait_for_answer(outputs: StackOutputs, want: str, *, timeout_s: float, interval_s: float = 1.0) -> str | None:
     """Poll DNS until it answers ``want`` (Route 53 follows a health check within its interval and
     failure threshold); returns the last answer."""
@@ -151,4 +145,4 @@ def wait_for_answer(outputs: StackOutputs, want: str, *, timeout_s: float, inter
         time.sleep(interval_s)
 
 
-__all__ = ["flag", "traffic_on_dr", "set_traffic", "dns_answer", "serving_site", "wait_for_answer"]
+__all__ = ["flag", "traffic_on_dr", "set_traffic", "dns_answer", "wait_for_answer"]

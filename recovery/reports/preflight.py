@@ -59,10 +59,6 @@ class Sites:
     peer_reachable: bool = True
 
     @property
-    def primary_site(self) -> StackOutputs | None:
-        return self.target if self.target.role == "primary" else self.peer
-
-    @property
     def live_peer(self) -> StackOutputs | None:
         """The peer's outputs when it may be asked anything, else None."""
         return self.peer if self.peer_reachable else None
