@@ -57,6 +57,8 @@ def _common_outputs(cfg: StackConfig) -> Outputs:
         "node_api_fqdn": cfg.dns.node_api_fqdn,
         "vpc_id": cfg.network.vpc_id,
         "trail_name": cfg.recovery.trail_name,
+        # Who may assume the job roles: the breach check treats long-term keys of anyone else as suspect.
+        "trusted_principal_arns": list(cfg.recovery.trusted_principal_arns),
         "objectives": {k: asdict(v) for k, v in cfg.objectives.items()},
     }
 

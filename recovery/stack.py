@@ -97,6 +97,7 @@ class StackOutputs:
     recovery_role_arns: dict[str, str]
     objectives: dict[str, Any]
     replication_source_bucket_name: str | None = None
+    trusted_principal_arns: list[str] = field(default_factory=list)
     replication_role_arn: str | None = None
     # Only the local environment's stacks carry these (recovery/local/deploy.py LOCAL_BINDINGS):
     # `local` says so explicitly, and the aws_* outputs say where its AWS API is and which
@@ -159,6 +160,7 @@ _SPEC: dict[str, tuple[str, bool]] = {
     "recovery_role_arns": ("object", True),
     "objectives": ("object", True),
     "replication_source_bucket_name": ("str", False),
+    "trusted_principal_arns": ("list[str]", True),
     "replication_role_arn": ("str", False),
     "node_data_dir": ("str", False),
     "services_config": ("str", False),

@@ -199,6 +199,32 @@ def test_full_drill_measures_rpo_that_matches_an_independent_count(local: Local)
     # Nothing the drill created is left: no scratch/quarantine databases, no work dirs.
     assert [n for n in local.databases() if n != "xai_blockchain" and n.startswith("xai")] == []
     assert list((local.dir / "drills").glob("*")) == []
+    _partition_and_breach(local, by, md)
+
+
+def _partition_and_breach(local: Local, by: dict[str, Any], md: str) -> None:
+    """Scenarios 4 and 5 and the plan's REINDEX, from the same full drill."""
+    assert "restore-db: reindex" in [s["name"] for s in by["database-corruption"]["steps"]]
+    part = by["network-partition"]
+    assert part["passed"] and part["component"] == "node" and "did not heal" in part["detection"]
+    assert "partition-rejoin: wait-healed" in [s["name"] for s in part["steps"]]
+    sent = next(s for s in part["steps"] if s["name"] == "rejoin")["detail"]["peers_sent"]
+    assert sent >= 1 and part["rpo_blocks"] == 0
+    br = by["security-breach"]
+    planted = next(s for s in br["steps"] if s["name"] == "plant")["detail"]
+    assert br["passed"] and planted["user"] in br["detection"] and planted["access_key_id"] in br["detection"]
+    assert [s["name"] for s in br["steps"] if ":" not in s["name"]] == [
+        "plant", "detect", "contain", "rotate", "investigate", "verify"]
+    # the rogue user is gone, its incident's evidence and report stay
+    iam = admin_client("iam", "us-east-1", local.st["aws"]["endpoint"], local.st["aws"]["ca_bundle"])
+    assert not [u for u in iam.list_users()["Users"] if u["UserName"] == planted["user"]]
+    incident = next(s for s in br["steps"] if s["name"] == "investigate")["detail"]["incident_id"]
+    keys = [o["Key"] for o in local.s3().list_objects_v2(Bucket="xai-backups-local",
+                                                        Prefix=f"incidents/{incident}/").get("Contents", [])]
+    assert {f"incidents/{incident}/record.json", f"incidents/{incident}/report.md"} <= set(keys)
+    # one row per component of the objectives table
+    for comp in ("node", "postgresql", "redis", "explorer", "monitoring"):
+        assert f"| {comp} |" in md
 
 
 def test_drill_db_and_chain_on_the_local_stack(local: Local) -> None:

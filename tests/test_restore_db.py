@@ -72,6 +72,24 @@ def test_round_trip_after_rows_are_deleted(rs: RSite, fmt: str) -> None:
     assert rs.keys(f"runs/{RB}/") == [f"runs/{RB}/{j['run_id']}.json"]
 
 
+def test_reindex_is_an_opt_in_step_after_the_swap(rs: RSite) -> None:
+    before = rs.summary()
+    backup(rs)
+    sql(rs, "DELETE FROM blockchain WHERE height > 2000")
+    dry = rs.cli("db", "--dry-run", "--force", "--reindex", "--json")
+    assert dry.code == 0, dry.err
+    assert "reindex" in dry.out and rs.summary()[0] == 2000  # the preview names it and changes nothing
+
+    r = rs.cli("db", "--yes", "--force", "--reindex", "--json")
+    assert r.code == 0, r.err
+    steps = {s["name"]: s for s in r.json()["steps"]}
+    assert list(steps)[-3:] == ["swap", "reindex", "start-services"]
+    assert steps["reindex"]["detail"]["indexes"] >= 1  # the blockchain table's primary key at least
+    assert rs.summary() == before
+    with rs.pg.connect(rs.db) as c:  # every index of the restored database is valid and ready
+        assert c.execute("SELECT bool_and(indisvalid AND indisready) FROM pg_index").fetchone()[0] is True
+
+
 def test_round_trip_after_the_table_is_dropped_without_force(rs: RSite) -> None:
     """An emptied database (table dropped) is not 'non-empty': no --force needed; --no-keep-old drops it."""
     before = rs.summary()

@@ -36,6 +36,19 @@ def table_lines(record: dict[str, Any]) -> list[str]:
     for r in objective_rows(record):
         rows.append((r["scenario"], r["component"], r["rto"], r["rto_target"], _verdict(r["rto_ok"]), r["rpo"],
                      r["rpo_target"], _verdict(r["rpo_ok"]), r["result"]))
+    return _columns(rows)
+
+
+def component_lines(record: dict[str, Any]) -> list[str]:
+    from recovery.drills.report import component_rows
+
+    rows = [("component", "worst RTO", "target", "worst RPO", "target", "result")]
+    rows += [(r["component"], r["rto"], r["rto_target"], r["rpo"], r["rpo_target"], r["result"])
+             for r in component_rows(record)]
+    return _columns(rows)
+
+
+def _columns(rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -53,6 +66,10 @@ def _finish(result: Any, as_json: bool) -> None:
         out("")
         for line in table_lines(rec):
             out(line)
+        if rec["drill"] == "full":
+            out("")
+            for line in component_lines(rec):
+                out(line)
         out("")
         for sc in rec["scenarios"]:
             if sc.get("error"):

@@ -26,13 +26,16 @@ def restore() -> None:
 @click.option("--no-keep-old", is_flag=True, help="Drop the replaced database instead of quarantining it.")
 @click.option("--force", is_flag=True, help="Replace a target database that holds tables (it is quarantined).")
 @click.option("--dsn", help="PostgreSQL connection string overriding the stack's (PG* env vars also override).")
+@click.option("--reindex", is_flag=True, help="REINDEX DATABASE the restored database before the services start "
+                                              "(the plan's step when corruption was detected).")
 def restore_db_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, backup: str,
-                   target_db: str | None, no_keep_old: bool, force: bool, dsn: str | None) -> None:
+                   target_db: str | None, no_keep_old: bool, force: bool, dsn: str | None, reindex: bool) -> None:
     """Restore a database dump into a scratch database, verify it, swap it in by rename."""
     from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.restore_db import DbRestoreOptions, restore_db
 
-    opts = DbRestoreOptions(backup=backup, target_db=target_db, keep_old=not no_keep_old, force=force, dsn=dsn)
+    opts = DbRestoreOptions(backup=backup, target_db=target_db, keep_old=not no_keep_old, force=force, dsn=dsn,
+                            reindex=reindex)
     outputs = outputs_for(stack, outputs_file, "restore")
     reporter = ConsoleReporter()
     store = journal_store_for(outputs, reporter)

@@ -67,6 +67,24 @@ def objective_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def component_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per component with an objective (the plan's table): its scenarios, the worst RTO and
+    RPO they measured, and the verdict; a component no scenario exercised says so ("not drilled")."""
+    rows = []
+    for comp, obj in (record.get("objectives") or {}).items():
+        ran = [sc for sc in record.get("scenarios", []) if sc.get("component") == comp and not sc.get("skipped")]
+        rto = [sc["rto_seconds"] for sc in ran if sc.get("rto_seconds") is not None]
+        rpo = [sc["rpo_seconds"] for sc in ran if sc.get("rpo_seconds") is not None]
+        verdicts = [sc.get("passed") for sc in ran]
+        rows.append({
+            "component": comp, "scenarios": ", ".join(sc["name"] for sc in ran) or "-",
+            "rto": _dur(max(rto)) if rto else "-", "rto_target": _target((obj or {}).get("rto_minutes")),
+            "rpo": _dur(max(rpo)) if rpo else "-", "rpo_target": _target((obj or {}).get("rpo_minutes")),
+            "result": "not drilled" if not ran else _verdict(all(v is True for v in verdicts)),
+        })
+    return rows
+
+
 def _verdict_cell(ok: bool | None) -> Span:
     v = _verdict(ok)
     return Span(v, v.lower().replace("/", ""))
@@ -95,6 +113,9 @@ def document(record: dict[str, Any]) -> Document:
         [r["scenario"], r["component"], r["rto"], r["rto_target"], _verdict_cell(r["rto_ok"]),
          r["rpo"], r["rpo_target"], _verdict_cell(r["rpo_ok"]), Span(r["result"], r["result"].lower())]
         for r in objective_rows(record)])
+    components = Table(["component", "scenarios", "worst RTO", "target", "worst RPO", "target", "result"], [
+        [r["component"], r["scenarios"], r["rto"], r["rto_target"], r["rpo"], r["rpo_target"],
+         Span(r["result"], r["result"].lower().replace(" ", "-"))] for r in component_rows(record)])
     review = [Paragraph("For people to fill in (the DR plan's continuous-improvement list):"),
               Items([[Strong(f"{p}:")] for p in REVIEW_PROMPTS], blank=True)]
     return Document(
@@ -103,6 +124,7 @@ def document(record: dict[str, Any]) -> Document:
         summary=[("Started", _ts(record.get("started_at"))), ("Ended", _ts(record.get("ended_at"))),
                  ("Record", Code(str(record.get("record_key", "-"))))],
         sections=[Section("Measured RTO and RPO against the objectives", [objectives]),
+                  Section("Per component (the plan's objectives table)", [components]),
                   Section("Timeline", [Figure(_timeline_svg(record), alt="The steps' timeline is drawn in the HTML report.")]),
                   Section("Scenarios", [_scenario(sc) for sc in record.get("scenarios", [])]),
                   Section("Post-drill review (for people to fill in)", review)],

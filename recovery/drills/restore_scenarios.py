@@ -8,7 +8,7 @@ database-corruption (component postgresql)
     detect         the integrity check (``checks.db_health``: heights 0..max all present, every
                    prev_hash equal to the hash below) fails
     restore        the restore-db runbook with that backup (stop node, scratch restore, verify vs
-                   manifest, swap by rename, start node)
+                   manifest, swap by rename, REINDEX as the plan does on corruption, start node)
     verify         the integrity check passes again and the node is synced
     RPO            blocks: max(height) at the disaster - max(height) restored (verified in the
                    scratch copy); seconds: the time between those two blocks' timestamps
@@ -186,7 +186,7 @@ def database_corruption(d: DrillRun) -> None:
     d.detected(f"integrity check of {db}.blockchain: {'; '.join(h['problems'])} (node height {node_height})")
 
     with d.step("restore") as st:
-        opts = DbRestoreOptions(backup=m.key, force=True)
+        opts = DbRestoreOptions(backup=m.key, force=True, reindex=True)  # the plan: REINDEX on corruption
         with acting_as(o, "restore"):
             journal, _ = restore_db(o, opts, _store(d), yes=True, reporter=_reporter(d))
         assert journal is not None

@@ -131,3 +131,24 @@ class PeerTable:
                 "healing": (not self.partitioned) and self.connected < self.target,
                 "heal_at_in_s": None if self.heal_at is None else round(max(0.0, self.heal_at - time.monotonic()), 2),
             }
+
+
+
+def _admin(node_url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    import urllib.request
+
+    req = urllib.request.Request(node_url.rstrip("/") + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return dict(json.loads(resp.read()))
+
+
+def drop_peers(node_url: str, heal_after_s: float | None = None) -> dict[str, Any]:
+    """Partition the local node (``POST /admin/partition``): every peer connection drops, and none
+    comes back until ``heal_after_s`` passes or a rejoin/heal asks. For the partition drill."""
+    return _admin(node_url, "/admin/partition", {} if heal_after_s is None else {"heal_after_s": heal_after_s})
+
+
+def heal_peers(node_url: str) -> dict[str, Any]:
+    """Let the network heal (``POST /admin/heal``): the partition drill's cleanup if it stops halfway."""
+    return _admin(node_url, "/admin/heal", {})

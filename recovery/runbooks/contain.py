@@ -44,7 +44,10 @@ READ_ONLY = ("Describe", "List", "Get", "Lookup", "Head")
 FOLLOW_UPS = [
     "Root cause: how did the attacker get in? (fill in)",
     "Scope: which data, keys and hosts were reachable from the instance? (fill in)",
-    "Redeploy from a known-good state: `bash deploy/scripts/deploy.sh production` (plan, recovery step 2)",
+    "Redeploy from a known-good state (plan, recovery step 2): `pulumi up` at the last reviewed commit, then "
+    "`recovery restore config --stack STACK --backup KEY` with a configuration backup from before the breach",
+    "Database tampered with? `recovery restore db --stack STACK --backup KEY --reindex` (scenario 1, with the "
+    "plan's REINDEX)",
     "Rotate all credentials and secrets: `recovery rotate all --stack STACK` (plan, recovery step 3)",
     "Lessons learned: what detects this sooner next time? (fill in)",
     "Post-incident review date and owner (fill in)",
@@ -387,6 +390,27 @@ def investigate(outputs: StackOutputs, incident_id: str, since_s: float, say: An
     inc.record.put("report.html", page, "text/html")
     return {"incident_id": incident_id, "record": where, "events": len(ordered),
             "report_md": inc.record.url("report.md"), "report_html": inc.record.url("report.html")}
+
+
+def suspect_keys(outputs: StackOutputs, since_s: float) -> dict[str, dict[str, Any]]:
+    """CloudTrail's calls since ``since_s`` ago made with a long-term access key (AKIA...) by an IAM
+    user the stack does not trust: {user: {"access_keys", "calls", "events"}}. The job roles'
+    sessions use temporary keys (ASIA...), and the trusted principals are the stack's
+    `trusted_principal_arns`, so on a healthy site this is empty."""
+    trusted = {arn.rsplit("/", 1)[-1] for arn in outputs.trusted_principal_arns if ":user/" in arn}
+    start = datetime.now(timezone.utc) - timedelta(seconds=since_s)
+    api = ContainmentApi(outputs.region, "detect")
+    found: dict[str, dict[str, Any]] = {}
+    for e in api.lookup_events("ReadOnly", "true", start) + api.lookup_events("ReadOnly", "false", start):
+        user, key = e.get("Username") or "", str(e.get("AccessKeyId") or "")
+        if not key.startswith("AKIA") or user in trusted or user == "root":
+            continue
+        s = found.setdefault(user, {"access_keys": set(), "calls": 0, "events": set()})
+        s["access_keys"].add(key)
+        s["calls"] += 1
+        s["events"].add(str(e.get("EventName")))
+    return {u: {"access_keys": sorted(v["access_keys"]), "calls": v["calls"], "events": sorted(v["events"])}
+            for u, v in found.items()}
 
 
 def timeline(rec: dict[str, Any]) -> list[tuple[str, str]]:

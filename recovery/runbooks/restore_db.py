@@ -15,7 +15,9 @@ Steps (each journaled and timed; the engine resumes after a crash):
 6. ``swap``             one transaction, after terminating other connections to both databases:
                         ``<target>`` -> ``<target>_quarantine_<run start>``, scratch -> ``<target>``.
                         The commit point. Its check: the target carries this run's COMMENT.
-7. ``drop-old``         only with ``--no-keep-old``: drop the quarantined database.
+7. ``reindex``          only with ``--reindex`` (the plan's detection step): ``REINDEX DATABASE`` on
+                        the restored database, before any service reconnects.
+   ``drop-old``         only with ``--no-keep-old``: drop the quarantined database.
 8. ``start-services``   start the services again, in start order.
 
 Any failure before the swap drops the scratch database and starts the services this run stopped,
@@ -66,6 +68,7 @@ class DbRestoreOptions:
     keep_old: bool = True
     force: bool = False
     dsn: str | None = None
+    reindex: bool = False
 
     def __post_init__(self) -> None:
         if self.target_db is not None:  # before anything is read or resolved
@@ -135,6 +138,20 @@ class Server:
                 c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
         except psycopg.Error as exc:
             raise self._sqlerr(f"creating database {name}", exc) from None
+
+    def reindex(self, name: str) -> dict[str, Any]:
+        """The plan's ``REINDEX DATABASE`` (it runs only on the database it is connected to, outside a
+        transaction); returns how many indexes it rebuilt and how long it took."""
+        started = time.monotonic()
+        try:
+            with self.connect(name) as c:
+                row = c.execute("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                                "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')").fetchone()
+                c.execute(sql.SQL("REINDEX DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.Error as exc:
+            raise self._sqlerr(f"REINDEX DATABASE {name}", exc) from None
+        return {"indexes": int(row[0]) if row else 0, "seconds": round(time.monotonic() - started, 3)}
 
     def set_comment(self, name: str, text: str) -> None:
         with self.connect() as c:
@@ -416,6 +433,11 @@ class DbRestore:
             Step("swap", self.swap, touches=f"renames {t} -> {t}_quarantine_<run start> and the scratch -> {t}",
                  check=self.swapped),
         ]
+        if self.opts.reindex:
+            # Opt-in, as in the plan's detection ("Run REINDEX if corruption detected"): after the
+            # swap and before the services start, so no writer waits on its locks.
+            steps.append(Step("reindex", lambda ctx: self.server.reindex(t),
+                              touches=f"REINDEX DATABASE {t} (rebuilds every index of the restored database)"))
         if not self.opts.keep_old:
             steps.append(Step("drop-old", self.drop_old, touches=f"drops {t}_quarantine_<run start>", check=self.old_dropped))
         steps.append(Step("start-services", lambda ctx: self.services.start_step().action(ctx),
@@ -424,7 +446,8 @@ class DbRestore:
                        Target(t, production=self.outputs.production), destructive=True,
                        params={"stack": self.outputs.stack, "backup": self.opts.backup, "backup_key": self.backup_key,
                                "server": self.server.admin.target.rsplit("/", 1)[0], "target_db": t,
-                               "keep_old": self.opts.keep_old, "force": self.opts.force})
+                               "keep_old": self.opts.keep_old, "force": self.opts.force,
+                               "reindex": self.opts.reindex})
 
 
 def build(outputs: StackOutputs, opts: DbRestoreOptions, *, s3: Any = None,
