@@ -164,6 +164,11 @@ class NodeClient:
         path = "/api/v1/network/info"
         return int(self._field(self._get(path), path, "peer_count", int))
 
+    def connected_peers(self) -> list[str]:
+        """Addresses of the connected peers, when the node lists them (``peers`` in network/info)."""
+        peers = self._get("/api/v1/network/info").get("peers") or []
+        return [str(p["address"]) for p in peers if isinstance(p, dict) and p.get("connected") and p.get("address")]
+
     def mempool_size(self) -> int:
         path = "/api/v1/mempool/info"
         return int(self._field(self._get(path), path, "transaction_count", int))

@@ -122,3 +122,25 @@ def test_rejoin_timeout_exits_34(env: dict[str, str]) -> None:
         assert "did not heal within 1s" in r.stderr.splitlines()[-1]
     finally:
         heal(env)
+
+
+def test_a_loopback_peer_is_real_it_connects_only_while_it_answers(env: dict[str, str]) -> None:
+    """The DR node is a real peer: a rejoin toward it connects; toward a closed port it does not."""
+    import socket
+
+    dr = json.loads((Path(env["RECOVERY_LOCAL_DIR"]) / "state.json").read_text())["dr"]["node"]["url"]
+    dr_addr = dr.split("//", 1)[1].rstrip("/")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"
+    node(env, "/admin/partition", {})
+    try:
+        r = cli(env, "partition", "rejoin", "--stack", "local", "--peers", f"{closed},{dr_addr}",
+                "--interval", "0.3s", "--timeout", "30s", "--json")
+        assert r.returncode == 0, r.stderr
+        info = node(env, "/api/v1/network/info")
+        connected = [p["address"] for p in info["peers"]]
+        assert dr_addr in connected and closed not in connected
+        assert info["unreachable_peers"] == [closed]
+    finally:
+        heal(env)

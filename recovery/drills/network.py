@@ -32,15 +32,16 @@ from recovery.stack import load_outputs
 MIN_PEERS = 5  # the plan's "PEERS -gt 5" loop, as `partition wait` defaults to
 
 
-def _peers(d: DrillRun, configured: list[str]) -> list[str]:
-    """The largest partition: the DR site's node (a real peer, by its API address) and the rest."""
+def _peers(d: DrillRun, configured: list[str]) -> tuple[list[str], list[str]]:
+    """The largest partition: the DR site's node (a real peer on loopback, by its API address, which
+    the node connects to only while it answers) and the rest; and that real peer alone."""
     peer_stack = getattr(d.outputs, "peer_stack", None) or "local-dr"
     try:
         url = urlsplit(load_outputs(peer_stack).node_api_url)
         first = [f"{url.hostname}:{url.port or 443}"]
     except Exception:  # noqa: BLE001 - the DR stack is optional for this scenario
         first = []
-    return first + [p for p in configured if p not in first]
+    return first + [p for p in configured if p not in first], first
 
 
 @scenario("network-partition", component="node", order=30,
@@ -71,7 +72,7 @@ def network_partition(d: DrillRun) -> None:
         else:
             raise VerificationFailed("the partition check still passes with every peer dropped")
 
-    peers = _peers(d, configured)
+    peers, real = _peers(d, configured)
     with d.step("rejoin") as st:
         opts = RejoinOptions(peers=peers, node_url=o.node_api_url, min_peers=MIN_PEERS, timeout_s=TIMEOUT_S,
                              interval_s=0.3)
@@ -85,6 +86,9 @@ def network_partition(d: DrillRun) -> None:
             p = poll(node, 0.0)
             if not (p.synced and (p.peers or 0) >= MIN_PEERS and p.consensus_state == "synced"):
                 raise VerificationFailed(f"the node is not healed after the rejoin: {p.line()}")
+            if real and real[0] not in node.connected_peers():
+                raise VerificationFailed(f"the DR node {real[0]} is not among the node's peers after the rejoin",
+                                         "is the DR node up? (`recovery local status`)")
             block = node.blocks(tip_h, 1)
             same = bool(block) and block[0].get("hash") == tip_hash
             height = wait_for("the node mining after the rejoin",

@@ -1,5 +1,9 @@
 """The simulated node's peers: parsing the addresses it is given, and the simulated connections.
 
+A peer on loopback is real (the local environment's other node, given by a rejoin): it is
+connected only while its port accepts connections, so a rejoin toward a node that is down does not
+heal through it. Every other address is simulated.
+
 Apart from node_sim.py because peers are their own concern: what a rejoin request may carry
 (validated as strictly as a real node would), and how a partition drops connections and healing
 brings them back one per interval, so waiting for healing is real.
@@ -73,6 +77,28 @@ def parse_rejoin(body: bytes) -> list[str]:
     return out
 
 
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def answers(address: str, timeout_s: float = 0.3) -> bool:
+    """A real peer connects when its port accepts a TCP connection."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
 class PeerTable:
     """Simulated peer connections: partition drops them, healing reconnects one per interval."""
 
@@ -85,18 +111,31 @@ class PeerTable:
         self.partitioned = False
         self.heal_at: float | None = None
         self._next_connect = 0.0
+        # Loopback peers are real (the local environment's other node): they connect only if they
+        # answer. Any other address is simulated, since this machine reaches no network.
+        self.unreachable: set[str] = set()
 
     def _all_addresses(self) -> list[str]:
         # The given addresses first, then peers "discovered" through them.
-        sim = [f"10.{i // 250}.{i % 250 + 1}.11:8333" for i in range(self.target)]
-        return (self.addresses + [a for a in sim if a not in self.addresses])[: self.target]
+        sim = [f"10.{i // 250}.{i % 250 + 1}.11:8333" for i in range(self.target + len(self.unreachable))]
+        given = [a for a in self.addresses if a not in self.unreachable]
+        return (given + [a for a in sim if a not in given])[: self.target]
 
     def tick(self, now: float) -> None:
         with self.lock:
             if self.partitioned and self.heal_at is not None and now >= self.heal_at:
                 self.partitioned, self.heal_at = False, None
                 self._next_connect = now + self.heal_interval_s
-            if not self.partitioned and self.connected < self.target and now >= self._next_connect:
+            if self.partitioned or self.connected >= self.target or now < self._next_connect:
+                return
+            candidate = self._all_addresses()[self.connected]
+        # The connect attempt runs outside the lock: the API keeps answering while it waits.
+        if is_loopback(candidate) and not answers(candidate):
+            with self.lock:
+                self.unreachable.add(candidate)  # a discovered (simulated) peer takes its place
+            return
+        with self.lock:
+            if not self.partitioned and self.connected < self.target:
                 self.connected += 1
                 self._next_connect = now + self.heal_interval_s
 
@@ -114,6 +153,7 @@ class PeerTable:
     def rejoin(self, addresses: list[str]) -> None:
         with self.lock:
             self.addresses = list(addresses)
+            self.unreachable.clear()  # asked again: try every given peer anew
             self.target = max(self.target, len(addresses))
             self.connected = min(self.connected, self.target)
             self.partitioned, self.heal_at = False, None
@@ -127,6 +167,7 @@ class PeerTable:
                 "peers": [{"address": a, "connected": True} for a in peers],
                 "target_peer_count": self.target,
                 "configured_peers": list(self.addresses),
+                "unreachable_peers": sorted(self.unreachable),
                 "partitioned": self.partitioned,
                 "healing": (not self.partitioned) and self.connected < self.target,
                 "heal_at_in_s": None if self.heal_at is None else round(max(0.0, self.heal_at - time.monotonic()), 2),
