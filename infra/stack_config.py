@@ -219,8 +219,11 @@ def load(raw: Mapping[str, Any], *, stack: str, region: str | None) -> StackConf
             days=r.value(lock_raw, "backup.objectLock.days", int, check=_positive, expect="days > 0"),
         )
     intervals = b.get("intervalMinutes", {"database": 60, "chain": 360})
-    if not isinstance(intervals, Mapping) or set(intervals) != {"database", "chain"}:
-        raise r.fail("backup.intervalMinutes", "must give database and chain", "{database: 60, chain: 360}")
+    # config (optional): configuration backups, which carry the explorer's and the monitoring's state;
+    # the explorer's RPO (1 h) is met by taking them at least that often.
+    if not isinstance(intervals, Mapping) or not {"database", "chain"} <= set(intervals) <= {"database", "chain", "config"}:
+        raise r.fail("backup.intervalMinutes", "must give database and chain (and config, optionally)",
+                     "{database: 60, chain: 360, config: 60}")
     backup = Backup(
         bucket_name=r.value(
             b, "backup.bucketName", str,
@@ -232,7 +235,7 @@ def load(raw: Mapping[str, Any], *, stack: str, region: str | None) -> StackConf
         offsite_retention_days=r.value(b, "backup.offsiteRetentionDays", int, default=90, check=_positive, expect="days > 0"),
         interval_minutes={
             k: r.value(intervals, f"backup.intervalMinutes.{k}", int, check=_positive, expect="minutes > 0")
-            for k in ("database", "chain")
+            for k in ("database", "chain", "config") if k in intervals
         },
         object_lock=object_lock,
     )

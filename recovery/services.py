@@ -18,6 +18,9 @@ File format (TOML shown; JSON has the same keys)::
     start = "systemctl start xai-node"
     status = "systemctl is-active --quiet xai-node"   # optional; exit 0 means running
     stopped_exit_codes = [3]           # optional; the status exits that mean "not running" (LSB, systemctl)
+    health = "http://127.0.0.1:8080/health"   # optional; `status` checks it (200 = healthy)
+    config = ["/etc/xai-explorer"]     # optional; what `restore config` restores for it, then restarts it
+    stop_for_restores = false          # optional (default true); false: restores of data leave it running
     timeout_seconds = 120              # optional per-service override
 
 Every command runs as a real subprocess in its own process group, with a timeout; on timeout
@@ -59,6 +62,10 @@ class Service:
     status: tuple[str, ...] | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
     stopped_codes: tuple[int, ...] = STOPPED_EXIT_CODES
+    health: str | None = None  # an HTTP URL that answers 200 while the service is healthy (status)
+    config: tuple[str, ...] = ()  # the files or directories it reads its configuration from (restore config)
+    # False for a service that restores of data leave running (monitoring): only named commands touch it.
+    stop_for_restores: bool = True
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,13 @@ class ServicesConfig:
 
     @property
     def stop_order(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self.services)
+        """What stop_all stops (restores stop the services that read the data), in order."""
+        return tuple(s.name for s in self.services if s.stop_for_restores)
+
+    @property
+    def restart_order(self) -> tuple[str, ...]:
+        """What start_all starts again: the start order of the services stop_all stops."""
+        return tuple(n for n in self.start_order if n in self.stop_order)
 
     def service(self, name: str) -> Service:
         for svc in self.services:
@@ -143,6 +156,9 @@ class ServicesConfig:
                     status=_command(entry["status"], f"{name}.status", bad) if entry.get("status") else None,
                     timeout_s=_number(entry.get("timeout_seconds", default_timeout), bad),
                     stopped_codes=_codes(entry.get("stopped_exit_codes", list(STOPPED_EXIT_CODES)), name, bad),
+                    health=_url(entry.get("health"), f"{name}.health", bad),
+                    config=_paths(entry.get("config"), f"{name}.config", bad),
+                    stop_for_restores=_flag(entry.get("stop_for_restores", True), f"{name}.stop_for_restores", bad),
                 )
             )
         names = [s.name for s in services]
@@ -156,6 +172,28 @@ class ServicesConfig:
                 raise bad(f"'start_order' must list exactly these services: {names}")
             order = tuple(start_order)
         return cls(tuple(services), order, source)
+
+
+def _url(value: Any, what: str, bad: Callable[[str], InputError]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise bad(f"{what} must be an http(s) URL, got {value!r}")
+    return value
+
+
+def _paths(value: Any, what: str, bad: Callable[[str], InputError]) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.startswith("/") for v in value):
+        raise bad(f"{what} must be a list of absolute paths")
+    return tuple(value)
+
+
+def _flag(value: Any, what: str, bad: Callable[[str], InputError]) -> bool:
+    if not isinstance(value, bool):
+        raise bad(f"{what} must be true or false")
+    return value
 
 
 def _number(value: Any, bad: Callable[[str], InputError]) -> float:
@@ -290,10 +328,10 @@ class ServiceControl:
 
         False when any service has no status command (we cannot tell, so stop it again).
         """
-        return all(self.is_running(s.name) is False for s in self.config.services)
+        return all(self.is_running(n) is False for n in self.config.stop_order)
 
     def all_running(self) -> bool:
-        return all(self.is_running(s.name) is True for s in self.config.services)
+        return all(self.is_running(n) is True for n in self.config.stop_order)
 
     def stop_all(self, rollback: bool = True) -> list[CommandResult]:
         """Stop every service in stop order. If one fails and ``rollback``, start again the ones
@@ -305,7 +343,7 @@ class ServiceControl:
             except ServiceControlError:
                 if rollback:
                     stopped = {r.service for r in done}
-                    for back in self.config.start_order:
+                    for back in self.config.restart_order:
                         if back in stopped:
                             try:
                                 self.start(back)
@@ -316,14 +354,14 @@ class ServiceControl:
 
     def start_all(self) -> list[CommandResult]:
         """Start every service in start order; stop at the first failure."""
-        return [self.start(name) for name in self.config.start_order]
+        return [self.start(name) for name in self.config.restart_order]
 
     def describe_stop(self) -> str:
         """For a step's ``touches``: the commands stop_all runs."""
         return "; ".join(shlex.join(self.config.service(n).stop) for n in self.config.stop_order)
 
     def describe_start(self) -> str:
-        return "; ".join(shlex.join(self.config.service(n).start) for n in self.config.start_order)
+        return "; ".join(shlex.join(self.config.service(n).start) for n in self.config.restart_order)
 
     # -- ready-made runbook steps -------------------------------------------------------------
 

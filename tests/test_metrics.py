@@ -201,7 +201,10 @@ def test_rates_ages_p95_and_compliance_are_exact(known: dict[str, Any]) -> None:
     assert db["last_success_age_seconds"] == 5400 and db["rpo_limit_seconds"] == 3600
     assert db["rpo_compliant"] is False
     assert chain["last_success_age_seconds"] == 3600 and chain["rpo_compliant"] is True
-    assert doc["backups"]["config"]["windows"]["24h"]["success_ratio"] is None  # no schedule, no rate
+    # config backups are scheduled hourly (they carry the explorer's state, RPO 1 h); none here
+    cfg = doc["backups"]["config"]
+    assert cfg["component"] == "explorer" and cfg["windows"]["24h"]["expected"] == 24
+    assert cfg["windows"]["24h"]["success_ratio"] == 0.0
 
     assert doc["verifications"] == {"window": "7d", "runs": 3, "ok": 2, "success_ratio": 2 / 3}
     r = doc["restores"]

@@ -35,7 +35,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Any:
         st = json.loads(cli(e, "local", "status", "--json").stdout)
         e["_DSN"] = st["postgres"]["dsn"]
         e["_PASSWORD"] = unquote(str(urlsplit(st["postgres"]["dsn"]).password))
-        for kind in ("db", "chain"):
+        for kind in ("db", "chain", "config"):  # config: no paths, the services' own (explorer, monitoring)
             b = cli(e, "backup", kind, "--stack", "local")
             assert b.returncode == 0, b.stderr
         yield e
@@ -61,8 +61,8 @@ def test_all_green_on_a_healthy_environment(env: dict[str, str]) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     got = lines(r)
     assert set(got) == {"node height", "node peers", "node mining", "database reachable", "database rows",
-                        "cache reachable", "backup db", "backup chain", "site role", "traffic dns", "health route53",
-                        "replication bucket"}
+                        "cache reachable", "explorer health", "monitoring health", "backup db", "backup chain",
+                        "backup config", "site role", "traffic dns", "health route53", "replication bucket"}
     not_green = {k: (v["level"], v["detail"]) for k, v in got.items() if v["level"] != "green"}
     # The cache may be skipped with a note when no Redis runs locally; nothing else may be off.
     assert set(not_green) <= {"cache reachable"} and all(lv == "skip" for lv, _ in not_green.values()), not_green
@@ -79,8 +79,29 @@ def test_all_green_on_a_healthy_environment(env: dict[str, str]) -> None:
     plain = status(env)  # not a TTY: plain marks, one line per check, a summary line
     assert plain.returncode == 0
     out = plain.stdout.splitlines()
-    assert len(out) == 13 and out[-1].startswith("✓ stack 'local': green")
+    assert len(out) == 16 and out[-1].startswith("✓ stack 'local': green")
     assert all(ln[0] in "✓-" for ln in out) and "\x1b[" not in plain.stdout
+
+
+def test_the_explorer_and_monitoring_lines_follow_their_processes(env: dict[str, str]) -> None:
+    """Five components: a killed explorer is red until it runs again; the config backup (its state,
+    explorer RPO 1 h) is judged on the config schedule."""
+    got = lines(status(env, "--json"))
+    assert got["explorer health"]["level"] == "green" and got["explorer health"]["data"]["latest_height"] >= 0
+    assert got["monitoring health"]["level"] == "green"
+    assert got["backup config"]["level"] == "green" and "interval 60 min" in got["backup config"]["detail"]
+    services = json.loads(Path(json.loads(cli(env, "local", "status", "--json").stdout)["dir"], "services.json").read_text())
+    explorer = next(s for s in services["services"] if s["name"] == "xai-explorer")
+    assert subprocess.run(explorer["stop"], capture_output=True, timeout=60).returncode == 0
+    try:
+        r = status(env, "--json")
+        assert r.returncode == 29
+        line = lines(r)["explorer health"]
+        assert line["level"] == "red" and "not answering" in line["detail"]
+        assert lines(r)["monitoring health"]["level"] == "green"
+    finally:
+        assert subprocess.run(explorer["start"], capture_output=True, timeout=60).returncode == 0
+    assert lines(status(env, "--json"))["explorer health"]["level"] == "green"
 
 
 def test_deleted_rows_turn_the_database_red_and_exit_29(env: dict[str, str]) -> None:

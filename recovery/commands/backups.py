@@ -9,7 +9,7 @@ import click
 from recovery.commands.common import (emit_json, interactive, mb, node_data_dir, out, outputs_for, progress,
                                       stack_options)
 from recovery.commands.params import check_writable_dir
-from recovery.errors import IntegrityError, VerificationFailed
+from recovery.errors import InputError, IntegrityError, VerificationFailed
 
 @click.group()
 def backup() -> None:
@@ -92,14 +92,24 @@ def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_d
 
 @backup.command("config")
 @stack_options
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path())
 @_take_over_option
 def backup_config_cmd(stack: str, outputs_file: str | None, as_json: bool, paths: tuple[str, ...],
                       take_over_stale: bool) -> None:
-    """tar.gz of deployment configuration (run on every deployment)."""
+    """tar.gz of deployment configuration (run on every deployment, and on the config schedule).
+
+    Without PATHS: the `config` paths of the services in the stack's services config (the
+    explorer's state, the monitoring's configuration)."""
     from recovery.backups.take import BackupOptions, backup_config
+    from recovery.services import ServicesConfig
 
     outputs = outputs_for(stack, outputs_file, "backup")
+    if not paths:
+        cfg = ServicesConfig.for_stack(outputs)
+        paths = tuple(p for svc in cfg.services for p in svc.config)
+        if not paths:
+            raise InputError(f"no configuration paths given and no service in {cfg.source} names `config` paths",
+                             "pass the files or directories to archive, e.g. `recovery backup config /etc/xai`")
     opts = BackupOptions(take_over_stale=take_over_stale)
     m = backup_config(outputs, list(paths), opts)
     _render_manifest(m, as_json, opts.extra)

@@ -42,6 +42,8 @@ def _render(st: dict[str, Any]) -> None:
     if redis:  # issue 7: the cache group's redis-server
         out(f"{mark(redis['running'])} Redis       {redis.get('address') or '-'}  "
             f"({'cache group ' + str(redis.get('group')) if redis['running'] else redis.get('note')})")
+    for what, svc in (st.get("site_services") or {}).items():  # issue 15: explorer and monitoring
+        out(f"{mark(svc['running'])} {what.capitalize():<11} {svc.get('url') or '-'}  (pid {svc.get('pid')})")
     dr = st.get("dr")
     if dr:  # the DR site (issue 6): hot standby and DR node
         pg_role = dr["postgres"].get("role") or "not answering"

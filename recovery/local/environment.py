@@ -41,7 +41,7 @@ from urllib.parse import quote
 from psycopg import sql
 
 from recovery.errors import InputError, LocalEnvError
-from recovery.local import deploy, dr_site
+from recovery.local import deploy, dr_site, site_services
 from recovery.local.aws_daemon import set_master_password
 from recovery.local.node_process import NodeProcess, start_node
 # local_dir and read_state live in paths.py (a leaf, so the daemon, the DR site and the cache need
@@ -114,8 +114,9 @@ def _wait_file(path: Path, proc: subprocess.Popen[bytes], what: str, log: Path, 
     raise LocalEnvError(f"{what} did not start within {timeout:g}s", f"see {log}")
 
 
-def _node_services_config(d: Path, node: dict[str, Any]) -> Path:
-    """systemctl's role for the local node: stop/start it through its launcher."""
+def _node_services_config(d: Path, node: dict[str, Any], others: list[dict[str, Any]] | None = None) -> Path:
+    """systemctl's role for the local node (through its launcher) and, once they run, the explorer
+    and monitoring (recovery/local/site_services.py); the plan's order: node first, then explorer."""
     py = sys.executable
     start = [py, "-m", "recovery.local.node_process", "start", "--data-dir", node["data_dir"], "--run-dir",
              node["run_dir"], "--name", node["name"], "--port", str(node["port"]), "--pg-dsn", node["pg_dsn"],
@@ -123,8 +124,8 @@ def _node_services_config(d: Path, node: dict[str, Any]) -> Path:
     stop = [py, "-m", "recovery.local.node_process", "stop", "--run-dir", node["run_dir"], "--name", node["name"]]
     status = [py, "-m", "recovery.local.node_process", "status", "--run-dir", node["run_dir"], "--name", node["name"]]
     path = d / "services.json"
-    write_json(path, {"timeout_seconds": 60, "services": [
-        {"name": "xai-node", "stop": stop, "start": start, "status": status}]})
+    entries = [{"name": "xai-node", "stop": stop, "start": start, "status": status}, *(others or [])]
+    write_json(path, {"timeout_seconds": 60, "services": entries, "start_order": [e["name"] for e in entries]})
     return path
 
 
@@ -151,6 +152,10 @@ def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0
         write_json(d / "state.json", state)
         pg = _start_postgres(d, state, say)
         services = _start_node(d, state, pg, mine_interval, say)
+        # issue 15: the explorer (after the node) and the monitoring
+        state["site_services"] = site_services.start(d, state["node"]["pg_dsn"], free_port, say)
+        services = _node_services_config(d, state["node"], site_services.service_entries(d, state["site_services"]["ports"]))
+        write_json(d / "state.json", state)
         # DR site (issue 6, recovery/local/dr_site.py): hot standby + DR node
         state["dr"] = dr_site.start(d, state["postgres"], mine_interval, say)
         write_json(d / "state.json", state)
@@ -296,6 +301,7 @@ def down(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         except (OSError, ValueError, IndexError):
             pass
     stop_pid(node.get("pid"))
+    stopped += site_services.stop(state.get("site_services"))
     if state.get("dr"):  # DR site (issue 6)
         stopped += dr_site.stop(state["dr"])
     pg = state.get("postgres") or {}
@@ -348,6 +354,7 @@ def status(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
                      "running": pg_running, "role": _pg_role(pg)},
         "node": {"url": node.get("url"), "data_dir": node.get("data_dir"), "pid": node_pid, "running": pid_alive(node_pid)},
         "redis": redis_status(state),  # issue 7
+        "site_services": site_services.status(state.get("site_services")),  # issue 15
         "dr": _dr_status(state),  # DR site (issue 6)
         "outage": state.get("outage"),  # issue 14: `recovery local outage`
     }

@@ -51,7 +51,8 @@ from recovery.stack import StackOutputs
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 # catalogue kind -> the objectives' component (the stack files' xai-dr:objectives, README contract)
-KIND_COMPONENT = {"db": "postgresql", "chain": "node", "config": "config"}
+# Configuration backups carry the explorer's state (its configuration and cache): their RPO is its.
+KIND_COMPONENT = {"db": "postgresql", "chain": "node", "config": "explorer"}
 RESTORE_RUNBOOKS = {"restore-db": ("db", "postgresql"), "restore-chain": ("chain", "node"),
                     "restore-pitr": ("pitr", "postgresql")}
 DRILL_PREFIX = "drills/"

@@ -55,6 +55,7 @@ from recovery.adapters import traffic
 from recovery.node import NodeClient
 from recovery.reports.metrics import KIND_COMPONENT, backup_rpo_limit_seconds
 from recovery.reports.sites import database_role
+from recovery.reports import service_health
 from recovery.stack import StackOutputs
 
 GREEN, YELLOW, RED, SKIP = "green", "yellow", "red", "skip"
@@ -278,7 +279,8 @@ def check_backups(outputs: StackOutputs, s3: Any, now: datetime) -> tuple[list[L
     cat = Catalog(s3, outputs.backup_bucket_name)
     lines: list[Line] = []
     latest: dict[str, Any] = {}
-    for kind in ("db", "chain"):
+    # config only where it is scheduled (backup.intervalMinutes.config): it carries the explorer's state
+    for kind in ("db", "chain") + (("config",) if outputs.interval_minutes("config") else ()):
         try:
             entries = cat.recent(kind, now - timedelta(days=1))
         except RecoveryError as exc:
@@ -435,6 +437,8 @@ def run_status(outputs: StackOutputs, opts: StatusOptions, *, s3: Any = None, no
     add(node_lines)
     add(check_database(outputs, opts, height))
     add(check_cache(outputs, opts))
+    # issue 15: the explorer and the monitoring, by the health URLs of the services config
+    add([Line(c, "health", level, detail, data) for c, level, detail, data in service_health.check(outputs, opts.timeout_s)])
     s3 = s3 or client("s3", outputs.region)
     try:
         backup_lines, latest = check_backups(outputs, s3, now)

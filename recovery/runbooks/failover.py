@@ -259,12 +259,12 @@ class Failover:
     # 8
     def target_services_running(self, ctx: StepContext) -> bool:
         sc = self._target_services()
-        return all(sc.is_running(n) is not False for n in sc.config.start_order)
+        return all(sc.is_running(n) is not False for n in sc.config.restart_order)
 
     def start_target_services(self, ctx: StepContext) -> dict[str, Any]:
         sc = self._target_services()
         sc.start_all()
-        return {"started": list(sc.config.start_order)}
+        return {"started": list(sc.config.restart_order)}
 
     # 9
     @staticmethod
@@ -399,7 +399,7 @@ class Failover:
         if self.mode != "switchover":
             return {"note": "unplanned failover: the peer site stays as it is until failback"}
         sc = self._peer_services()
-        return sc is None or all(sc.is_running(n) is not False for n in sc.config.start_order)
+        return sc is None or all(sc.is_running(n) is not False for n in sc.config.restart_order)
 
     def resume_peer(self, ctx: StepContext) -> dict[str, Any]:
         sc = self._peer_services()
@@ -410,7 +410,7 @@ class Failover:
         except RecoveryError as exc:
             ctx.info(f"could not start {self.t.peer_stack}'s services again: {exc.line()}")
             return {"started": [], "error": exc.line()}
-        return {"started": list(sc.config.start_order)}
+        return {"started": list(sc.config.restart_order)}
 
     # 13
     def report(self, ctx: StepContext) -> dict[str, Any]:
