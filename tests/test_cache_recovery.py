@@ -189,6 +189,16 @@ def test_group_loss_recreate_from_declared_settings(env: Env) -> None:
     assert g["CacheNodeType"] == env.outputs["cache_settings"]["CacheNodeType"]
 
 
+def test_recreate_after_the_group_was_deleted(env: Env) -> None:
+    gid = env.outputs["cache_replication_group_id"]
+    env.client("elasticache").delete_replication_group(ReplicationGroupId=gid)  # its nodes stop with it
+    r = env.cli("cache", "recreate", "--stack", "local", "--yes", "--json")
+    assert r.returncode == 0, r.stderr
+    steps = {s["name"]: s for s in json.loads(r.stdout)["steps"]}
+    assert steps["delete"]["detail"] == {"deleted": False, "absent": True}
+    assert round_trip(env.endpoint, env.token())["set_get"] is True
+
+
 @pytest.mark.parametrize("scenario", ["redis-primary-loss", "redis-group-loss"])
 def test_drill_within_the_rto(env: Env, scenario: str) -> None:
     r = env.cli("drill", "full", "--stack", "local", "--scenario", scenario, "--json")
@@ -197,4 +207,54 @@ def test_drill_within_the_rto(env: Env, scenario: str) -> None:
     (sc,) = rec["scenarios"]
     assert sc["component"] == "redis" and sc["passed"] is True, sc
     assert sc["rto_met"] is True and sc["rto_seconds"] < 600
+    print(f"{scenario}: RTO {sc['rto_seconds']:.1f}s of {sc['rto_target_minutes']} min")
     assert env.token() not in r.stdout + r.stderr
+
+
+# ------------------------------------------------------------------ the emulator's TestFailover itself
+
+
+def test_emulator_test_failover_refusals_and_hook(moto_server: Any) -> None:
+    """moto has no TestFailover: ours refuses as AWS does, and a refusing hook changes nothing."""
+    import uuid
+
+    from botocore.exceptions import ClientError
+
+    from recovery.local import emulator
+    from recovery.local.emulator import elasticache_failover as ef
+
+    emulator.install()
+    ec = moto_server.client("elasticache")
+    gid = f"fo-{uuid.uuid4().hex[:8]}"
+    ec.create_replication_group(ReplicationGroupId=gid, ReplicationGroupDescription="c", Engine="redis",
+                                CacheNodeType="cache.t4g.micro", NumCacheClusters=2, AutomaticFailoverEnabled=True)
+
+    def code(**kw: Any) -> str:
+        with pytest.raises(ClientError) as err:
+            ec.test_failover(**kw)
+        return str(err.value.response["Error"]["Code"])
+
+    def roles() -> list[str]:
+        g = ec.describe_replication_groups(ReplicationGroupId=gid)["ReplicationGroups"][0]
+        return [m["CurrentRole"] for m in g["NodeGroups"][0]["NodeGroupMembers"]]
+
+    assert roles() == ["primary", "replica"]  # moto alone creates one member
+    assert code(ReplicationGroupId=gid, NodeGroupId="0002") == "NodeGroupNotFoundFault"
+    assert code(ReplicationGroupId="no-such-group", NodeGroupId="0001") == "ReplicationGroupNotFoundFault"
+
+    def refuse(_g: str, _old: str, _new: str) -> None:
+        raise RuntimeError("replica does not answer")
+
+    ef.set_cache_failover_hook(refuse)
+    try:
+        assert code(ReplicationGroupId=gid, NodeGroupId="0001") == "InvalidReplicationGroupState"
+    finally:
+        ef.set_cache_failover_hook(None)
+    assert roles() == ["primary", "replica"]
+    ec.test_failover(ReplicationGroupId=gid, NodeGroupId="0001")
+    assert roles() == ["replica", "primary"]
+    assert [c["outcome"] for c in ef.cache_failover_calls() if c["replication_group_id"] == gid] == ["error", "ok"]
+    ec.delete_replication_group(ReplicationGroupId=gid)  # gone, so the same id can be created again
+    ec.create_replication_group(ReplicationGroupId=gid, ReplicationGroupDescription="c", Engine="redis",
+                                CacheNodeType="cache.t4g.micro", NumCacheClusters=2, AutomaticFailoverEnabled=False)
+    assert code(ReplicationGroupId=gid, NodeGroupId="0001") == "InvalidReplicationGroupState"

@@ -63,6 +63,16 @@ def install() -> None:
     wrap(ElastiCacheResponse, "describe_replication_groups", _describe_replication_groups)
     wrap(ElastiCacheResponse, "delete_replication_group", _delete_replication_group)
     patch(ElastiCacheResponse, "test_failover", _test_failover)
+    from moto.moto_api._internal.models import MotoAPIBackend
+
+    wrap(MotoAPIBackend, "reset", _reset)
+
+
+def _reset(orig: Callable[..., Any], backend: Any) -> None:
+    """POST /moto-api/reset clears the failover records too, like the other extensions' records."""
+    orig(backend)
+    with LOCK:
+        FAILOVERS.clear()
 
 
 def _error(code: str, message: str) -> Exception:
