@@ -25,7 +25,7 @@ JOBS = ("backup", "restore", "failover", "rotate", "contain")
 # each job writes only its own. A failover runs against the DR stack (and restores the chain there),
 # a failback against the primary.
 JOURNALS = {
-    "restore": ("restore-*", "cache-*"),  # restore-db, restore-chain, restore-pitr; cache-failover, cache-recreate
+    "restore": ("restore-*",),  # restore-db, restore-chain, restore-pitr, restore-cache-failover|recreate
     "failover-primary": ("failback", "partition-rejoin"),
     "failover-dr": ("failover", "restore-chain", "partition-rejoin"),
     "rotate": ("rotate-*",),  # rotate-db, -cache, -app, -all

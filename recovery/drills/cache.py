@@ -103,7 +103,11 @@ def redis_group_loss(d: DrillRun) -> None:
         with acting_as(d.outputs, "restore"):
             journal, _ = recreate(d.outputs, _store(d), yes=True, reporter=_reporter(d), timeout_s=120)
         assert journal is not None
-        st.detail.update(run_id=journal.run_id, keys=journal.step("verify").detail.get("keys"))
+        keys = journal.step("verify").detail.get("keys")
+        st.detail.update(run_id=journal.run_id, keys=keys)
+        if keys:  # nothing writes to the local cache: a key means the old nodes' memory survived
+            raise IntegrityError(f"the recreated cache holds {keys} key(s), not a fresh group's none",
+                                 "see the cache-recreate journal")
     _add_runbook_steps(d, journal, "cache-recreate")
     with d.step("verify") as st:
         st.detail.update(_replicated(d, g))

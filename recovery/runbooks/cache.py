@@ -20,11 +20,12 @@ The cache holds no durable state (the plan's RPO for it is N/A), so recovery is 
 3. ``create``    CreateReplicationGroup from the stack's ``cache_settings`` output (the group as the
                  program declares it, never a copy written here) with the current auth token. Check:
                  the group exists.
-4. ``verify``    PING, a write with the current token, and the cache is empty (a new group starts cold;
-                 the applications warm it on their reads).
+4. ``verify``    PING and a write with the current token; the key count (a new group starts empty, the
+                 applications warm it on their reads: keys already there are reported, not failed).
 
 Both run as the ``restore`` job role (restoring a site's own service, as restore-db does), and are
-journaled and resumable like every runbook. No token is ever put in a journal, message or exception.
+journaled (runs/restore-cache-failover/, runs/restore-cache-recreate/: the restore job's journals) and
+resumable like every runbook. No token is ever put in a journal, message or exception.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any, Callable
 from recovery import redact
 from recovery.adapters.secrets import CURRENT, SecretStages
 from recovery.aws import aws_error, client, error_code
-from recovery.cache import CacheTarget, _Conn, answers, round_trip
+from recovery.cache import CacheTarget, answers, key_count, round_trip
 from recovery.errors import (CacheError, CacheGroupAliveError, CacheNoReplicaError, CachePrimaryHealthyError,
                              DeadlineError, StackOutputsError)
 from recovery.engine.journal import Journal, JournalStore
@@ -94,20 +95,17 @@ class CacheGroup:
         redact.register(value)
         return value
 
-    def verify(self, *, empty: bool) -> dict[str, Any]:
-        """PING and a write with the current token through the primary endpoint; the key count."""
+    def verify(self, ctx: StepContext | None = None, *, fresh: bool = False) -> dict[str, Any]:
+        """PING and a write with the current token through the primary endpoint; the key count.
+
+        A recreated group starts empty (nothing durable was in it); keys there already mean clients
+        are warming it, which is the service coming back, so that is reported, not failed."""
         token = self.token()
         detail: dict[str, Any] = dict(round_trip(self.endpoint, token, key=VERIFY_KEY))
-        conn = _Conn(self.endpoint)
-        try:
-            conn.call("AUTH", token)
-            ok, keys = conn.call("DBSIZE")
-        finally:
-            conn.close()
-        detail["keys"] = int(keys) if ok else None
-        if empty and detail["keys"]:
-            raise CacheError(f"the recreated cache at {self.endpoint.where} holds {detail['keys']} key(s), not none",
-                             "check that clients did not write to it before the verify; rerun to verify again")
+        detail["keys"] = key_count(self.endpoint, token)
+        if fresh and ctx is not None:
+            ctx.info("the recreated cache is empty: clients warm it on their reads" if not detail["keys"] else
+                     f"the recreated cache already holds {detail['keys']} key(s): clients are warming it")
         return detail
 
 
@@ -182,8 +180,8 @@ class CacheRecovery:
         steps = [Step("detect", detect, touches="nothing (read-only)"),
                  Step("failover", failover, touches=f"ElastiCache {g.gid}: TestFailover (a replica becomes primary)",
                       check=promoted),
-                 Step("verify", lambda _c: g.verify(empty=False), touches=f"key {VERIFY_KEY} (written, then deleted)")]
-        return Runbook("cache-failover", steps, Target(self.o.stack, production=self.o.production), destructive=True,
+                 Step("verify", lambda ctx: g.verify(ctx), touches=f"key {VERIFY_KEY} (written, then deleted)")]
+        return Runbook("restore-cache-failover", steps, Target(self.o.stack, production=self.o.production), destructive=True,
                        params={"group": g.gid})
 
     # -- recreate
@@ -220,8 +218,8 @@ class CacheRecovery:
                       check=exists),
                  Step("create", create, touches=f"ElastiCache {g.gid}: created again from the stack's cache_settings",
                       check=exists),
-                 Step("verify", lambda _c: g.verify(empty=True), touches=f"key {VERIFY_KEY} (written, then deleted)")]
-        return Runbook("cache-recreate", steps, Target(self.o.stack, production=self.o.production), destructive=True,
+                 Step("verify", lambda ctx: g.verify(ctx, fresh=True), touches=f"key {VERIFY_KEY} (written, then deleted)")]
+        return Runbook("restore-cache-recreate", steps, Target(self.o.stack, production=self.o.production), destructive=True,
                        params={"group": g.gid})
 
 
