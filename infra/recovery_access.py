@@ -25,7 +25,7 @@ JOBS = ("backup", "restore", "failover", "rotate", "contain")
 # each job writes only its own. A failover runs against the DR stack (and restores the chain there),
 # a failback against the primary.
 JOURNALS = {
-    "restore": ("restore-*",),  # restore-db, restore-chain, restore-pitr
+    "restore": ("restore-*",),  # restore-db, restore-chain, restore-pitr, restore-cache-failover|recreate
     "failover-primary": ("failback", "partition-rejoin"),
     "failover-dr": ("failover", "restore-chain", "partition-rejoin"),
     "rotate": ("rotate-*",),  # rotate-db, -cache, -app, -all
@@ -66,6 +66,8 @@ class RecoveryAccessArgs:
     # Roles (besides this stack's job roles) whose sessions containment may revoke.
     revocable_role_arns: list[pulumi.Input[str]] = field(default_factory=list)
     peer: PeerAccess | None = None
+    # issue 15: `cache failover|recreate` verify with (and recreate with) the cache's current auth token
+    cache_secret_arn: pulumi.Input[str] | None = None
 
 
 def statement(sid: str, actions: list[str], resources: Any, condition: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -98,6 +100,12 @@ def _vault_key(key: str, region: str) -> dict[str, Any]:
     # S3 calls KMS on the caller's behalf for SSE-KMS objects: the caller needs the key, but only via S3.
     return statement("UseVaultKeyThroughS3", ["kms:Decrypt", "kms:GenerateDataKey"], key,
                      {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}})
+
+
+def _cache_arn(group_arn: str, kind: str) -> str:
+    """arn:...:replicationgroup:ID as the ARN of another ElastiCache kind named after the group (its member
+    clusters ID-001..., its subnet group ID-subnets, infra/redis_cache.py)."""
+    return group_arn.replace(":replicationgroup:", f":{kind}:")
 
 
 def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
@@ -152,7 +160,16 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
                       [f"{here}:cluster:*", f"{here}:db:*", f"{here}:subgrp:*", v["cluster_arn"]]),
             statement("DescribeDatabases", ["rds:DescribeDBClusters", "rds:DescribeDBInstances"],
                       [f"{here}:cluster:*", f"{here}:db:*"]),
-        ],
+            # `cache failover|recreate` (issue 15): this site's group only, its members and its subnet group;
+            # the current auth token to verify with and to recreate the group with.
+            statement("CacheRecovery", ["elasticache:DescribeReplicationGroups", "elasticache:TestFailover",
+                                        "elasticache:DeleteReplicationGroup"], v["cache_group_arn"]),
+            statement("CacheRecreate", ["elasticache:CreateReplicationGroup"],
+                      [v["cache_group_arn"], f"{_cache_arn(v['cache_group_arn'], 'cluster')}-*",
+                       _cache_arn(v["cache_group_arn"], "subnetgroup") + "-subnets"]),
+        ] + ([
+            statement("CacheToken", ["secretsmanager:GetSecretValue"], v["cache_secret_arn"]),
+        ] if v.get("cache_secret_arn") else []),
         "failover": [
             statement("ListVault", list_vault, bucket),
             # A DR site restores the chain from the replicated backups (the version it verified).
@@ -276,6 +293,7 @@ class RecoveryAccess(pulumi.ComponentResource):
             endpoint_parameter_arn=args.endpoint_parameter_arn,
             revocable_role_arns=pulumi.Output.all(*args.revocable_role_arns),
             peer_bucket_arn=peer.bucket_arn if peer else "",
+            cache_secret_arn=args.cache_secret_arn or "",
         )
         documents = resolved.apply(lambda v: job_policies(v, args))
         self.roles = {}

@@ -8,6 +8,7 @@ cold cache in the DR region does not, and it would tie the DR site's cache to th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -83,4 +84,25 @@ class RedisCache(pulumi.ComponentResource):
             value=token.result,
             parent=self,
         )
+        self.settings = _declared_settings(self.group)
         self.register_outputs({"group_id": self.group.id})
+
+
+def _declared_settings(g: aws.elasticache.ReplicationGroup) -> pulumi.Output[dict[str, Any]]:
+    """The group as this program declares it, for `recovery cache recreate` after the whole group is
+    lost: it recreates from these (CreateReplicationGroup's names), never from a copy of its own. No
+    auth token: the recreate takes the current one from the cache secret."""
+    fields = {
+        "ReplicationGroupId": g.replication_group_id, "ReplicationGroupDescription": g.description,
+        "Engine": g.engine, "EngineVersion": g.engine_version, "CacheNodeType": g.node_type,
+        "NumCacheClusters": g.num_cache_clusters, "Port": g.port, "CacheSubnetGroupName": g.subnet_group_name,
+        "SecurityGroupIds": g.security_group_ids, "PreferredCacheClusterAZs": g.preferred_cache_cluster_azs,
+        "AutomaticFailoverEnabled": g.automatic_failover_enabled, "MultiAZEnabled": g.multi_az_enabled,
+        "AtRestEncryptionEnabled": g.at_rest_encryption_enabled, "KmsKeyId": g.kms_key_id,
+        "TransitEncryptionEnabled": g.transit_encryption_enabled,
+        "SnapshotRetentionLimit": g.snapshot_retention_limit, "SnapshotWindow": g.snapshot_window,
+        "AutoMinorVersionUpgrade": g.auto_minor_version_upgrade,
+    }
+    names = list(fields)
+    return pulumi.Output.all(*fields.values()).apply(
+        lambda vals: {n: v for n, v in zip(names, vals) if v is not None})

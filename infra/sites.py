@@ -143,6 +143,7 @@ def _site(cfg: StackConfig, vault: BackupVault, db: AuroraSite, db_secret_arn: p
             trail_name=cfg.recovery.trail_name,
             revocable_role_arns=revocable_role_arns or [],
             peer=peer,
+            cache_secret_arn=cache.secret.arn,
         ),
     )
     return {
@@ -160,6 +161,7 @@ def _site(cfg: StackConfig, vault: BackupVault, db: AuroraSite, db_secret_arn: p
         "cache_replication_group_id": cache.group.replication_group_id,
         "cache_endpoint": cache.group.primary_endpoint_address,
         "cache_secret_arn": cache.secret.arn,
+        "cache_settings": cache.settings,  # issue 15: `recovery cache recreate`
         "app_secret_arns": app_secret_arns,
         "health_check_id": dns.health_check.id,
         "traffic_control": traffic,

@@ -134,3 +134,18 @@ def round_trip(target: CacheTarget, token: str, key: str = "xai-dr:rotation-test
         return {"ping": True, "set_get": True}
     finally:
         conn.close()
+
+
+def key_count(target: CacheTarget, token: str) -> int:
+    """DBSIZE with ``token``: how many keys the cache holds (a recreated group must hold none)."""
+    redact.register(token)
+    conn = _Conn(target)
+    try:
+        ok, _ = conn.call("AUTH", token)
+        good, reply = conn.call("DBSIZE") if ok else (False, b"")
+        if not good:
+            raise CacheError(f"the cache at {target.where} refused DBSIZE with the current token",
+                             "check the default user's ACL")
+        return int(reply)
+    finally:
+        conn.close()

@@ -225,3 +225,24 @@ class PartitionNotHealedError(DeadlineError):
     """`recovery partition wait|rejoin`: the node did not regain peers and sync before the timeout."""
 
     exit_code = 34
+
+
+# ---- issue 15: cache recovery (codes 51-53) ----------------------------------------------------------
+
+
+class CachePrimaryHealthyError(RefusedError):
+    """`cache failover`: the primary answers; there is nothing to fail over."""
+
+    exit_code = 51
+
+
+class CacheNoReplicaError(RefusedError):
+    """`cache failover`: no replica answers, so none can be promoted (every node lost: `cache recreate`)."""
+
+    exit_code = 52
+
+
+class CacheGroupAliveError(RefusedError):
+    """`cache recreate`: a node of the group still answers; recreating would drop a working cache."""
+
+    exit_code = 53

@@ -82,6 +82,8 @@ class StackOutputs:
     cache_endpoint: str
     cache_port: int
     cache_secret_arn: str
+    # issue 15: the group as the program declares it (CreateReplicationGroup's names), for `cache recreate`
+    cache_settings: dict[str, Any]
     app_secret_arns: list[str]
     dns_zone_id: str
     dns_record_name: str
@@ -147,6 +149,7 @@ _SPEC: dict[str, tuple[str, bool]] = {
     "cache_endpoint": ("str", True),
     "cache_port": ("int", True),
     "cache_secret_arn": ("str", True),
+    "cache_settings": ("object", True),
     "app_secret_arns": ("list[str]", True),
     "dns_zone_id": ("str", True),
     "dns_record_name": ("str", True),

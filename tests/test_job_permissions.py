@@ -62,6 +62,8 @@ SITE_NOT_EXERCISED = {
     **{("local-dr", "rotate", sid): "rotating the DR site's DB secret (a replica of the primary's, read-only) and "
        "its cache token (no redis-server backs the DR group) is a known gap of `recovery rotate`; the same "
        "statements are exercised on local" for sid in ("RotateSecrets", "SetDatabasePassword", "SetCacheToken")},
+    **{("local-dr", "restore", sid): "no redis-server backs the DR group, so the redis drills run on local only; "
+       "the same statements are exercised there" for sid in ("CacheRecovery", "CacheRecreate", "CacheToken")},
 }
 
 

@@ -11,6 +11,8 @@ backends live. They make control-plane calls act on the real local services:
   using a separate maintenance superuser the way AWS's control plane has its own access.
 - modify_replication_group(AuthToken, AuthTokenUpdateStrategy) changes which passwords the
   local redis-server's default user accepts (recovery/local/redis_cache.py).
+- test_failover / delete_replication_group / create_replication_group promote the cache's real
+  replica, stop its nodes, start a fresh pair (recovery/local/redis_group.py).
 - failover_global_cluster / switchover_global_cluster fence the old writer and promote the
   target cluster's real PostgreSQL (the DR site's hot standby), see recovery/local/dr_site.py.
 
@@ -36,7 +38,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from recovery.local import dr_site, emulator
+from recovery.local import dr_site, emulator, redis_group
 from recovery.local.moto_server import MotoServer
 from recovery.local.paths import HOOKS_FILE, read_hooks
 from recovery.local.redis_cache import apply_auth_token
@@ -98,6 +100,16 @@ def _register_health_probes(state_dir: Path) -> None:
         emulator.set_health_probe(hc_id, url)
 
 
+def _cache_group_hooks(state_dir: Path) -> None:
+    """issue 15: TestFailover, delete and create of the cache group act on the local redis-servers."""
+    from recovery.local.emulator import elasticache_failover as ef
+
+    ef.set_cache_failover_hook(lambda group, old, new: redis_group.failover(state_dir, group, old, new))
+    ef.set_cache_delete_hook(lambda group: redis_group.delete(state_dir, group))
+    ef.set_cache_create_hook(lambda group, token, count: redis_group.create(state_dir, group, token, count))
+    ef.set_cache_nodes_hook(lambda group: redis_group.node_endpoints(state_dir, group))
+
+
 def serve(state_dir: Path) -> None:
     # The authoriser imports werkzeug (moto[server], a development dependency): imported here, in
     # the daemon, so `local down|status` and the commands never need it.
@@ -112,6 +124,7 @@ def serve(state_dir: Path) -> None:
     # issue 7: ROTATE/SET -> Redis ACL passwords
     emulator.set_auth_token_hook(lambda group, token, strategy: apply_auth_token(state_dir, group, token, strategy))
     emulator.set_promotion_hook(lambda cluster: _promote(state_dir, cluster))
+    _cache_group_hooks(state_dir)
     server = MotoServer().start()
     # Route 53's data plane: DNS answers from the zones above, through any outage of the HTTP API
     from recovery.local.emulator.route53_dns import DnsServer

@@ -251,14 +251,18 @@ def check_cache(outputs: StackOutputs, opts: StatusOptions) -> Line:
     if not outputs.cache_endpoint:
         return Line("cache", "reachable", SKIP, "no cache configured")
     where = f"{outputs.cache_endpoint}:{outputs.cache_port}"
-    group_status = None
+    group_status, group = None, {}
     try:
         groups = client("elasticache", outputs.region).describe_replication_groups(
             ReplicationGroupId=outputs.cache_replication_group_id)["ReplicationGroups"]
         group_status = groups[0].get("Status") if groups else "missing"
+        group = groups[0] if groups else {}
     except (ClientError, BotoCoreError) as exc:
         group_status = f"unknown ({_err(exc)})"
     data = {"endpoint": where, "replication_group_status": group_status}
+    nodes = _cache_nodes(group, outputs, opts)  # issue 15: primary + replica health
+    if nodes:
+        return _cache_nodes_line(where, group_status, nodes, data)
     try:
         with socket.create_connection((outputs.cache_endpoint, outputs.cache_port), timeout=opts.timeout_s):
             pass
@@ -270,6 +274,46 @@ def check_cache(outputs: StackOutputs, opts: StatusOptions) -> Line:
         return Line("cache", "reachable", RED, f"{where} unreachable ({reason}); group is {group_status}", data)
     level = GREEN if group_status == "available" else YELLOW
     return Line("cache", "reachable", level, f"{where} accepts connections; group is {group_status}", data)
+
+
+def _cache_nodes(group: dict[str, Any], outputs: StackOutputs, opts: StatusOptions) -> dict[str, dict[str, Any]]:
+    """Each member's role and whether it answers PING at its own endpoint (none known: {})."""
+    from recovery.cache import CacheTarget, answers
+
+    out = {}
+    for m in ((group.get("NodeGroups") or [{}])[0].get("NodeGroupMembers") or []):
+        ep = m.get("ReadEndpoint") or {}
+        if not ep.get("Address"):
+            continue
+        target = CacheTarget(str(ep["Address"]), int(ep.get("Port") or outputs.cache_port), tls=not opts.local)
+        out[str(m["CacheClusterId"])] = {"role": m.get("CurrentRole"), "answers": answers(target, opts.timeout_s)}
+    if not any(n["answers"] for n in out.values()) and opts.local and not _accepts(outputs, opts):
+        return {}  # no redis-server backs the local group (or its region is out): the endpoint check says so
+    return out
+
+
+def _accepts(outputs: StackOutputs, opts: StatusOptions) -> bool:
+    try:
+        socket.create_connection((outputs.cache_endpoint, outputs.cache_port), timeout=opts.timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def _cache_nodes_line(where: str, group_status: Any, nodes: dict[str, dict[str, Any]], data: dict[str, Any]) -> Line:
+    """A lost primary is red (writes fail until `cache failover`), a lost replica yellow (no failover left)."""
+    data["nodes"] = nodes
+    lost = [f"{cid} ({n['role']})" for cid, n in nodes.items() if not n["answers"]]
+    primary_lost = any(n["role"] == "primary" and not n["answers"] for n in nodes.values())
+    if primary_lost:
+        return Line("cache", "reachable", RED, f"{where}: primary lost: {', '.join(lost)} not answering; group is "
+                    f"{group_status} (`recovery cache failover`, or `cache recreate` if every node is lost)", data)
+    if lost:
+        return Line("cache", "reachable", YELLOW, f"{where} answers; replica lost: {', '.join(lost)} not answering; "
+                    f"group is {group_status}", data)
+    level = GREEN if group_status == "available" else YELLOW
+    return Line("cache", "reachable", level, f"{where} answers; primary and {len(nodes) - 1} replica(s) answer; "
+                f"group is {group_status}", data)
 
 
 # ------------------------------------------------------------------------------------ backups

@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from recovery.local.emulator import (cloudtrail, elasticache_auth, outage, rds_global, route53_health, s3_replication,
+from recovery.local.emulator import (cloudtrail, elasticache_auth, elasticache_failover, outage, rds_global, route53_health, s3_replication,
                                      secrets_replica)
 from recovery.local.emulator.records import (
     LOCK, auth_token_calls, cache_auth_tokens, cloudtrail_events, configure, fingerprint,
@@ -63,6 +63,9 @@ EXTENSIONS: tuple[Extension, ...] = (
               "modify_db_cluster(MasterUserPassword) runs a hook (the real database's ALTER ROLE)"),
     Extension("elasticache-auth-token", elasticache_auth.install,
               "modify_replication_group auth token ROTATE/SET/DELETE, validated, runs a hook"),
+    Extension("elasticache-failover", elasticache_failover.install,
+              "a group's NumCacheClusters members, TestFailover promotes a replica (runs a hook), a deleted "
+              "group goes away, members' endpoints from the local backing"),
     Extension("cloudtrail-lookup-events", cloudtrail.install,
               "every API call recorded as a management event; LookupEvents answers from them"),
     Extension("secrets-stop-replication", secrets_replica.install,

@@ -162,9 +162,19 @@ def _secrets_list(call: _Call) -> list[_Check]:
 
 # ---- ElastiCache, SSM, CloudWatch, CloudTrail -----------------------------------------------
 
-@_maps("elasticache", "DescribeReplicationGroups", "ModifyReplicationGroup")
+@_maps("elasticache", "DescribeReplicationGroups", "ModifyReplicationGroup", "TestFailover", "DeleteReplicationGroup")
 def _replication_group(call: _Call) -> list[_Check]:
     return [call.check(call.arn(f"replicationgroup:{call.param('ReplicationGroupId').lower() or '*'}"))]
+
+
+@_maps("elasticache", "CreateReplicationGroup")
+def _create_replication_group(call: _Call) -> list[_Check]:
+    """AWS checks the group, its member clusters and the subnet group it is placed in."""
+    gid = call.param("ReplicationGroupId").lower()
+    checks = [call.check(call.arn(f"replicationgroup:{gid}")), call.check(call.arn(f"cluster:{gid}-*"))]
+    if call.param("CacheSubnetGroupName"):
+        checks.append(call.check(call.arn(f"subnetgroup:{call.param('CacheSubnetGroupName').lower()}")))
+    return checks
 
 
 def _ssm_parameter(call: _Call, name: str) -> str:
