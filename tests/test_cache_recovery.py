@@ -167,6 +167,29 @@ def test_rotation_after_a_failover_reaches_both_nodes(env: Env) -> None:
         assert token_works(target, new) and not token_works(target, old)
 
 
+def test_a_failed_verify_is_resumed_not_refused(env: Env) -> None:
+    """The failover happened but verify failed (the promoted replica's ACL had drifted from the token):
+    after the fix a rerun resumes the same run (detect from its journal, the failover's check holds)
+    instead of refusing with "the primary answers"."""
+    gid = env.outputs["cache_replication_group_id"]
+    cfg = read_cfg(env.dir)
+    assert cfg is not None and cfg["primary"] == f"{gid}-002"
+    replica_port, pw = int(cfg["nodes"][f"{gid}-001"]["port"]), cfg["admin_password"]
+    drifted = ["ACL", "SETUSER", "default", "on", "resetpass", ">drifted-token-0123456789", "~*", "&*", "+@all"]
+    admin_call(replica_port, pw, *drifted)
+    kill_nodes(env.dir, "primary")
+    r = env.cli("cache", "failover", "--stack", "local", "--yes")
+    assert r.returncode == 41, r.stdout + r.stderr  # CacheError: the token was rejected
+    assert env.token() not in r.stdout + r.stderr
+    assert env.roles() == {f"{gid}-001": "primary", f"{gid}-002": "replica"}  # the failover itself happened
+    before = len(env.failovers())
+    admin_call(replica_port, pw, "ACL", "SETUSER", "default", "on", "resetpass", f">{env.token()}", "~*", "&*", "+@all")
+    r = env.cli("cache", "failover", "--stack", "local", "--yes", "--json")
+    assert r.returncode == 0, r.stderr
+    assert {s["name"]: s["status"] for s in json.loads(r.stdout)["steps"]}["verify"] == "ok"
+    assert len(env.failovers()) == before  # resumed: no second TestFailover
+
+
 def test_group_loss_recreate_from_declared_settings(env: Env) -> None:
     gid = env.outputs["cache_replication_group_id"]
     round_trip(env.endpoint, env.token(), key="warm-before-loss")  # deleted by round_trip; add a lasting key:

@@ -223,13 +223,24 @@ class CacheRecovery:
                        params={"group": g.gid})
 
 
+def _assessed(rb: Runbook, store: JournalStore, assess: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """What ``detect`` found: an unfinished run's own finding (a rerun after a crash resumes it, though
+    the world now looks recovered half-way), else a fresh assessment that refuses before anything runs."""
+    prev = rb.resumable(store)
+    if prev is not None and prev.step("detect").detail:
+        return dict(prev.step("detect").detail)
+    return assess()
+
+
 def failover(outputs: StackOutputs, store: JournalStore, *, yes: bool = False, dry_run: bool = False,
              reporter: Any = None, timeout_s: float = 900.0) -> tuple[Journal | None, dict[str, Any] | None]:
     rec = CacheRecovery(outputs, timeout_s=timeout_s)
-    return execute(rec.failover_runbook(assess_failover(rec.g)), store, yes=yes, dry_run=dry_run, reporter=reporter)
+    assessed = _assessed(rec.failover_runbook({}), store, lambda: assess_failover(rec.g))
+    return execute(rec.failover_runbook(assessed or {}), store, yes=yes, dry_run=dry_run, reporter=reporter)
 
 
 def recreate(outputs: StackOutputs, store: JournalStore, *, yes: bool = False, dry_run: bool = False,
              reporter: Any = None, timeout_s: float = 900.0) -> tuple[Journal | None, dict[str, Any] | None]:
     rec = CacheRecovery(outputs, timeout_s=timeout_s)
-    return execute(rec.recreate_runbook(assess_recreate(rec.g)), store, yes=yes, dry_run=dry_run, reporter=reporter)
+    assessed = _assessed(rec.recreate_runbook({}), store, lambda: assess_recreate(rec.g))
+    return execute(rec.recreate_runbook(assessed or {}), store, yes=yes, dry_run=dry_run, reporter=reporter)
