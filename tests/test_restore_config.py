@@ -269,3 +269,13 @@ def test_sigkill_at_every_step_then_rerun_finishes(rs: RSite, conf: Conf) -> Non
     j = r.json()
     assert j["status"] == "ok" and len(j["attempts"]) == len(KILLS) + 1
     assert conf.state() == original and leftovers(conf) == [] and len(quarantines(conf)) == 2
+
+
+def test_nested_roots_restore_once(rs: RSite, conf: Conf) -> None:
+    """`backup config /etc/xai /etc/xai/conf.d` archives conf.d twice; it is restored with its parent."""
+    original = tree(conf.xai)
+    backup_config(rs.act_as("backup"), [str(conf.xai), str(conf.xai / "conf.d")], BackupOptions(s3=rs.s3()))
+    (conf.xai / "conf.d" / "explorer.toml").write_text("broken\n")
+    r = rs.cli("config", "--yes")
+    assert r.code == 0, r.err
+    assert tree(conf.xai) == original and r.out.count("kept the previous") == 1

@@ -74,8 +74,8 @@ def _under(path: str, root: str) -> bool:
 
 def choose_roots(roots: list[str], paths: tuple[str, ...], backup: str) -> list[str]:
     """The roots to restore: every root of the backup, or each --path (which must lie in one)."""
-    if not paths:
-        return sorted(roots)
+    if not paths:  # a root archived inside another (`backup config /etc/xai /etc/xai/conf.d`) comes with it
+        return sorted({r for r in roots if not any(o != r and _under(r, o) for o in roots)})
     chosen: list[str] = []
     for p in paths:
         ap = os.path.abspath(p)
@@ -109,8 +109,13 @@ def locate(members: Iterator[tarfile.TarInfo], roots: list[str], chosen: list[st
     """Each member with where it goes; refuses members outside the backup's roots, odd kinds, and
     anything below a symlink of the archive (a planted link would redirect later writes)."""
     links: list[str] = []
+    seen: set[str] = set()
     for info in members:
         path = member_path(info.name)
+        if path in seen:  # nested roots archive their members twice; the first copy is the one restored
+            yield Located(info, path, None)  # still counted against the manifest's totals
+            continue
+        seen.add(path)
         if not any(_under(path, r) for r in roots):
             raise IntegrityError(f"archive member {info.name!r} is outside the backup's roots ({', '.join(roots)})",
                                  "refusing to restore from this archive; pick another with --backup KEY")
