@@ -90,6 +90,13 @@ def leftovers(c: Conf) -> list[Path]:
     return sorted(p for r in c.roots for p in r.parent.glob(f".{r.name}.restore-*"))
 
 
+def untouched(c: Conf) -> list[tuple[str, int, int]]:
+    """listing() of the host's files, without the mtimes of the roots' parents (a staging was made
+    and removed there): every live path with the same inode and mtime means nothing was changed."""
+    parents = {str(r.parent) for r in c.roots} | {str(c.base)}
+    return [(p, ino, 0 if p in parents else mt) for p, ino, mt in listing(c.base)]
+
+
 def _last(r: Any) -> str:
     return r.err.strip().splitlines()[-1]
 
@@ -279,3 +286,12 @@ def test_nested_roots_restore_once(rs: RSite, conf: Conf) -> None:
     r = rs.cli("config", "--yes")
     assert r.code == 0, r.err
     assert tree(conf.xai) == original and r.out.count("kept the previous") == 1
+
+
+def test_disk_full_while_staging_leaves_nothing(rs: RSite, conf: Conf) -> None:
+    backup(rs, conf)
+    conf.damage()
+    before = untouched(conf)
+    r = rs.cli("config", "--yes", env={"RECOVERY_TEST_FAULT": "enospc"})
+    assert r.code == 4 and "step 'extract-staging'" in _last(r) and "No space left" in _last(r), r.err
+    assert untouched(conf) == before and leftovers(conf) == [] and quarantines(conf) == []
