@@ -151,6 +151,7 @@ def _exercise(b: Battery, tmp: Path) -> None:
     b.run("metrics", "metrics", *local, "--json")
     b.run("restore db", "restore", "db", *local, "--yes", "--force")
     b.run("restore chain", "restore", "chain", *local, "--yes", "--archive-current")
+    b.run("restore config", "restore", "config", *local, "--yes", "--path", str(cfg))
     pitr_to = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
     b.run("restore pitr", "restore", "pitr", *local, "--to-time", pitr_to, "--new-cluster", "xai-local-pitr", "--yes")
     b.run("rotate all", "rotate", "all", *local, "--yes", "--no-grace")

@@ -1,4 +1,5 @@
-"""`recovery restore db|pitr|chain`: the DR plan's scenarios 1 and 2 as runbooks.
+"""`recovery restore db|pitr|chain|config`: the DR plan's scenarios 1 and 2, and containment's
+"redeploy from known-good state", as runbooks.
 
 Thin: parse options, build the runbook, hand it to the engine with a ConsoleReporter (plan,
 progress and summary on stderr), print the journal (or the dry-run plan) with --json on stdout.
@@ -16,7 +17,7 @@ from recovery.commands.params import DURATION, URL
 
 @click.group()
 def restore() -> None:
-    """Restore the database (from a dump or to a point in time) or the node's chain data."""
+    """Restore the database (from a dump or to a point in time), the node's chain data, or configuration."""
 
 
 @restore.command("db")
@@ -89,4 +90,28 @@ def restore_pitr_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: b
     journal = finish_runbook(lambda: restore_pitr(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
     if journal is not None and not as_json:
         for line in next_steps(outputs, journal.step("report").detail, fmt(opts.to_time)):
+            out(line)
+
+
+@restore.command("config")
+@runbook_options
+@click.option("--backup", default="latest", show_default=True, help="Backup key or file name, or 'latest'.")
+@click.option("--path", "paths", multiple=True, help="Restore only this path (a path the backup holds, or one inside "
+                                                     "it); repeatable [default: every path in the backup].")
+@click.option("--restart", multiple=True, help="Stop then start this service after the swap (a name from the "
+                                              "services config); repeatable, in order.")
+def restore_config_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, backup: str,
+                       paths: tuple[str, ...], restart: tuple[str, ...]) -> None:
+    """Put configuration files back from a `backup config` archive; what they replace is quarantined."""
+    from recovery.engine.console import ConsoleReporter
+    from recovery.runbooks.restore_config import ConfigRestoreOptions, kept, restore_config
+
+    opts = ConfigRestoreOptions(backup=backup, paths=paths, restart=restart)
+    outputs = outputs_for(stack, outputs_file, "restore")
+    reporter = ConsoleReporter()
+    store = journal_store_for(outputs, reporter)
+    journal = finish_runbook(lambda: restore_config(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter),
+                             as_json)
+    if not as_json:
+        for line in kept(journal):
             out(line)

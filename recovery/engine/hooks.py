@@ -7,7 +7,7 @@ They are read only here, and nothing in production sets them (docs/runbook-engin
 * ``RECOVERY_TEST_CRASH_AT=<runbook>:<step>:<before|after>`` - the process SIGKILLs itself just
   before the step's action starts, or just after it returns and before the journal records it
   (the worst moment: the work is done but nobody knows).
-* ``RECOVERY_TEST_FAULT=enospc`` - the chain extraction fails with ENOSPC after its first file,
+* ``RECOVERY_TEST_FAULT=enospc`` - the chain (and config) extraction fails with ENOSPC after its first file,
   as a full disk would (a tiny filesystem needs a root mount, which tests cannot rely on).
 """
 
