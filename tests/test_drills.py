@@ -222,9 +222,17 @@ def _partition_and_breach(local: Local, by: dict[str, Any], md: str) -> None:
     keys = [o["Key"] for o in local.s3().list_objects_v2(Bucket="xai-backups-local",
                                                         Prefix=f"incidents/{incident}/").get("Contents", [])]
     assert {f"incidents/{incident}/record.json", f"incidents/{incident}/report.md"} <= set(keys)
-    # one row per component of the objectives table
+    # the explorer and the monitoring: lost process and state, back from a config backup
+    for name, comp in (("explorer-loss", "explorer"), ("monitoring-loss", "monitoring")):
+        sc = by[name]
+        assert sc["passed"] and sc["component"] == comp and "health check" in sc["detection"]
+        assert "restore-config: swap-in" in [s["name"] for s in sc["steps"]]
+    assert by["explorer-loss"]["rpo_met"] is True and by["monitoring-loss"]["rpo_target_minutes"] is None
+    # one row per component of the objectives table, every one drilled
     for comp in ("node", "postgresql", "redis", "explorer", "monitoring"):
         assert f"| {comp} |" in md
+    if shutil.which("redis-server") or Path("/usr/bin/redis-server").exists():  # else the redis drills skip
+        assert "not drilled" not in md
 
 
 def test_drill_db_and_chain_on_the_local_stack(local: Local) -> None:
