@@ -56,9 +56,16 @@ def _healthy(url: str) -> dict[str, Any]:
     return body
 
 
-def _backup(d: DrillRun, paths: tuple[str, ...]) -> Any:
-    with acting_as(d.outputs, "backup"):
-        return backup_config(d.outputs, list(paths), BackupOptions())
+def _disaster_and_restore(d: DrillRun, svc: Any) -> Any:
+    """backup (the last good state), inject, detect, restore; returns the backup's manifest."""
+    with d.step("backup") as st:
+        with acting_as(d.outputs, "backup"):
+            m = backup_config(d.outputs, list(svc.config), BackupOptions())
+        st.detail.update(key=m.key)
+    _lose(d, svc.name, svc.config)
+    _detect(d, svc.health)
+    _restore(d, m.key, svc.config, svc.name)
+    return m
 
 
 def _restore(d: DrillRun, key: str, paths: tuple[str, ...], service: str) -> None:
@@ -107,12 +114,7 @@ def explorer_loss(d: DrillRun) -> None:
     assert svc.health, "the explorer has no health URL in the services config"
     with d.step("preflight") as st:
         st.detail.update(wait_for("the explorer healthy", lambda: _healthy(svc.health), TIMEOUT_S))
-    with d.step("backup") as st:
-        m = _backup(d, svc.config)
-        st.detail.update(key=m.key)
-    _lose(d, svc.name, svc.config)
-    _detect(d, svc.health)
-    _restore(d, m.key, svc.config, svc.name)
+    m = _disaster_and_restore(d, svc)
     with d.step("verify") as st:
         with _node(d) as node:
             node.block_height()  # the node answers: the explorer was (re)started after it
@@ -134,12 +136,7 @@ def monitoring_loss(d: DrillRun) -> None:
         groups = _healthy(f"{base}/api/v1/rules")["data"]["groups"]
         dashboards = _healthy(f"{base}/api/v1/status/config")["data"]["dashboards"]
         st.detail.update(rule_groups=len(groups), dashboards=len(dashboards))
-    with d.step("backup") as st:
-        m = _backup(d, svc.config)
-        st.detail.update(key=m.key)
-    _lose(d, svc.name, svc.config)
-    _detect(d, svc.health)
-    _restore(d, m.key, svc.config, svc.name)
+    m = _disaster_and_restore(d, svc)
     with d.step("verify") as st:
         wait_for("the monitoring ready", lambda: _healthy(svc.health), TIMEOUT_S)
         if _healthy(f"{base}/api/v1/rules")["data"]["groups"] != groups:
