@@ -96,6 +96,8 @@ class StackOutputs:
     endpoint_parameter_name: str
     recovery_role_arns: dict[str, str]
     objectives: dict[str, Any]
+    # The DR-events topic and webhooks (infra/notifications.py, recovery/notify.py).
+    notifications: dict[str, Any]
     replication_source_bucket_name: str | None = None
     replication_role_arn: str | None = None
     # Only the local environment's stacks carry these (recovery/local/deploy.py LOCAL_BINDINGS):
@@ -158,6 +160,7 @@ _SPEC: dict[str, tuple[str, bool]] = {
     "endpoint_parameter_name": ("str", True),
     "recovery_role_arns": ("object", True),
     "objectives": ("object", True),
+    "notifications": ("object", True),
     "replication_source_bucket_name": ("str", False),
     "replication_role_arn": ("str", False),
     "node_data_dir": ("str", False),
