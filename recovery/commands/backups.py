@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from recovery import notify
+from recovery.notify_findings import verification_findings
 from recovery.commands.common import (emit_json, interactive, mb, node_data_dir, out, outputs_for, progress,
                                       stack_options)
 from recovery.commands.params import check_writable_dir
@@ -62,7 +64,7 @@ def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str,
     # checked here, before the outputs are read, the lock taken or the snapshot exported
     opts = BackupOptions(fmt=fmt, level=level, workers=workers, take_over_stale=take_over_stale)
     outputs = outputs_for(stack, outputs_file, "backup")
-    with progress(interactive(as_json), "pg_dump") as cb:
+    with progress(interactive(as_json), "pg_dump") as cb, notify.on_failure(outputs, "backup-failed", "postgresql"):
         opts.on_bytes = cb
         m = backup_db(outputs, opts, dsn=dsn)
     _render_manifest(m, as_json, opts.extra)
@@ -84,7 +86,7 @@ def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_d
     opts = BackupOptions(fmt=fmt, level=level, take_over_stale=take_over_stale)  # checked before anything happens
     outputs = outputs_for(stack, outputs_file, "backup")
     data_dir = node_data_dir(outputs, data_dir)
-    with progress(interactive(as_json), "tar") as cb:
+    with progress(interactive(as_json), "tar") as cb, notify.on_failure(outputs, "backup-failed", "node"):
         opts.on_bytes = cb
         m = backup_chain(outputs, data_dir, opts, member_prefix=member_prefix)
     _render_manifest(m, as_json, opts.extra)
@@ -101,7 +103,8 @@ def backup_config_cmd(stack: str, outputs_file: str | None, as_json: bool, paths
 
     outputs = outputs_for(stack, outputs_file, "backup")
     opts = BackupOptions(take_over_stale=take_over_stale)
-    m = backup_config(outputs, list(paths), opts)
+    with notify.on_failure(outputs, "backup-failed", "site", backup="config"):
+        m = backup_config(outputs, list(paths), opts)
     _render_manifest(m, as_json, opts.extra)
 
 
@@ -163,6 +166,7 @@ def verify_cmd(stack: str, outputs_file: str | None, as_json: bool, kinds: tuple
             out(f"{c.mark} {c.scope:<6} {c.name:<11} {c.detail}")
 
     report = verify(outputs, kinds=kinds or KINDS, max_age_minutes=ages, record=not no_record, on_check=line)
+    verification_findings(outputs, report.checks)
     if as_json:
         emit_json(report.to_json())
     failed = [c for c in report.checks if c.ok is False]

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from recovery import redact
+from recovery.notify_findings import status_findings
 from recovery.commands.common import emit_json, local_node_url, out, outputs_for, stack_options
 from recovery.commands.params import URL, check_writable_dir
 from recovery.errors import InputError, StatusRedError
@@ -70,6 +71,7 @@ def status_cmd(stack: str, outputs_file: str | None, as_json: bool, reference_ur
                          max_lag=max_lag, red_lag=red_lag, local=outputs.local, role=outputs.role)
     tty = not as_json and sys.stdout.isatty()
     report = run_status(outputs, opts)
+    status_findings(outputs, report.lines)
     if as_json:
         emit_json(report.to_json())
     elif tty:
