@@ -4,8 +4,8 @@ Events API (see deploy_sns.py for how the stack files point at it).
 
 Every request is appended to ``deliveries.jsonl`` in the state directory (path, the parsed JSON
 body, the answer it got), so tests assert on what was really sent. ``POST /_control/fail`` with
-``{"count": N}`` makes it answer the next N deliveries 503 (to prove retries); control requests are
-not recorded. ``python -m recovery.local.webhook_receiver --state-dir D`` runs it; `local up`
+``{"count": N, "path": "/local/slack"}`` makes it answer the next N deliveries (to that path, or to
+any without "path") 503, to prove retries; control requests are not recorded. ``python -m recovery.local.webhook_receiver --state-dir D`` runs it; `local up`
 starts it and `local down` stops it.
 """
 
@@ -37,7 +37,7 @@ class _Receiver(ThreadingHTTPServer):
     def __init__(self, log: Path) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.log = log
-        self.fail_next = 0
+        self.fail_next: dict[str, int] = {}  # path ("" = any) -> deliveries still to refuse
         self.lock = threading.Lock()
 
 
@@ -66,12 +66,14 @@ class _Handler(BaseHTTPRequestHandler):
             body = raw.decode("utf-8", "replace")
         if self.path == "/_control/fail":
             with self.server.lock:
-                self.server.fail_next = int((body or {}).get("count", 1))
+                self.server.fail_next[str((body or {}).get("path") or "")] = int((body or {}).get("count", 1))
             self._answer(200, {"fail_next": self.server.fail_next})
             return
         with self.server.lock:
-            failing = self.server.fail_next > 0
-            self.server.fail_next -= 1 if failing else 0
+            which = self.path if self.server.fail_next.get(self.path, 0) > 0 else ""
+            failing = self.server.fail_next.get(which, 0) > 0
+            if failing:
+                self.server.fail_next[which] -= 1
             code = 503 if failing else 202
             with open(self.server.log, "a") as f:
                 f.write(json.dumps({"at": time.time(), "path": self.path, "status": code,
