@@ -14,11 +14,10 @@ from pulumi_policy import PolicyPack
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fsbp_rules as rules  # noqa: E402
-import notification_rules  # noqa: E402
 
 PolicyPack(
     name=rules.PACK_NAME,
     enforcement_level=rules.PACK_ENFORCEMENT,
-    policies=[*rules.ALL_POLICIES, *notification_rules.POLICIES],
+    policies=rules.ALL_POLICIES,
     description="AWS Foundational Security Best Practices and DR requirements for the XAI DR platform.",
 )

@@ -10,13 +10,14 @@ from typing import List
 
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 
-from fsbp_rules import MISSING, UNKNOWN, _of_type, present, prop
-
 SNS_TOPIC = "aws:sns/topic:Topic"
 SNS_SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 
 
 def validate_dr_events_topic(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    # fsbp_rules lists this rule in its STACK_POLICIES: its helpers are imported at call time.
+    from fsbp_rules import MISSING, UNKNOWN, _of_type, present, prop
+
     subs = _of_type(args.resources, SNS_SUBSCRIPTION)
     for topic in _of_type(args.resources, SNS_TOPIC):
         name = prop(topic.props, "name")

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from recovery import redact
+from recovery.aws import client
+from recovery.engine.journal import default_journal_dir
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +160,6 @@ def _webhook_target(hook: dict[str, Any], region: str) -> tuple[str, str]:
     """(url, routing key) of a webhook; a secret one is read from Secrets Manager and registered."""
     if hook.get("url"):
         return str(hook["url"]), ""
-    from recovery.aws import client
-
     value = client("secretsmanager", str(hook["secret_arn"]).split(":")[3] or region, attempts=2).get_secret_value(
         SecretId=hook["secret_arn"], VersionStage="AWSCURRENT")["SecretString"]
     redact.register(value)
@@ -177,8 +177,6 @@ def _deliver(outputs: Any, e: Event) -> dict[str, str | None]:
     results: dict[str, str | None] = {}
     topic = cfg.get("topic_arn")
     if topic and e.action == "trigger":  # a resolution is for the pager; people were told once
-        from recovery.aws import client
-
         results["sns"] = _with_retries(f"topic {topic}", lambda: client(
             "sns", topic.split(":")[3], attempts=2).publish(TopicArn=topic, **sns_message(e)))
     for hook in cfg.get("webhooks", []):
@@ -196,8 +194,6 @@ def _deliver(outputs: Any, e: Event) -> dict[str, str | None]:
 # ------------------------------------------------------------------------------ dedup state
 
 def _state_file(stack: str) -> Path:
-    from recovery.engine.journal import default_journal_dir
-
     return default_journal_dir() / "notifications" / f"{stack.replace('/', '_')}.json"
 
 

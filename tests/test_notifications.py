@@ -2,22 +2,19 @@
 topic (declared by infra/, delivered by the emulator over HTTP), the Slack-compatible webhook and the
 PagerDuty Events v2 webhook (its URL and routing key in Secrets Manager), once per event, with no
 secret in them; retries after a refused delivery; a stale backup pages once. Plus the topic under
-Pulumi mocks and the CrossGuard rule."""
+Pulumi mocks (the CrossGuard rule is tested in tests/test_policy.py)."""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any, Iterator
 
 import psycopg
 import pytest
 
 from cli_env import isolated_env, run_cli
-from conftest import ROOT
 
 FORMATS = ("/local/sns", "/local/slack", "/local/pagerduty")
 
@@ -258,22 +255,3 @@ def test_bad_notifications_config_is_one_line_naming_the_key(change: dict[str, A
     with pytest.raises(stack_config.ConfigError) as err:
         stack_config.load(raw, stack="production", region="us-east-1")
     assert problem in str(err.value) and "\n" not in str(err.value)
-
-
-def test_the_policy_rule_passes_both_stacks_and_catches_an_unencrypted_or_unheard_topic() -> None:
-    sys.path.insert(0, str(ROOT / "policy"))
-    import notification_rules as rules
-    from test_policy import _as_preview_props, check_stack, policy_resources, res
-    from infra_runs import STACKS, run
-
-    for stack in STACKS:
-        registered = [(r.type, r.name, r.urn or r.name, _as_preview_props(r.outputs), r.region)
-                      for r in run(stack).resources]
-        assert check_stack(rules.DR_EVENTS_TOPIC, policy_resources(registered)) == []
-        no_subs = [x for x in registered if x[0] != rules.SNS_SUBSCRIPTION]
-        assert "has no subscription" in check_stack(rules.DR_EVENTS_TOPIC, policy_resources(no_subs))[0][1]
-    topic = res(rules.SNS_TOPIC, "t", {"name": "t", "arn": "arn:aws:sns:us-east-1:1:t"})
-    sub = res(rules.SNS_SUBSCRIPTION, "s", {"topic": "arn:aws:sns:us-east-1:1:t", "protocol": "email"})
-    found = check_stack(rules.DR_EVENTS_TOPIC, [topic, sub])
-    assert [m for _, m in found] == ["topic t is not encrypted (no kmsMasterKeyId): DR events name the stack's "
-                                     "resources and failures"]
