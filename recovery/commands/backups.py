@@ -6,8 +6,6 @@ from typing import Any
 
 import click
 
-from recovery import notify
-from recovery.notify_findings import verification_findings
 from recovery.commands.common import (emit_json, interactive, mb, node_data_dir, out, outputs_for, progress,
                                       stack_options)
 from recovery.commands.params import check_writable_dir
@@ -59,6 +57,7 @@ def _take_over_option(f: Any) -> Any:
 def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, level: int | None,
                   workers: int | None, dsn: str | None, take_over_stale: bool) -> None:
     """pg_dump of the chain database -> compression -> S3 multipart (SSE-KMS)."""
+    from recovery import notify
     from recovery.backups.take import BackupOptions, backup_db
 
     # checked here, before the outputs are read, the lock taken or the snapshot exported
@@ -81,6 +80,7 @@ def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str,
 def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_dir: str | None,
                      member_prefix: str | None, fmt: str, level: int | None, take_over_stale: bool) -> None:
     """tar.gz of the node's data directory (chain.db copied consistently)."""
+    from recovery import notify
     from recovery.backups.take import BackupOptions, backup_chain
 
     opts = BackupOptions(fmt=fmt, level=level, take_over_stale=take_over_stale)  # checked before anything happens
@@ -99,6 +99,7 @@ def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_d
 def backup_config_cmd(stack: str, outputs_file: str | None, as_json: bool, paths: tuple[str, ...],
                       take_over_stale: bool) -> None:
     """tar.gz of deployment configuration (run on every deployment)."""
+    from recovery import notify
     from recovery.backups.take import BackupOptions, backup_config
 
     outputs = outputs_for(stack, outputs_file, "backup")
@@ -157,6 +158,7 @@ def verify_cmd(stack: str, outputs_file: str | None, as_json: bool, kinds: tuple
     """Check the latest backup of each kind and the bucket; exit 13 if any check fails."""
     from recovery.catalog import KINDS
     from recovery.backups.verify import verify
+    from recovery.notify_findings import verification_findings
 
     outputs = outputs_for(stack, outputs_file, "backup")
     ages = {k: v for k, v in (("db", max_age_db), ("chain", max_age_chain)) if v is not None}

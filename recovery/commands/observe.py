@@ -9,7 +9,6 @@ from typing import Any
 import click
 
 from recovery import redact
-from recovery.notify_findings import status_findings
 from recovery.commands.common import emit_json, local_node_url, out, outputs_for, stack_options
 from recovery.commands.params import URL, check_writable_dir
 from recovery.errors import InputError, StatusRedError
@@ -61,6 +60,7 @@ _STYLE = {"green": "green", "yellow": "yellow", "red": "bold red", "skip": "dim"
 def status_cmd(stack: str, outputs_file: str | None, as_json: bool, reference_url: str | None, node_url: str | None,
                dsn: str | None, max_lag: int, red_lag: int) -> None:
     """The DR plan's detection checks in one view; exit 29 if any line is red."""
+    from recovery.notify_findings import status_findings
     from recovery.reports.status import StatusOptions, run_status
 
     if red_lag <= max_lag:
