@@ -26,6 +26,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -156,15 +157,15 @@ def _post(url: str, doc: dict[str, Any]) -> None:
         resp.read()
 
 
-def _webhook_target(hook: dict[str, Any], region: str) -> tuple[str, str]:
+def _webhook_target(hook: dict[str, Any], secrets: Any) -> tuple[str, str]:
     """(url, routing key) of a webhook; a secret one is read from Secrets Manager and registered."""
     if hook.get("url"):
         return str(hook["url"]), ""
-    value = client("secretsmanager", str(hook["secret_arn"]).split(":")[3] or region, attempts=2).get_secret_value(
-        SecretId=hook["secret_arn"], VersionStage="AWSCURRENT")["SecretString"]
+    value = secrets.get_secret_value(SecretId=hook["secret_arn"], VersionStage="AWSCURRENT")["SecretString"]
     redact.register(value)
     doc = json.loads(value)
-    url, key = str(doc.get("url") or (PAGERDUTY_EVENTS_URL if hook["format"] == "pagerduty" else "")), str(doc.get("routing_key", ""))
+    url = str(doc.get("url") or (PAGERDUTY_EVENTS_URL if hook["format"] == "pagerduty" else ""))
+    key = str(doc.get("routing_key", ""))
     redact.register(url)
     redact.register(key)
     if not url:
@@ -173,22 +174,26 @@ def _webhook_target(hook: dict[str, Any], region: str) -> tuple[str, str]:
 
 
 def _deliver(outputs: Any, e: Event) -> dict[str, str | None]:
+    """Every destination at once (one slow or dead one delays the caller by its own retries only).
+    Clients are made here, in the caller's thread: boto3 sessions are not thread-safe."""
     cfg = getattr(outputs, "notifications", None) or {}
-    results: dict[str, str | None] = {}
+    sends: dict[str, Any] = {}
     topic = cfg.get("topic_arn")
     if topic and e.action == "trigger":  # a resolution is for the pager; people were told once
-        results["sns"] = _with_retries(f"topic {topic}", lambda: client(
-            "sns", topic.split(":")[3], attempts=2).publish(TopicArn=topic, **sns_message(e)))
-    for hook in cfg.get("webhooks", []):
-        name, fmt = str(hook.get("name")), hook.get("format")
-        if fmt == "slack" and e.action != "trigger":
-            continue
-
-        def send(hook: dict[str, Any] = hook, fmt: Any = fmt) -> None:
-            url, key = _webhook_target(hook, outputs.region)
-            _post(url, slack_message(e) if fmt == "slack" else pagerduty_event(e, key))
-        results[f"webhook:{name}"] = _with_retries(f"webhook {name}", send)
-    return results
+        sns = client("sns", topic.split(":")[3], attempts=2)
+        sends["sns"] = (f"topic {topic}", lambda: sns.publish(TopicArn=topic, **sns_message(e)))
+    hooks = [h for h in cfg.get("webhooks", []) if e.action == "trigger" or h.get("format") == "pagerduty"]
+    secrets = client("secretsmanager", outputs.region, attempts=2) if any(h.get("secret_arn") for h in hooks) else None
+    for hook in hooks:
+        def send(hook: dict[str, Any] = hook) -> None:
+            url, key = _webhook_target(hook, secrets)
+            _post(url, slack_message(e) if hook["format"] == "slack" else pagerduty_event(e, key))
+        sends[f"webhook:{hook.get('name')}"] = (f"webhook {hook.get('name')}", send)
+    if not sends:
+        return {}
+    with ThreadPoolExecutor(max_workers=len(sends)) as pool:
+        futures = {name: pool.submit(_with_retries, what, fn) for name, (what, fn) in sends.items()}
+        return {name: f.result() for name, f in futures.items()}
 
 
 # ------------------------------------------------------------------------------ dedup state
