@@ -34,7 +34,7 @@ from typing import Any, Callable
 import boto3
 
 from recovery.errors import LocalEnvError
-from recovery.local.deploy_sns import RECEIVER_BINDING, RECEIVER_PLACEHOLDER, SNS_HANDLERS
+from recovery.local.deploy_sns import RECEIVER_BINDING, RECEIVER_PLACEHOLDER, SNS_HANDLERS, without_receiver
 from recovery.local.oncall import Oncall, oncall_identity  # re-exported: callers take it from here
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -561,7 +561,7 @@ def deploy(endpoint: str, *, ca_bundle: str | None = None, databases: dict[str, 
         replay(d, run)
     outputs = {}
     for run in chosen:
-        out = d.rewrites(run.outputs)
+        out = without_receiver(d.rewrites(run.outputs))
         out.update({k: v for k, v in bindings.get(run.stack, {}).items() if v is not None})
         outputs[run.stack] = out
     roles = [arn for out in outputs.values() for arn in out["recovery_role_arns"].values()]
