@@ -19,6 +19,9 @@ import pulumi_aws as aws
 from traffic_control import NAMESPACE as TRAFFIC_NAMESPACE
 from traffic_control import alarm_arn
 
+# The jobs that publish DR events (infra/notifications.py explains which runbooks run as each).
+PUBLISHING_JOBS = ("backup", "failover", "rotate", "contain")
+
 JOBS = ("backup", "restore", "failover", "rotate", "contain")
 
 # Runbook journals are written under runs/<runbook>/ of the target stack's bucket (recovery/runbook.py);
@@ -68,6 +71,10 @@ class RecoveryAccessArgs:
     peer: PeerAccess | None = None
     # issue 15: `cache failover|recreate` verify with (and recreate with) the cache's current auth token
     cache_secret_arn: pulumi.Input[str] | None = None
+    # The site's DR-events topic, its key and the webhook secrets (infra/notifications.py).
+    events_topic_arn: pulumi.Input[str] = ""
+    events_key_arn: pulumi.Input[str] = ""
+    webhook_secret_arns: list[pulumi.Input[str]] = field(default_factory=list)
 
 
 def statement(sid: str, actions: list[str], resources: Any, condition: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -263,7 +270,20 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
             statement("ReadTrail", ["cloudtrail:LookupEvents"], "*"),
         ],
     }
+    for job in PUBLISHING_JOBS:
+        docs[job] += events_statements(v, region)
     return {job: json.dumps({"Version": "2012-10-17", "Statement": s}, sort_keys=True) for job, s in docs.items()}
+
+
+def events_statements(v: dict[str, Any], region: str) -> list[dict[str, Any]]:
+    """What a publishing job needs to tell someone (recovery/notify.py): publish to the site's topic (SNS
+    uses the topic's key on the caller's behalf) and read the webhook secrets."""
+    out = [statement("PublishEvents", ["sns:Publish"], v["events_topic_arn"]),
+           statement("UseEventsKeyThroughSns", ["kms:Decrypt", "kms:GenerateDataKey"], v["events_key_arn"],
+                     {"StringEquals": {"kms:ViaService": f"sns.{region}.amazonaws.com"}})]
+    if v["webhook_secret_arns"]:
+        out.append(statement("ReadWebhooks", ["secretsmanager:GetSecretValue"], list(v["webhook_secret_arns"])))
+    return out
 
 
 def trust_policy(principal_arns: list[str]) -> str:
@@ -294,6 +314,9 @@ class RecoveryAccess(pulumi.ComponentResource):
             revocable_role_arns=pulumi.Output.all(*args.revocable_role_arns),
             peer_bucket_arn=peer.bucket_arn if peer else "",
             cache_secret_arn=args.cache_secret_arn or "",
+            events_topic_arn=args.events_topic_arn,
+            events_key_arn=args.events_key_arn,
+            webhook_secret_arns=pulumi.Output.all(*args.webhook_secret_arns),
         )
         documents = resolved.apply(lambda v: job_policies(v, args))
         self.roles = {}

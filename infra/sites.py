@@ -17,6 +17,7 @@ import pulumi_aws as aws
 from aurora import AuroraArgs, AuroraSite
 from backup_vault import BackupVault, BackupVaultArgs
 from dns_failover import DnsFailover, DnsFailoverArgs
+from notifications import DrEvents, NotificationsArgs
 from recovery_access import PeerAccess, RecoveryAccess, RecoveryAccessArgs, peer_failback_policy
 from redis_cache import PORT as CACHE_PORT
 from redis_cache import RedisCache, RedisCacheArgs
@@ -121,6 +122,7 @@ def _site(cfg: StackConfig, vault: BackupVault, db: AuroraSite, db_secret_arn: p
     endpoints = endpoint_parameter(cfg, db.global_cluster_id, writer if writer is not None else writer_doc(
         cfg.stack, db.cluster.endpoint, cfg.database.port, cache.group.replication_group_id,
         cache.group.primary_endpoint_address, CACHE_PORT))
+    events = DrEvents("events", NotificationsArgs(notifications=cfg.notifications, stack=cfg.stack))
     access = RecoveryAccess(
         "recovery",
         RecoveryAccessArgs(
@@ -144,8 +146,12 @@ def _site(cfg: StackConfig, vault: BackupVault, db: AuroraSite, db_secret_arn: p
             revocable_role_arns=revocable_role_arns or [],
             peer=peer,
             cache_secret_arn=cache.secret.arn,
+            events_topic_arn=events.topic.arn,
+            events_key_arn=events.key.arn,
+            webhook_secret_arns=[s.arn for s in events.webhook_secrets.values()],
         ),
     )
+    events.allow_publishers({job: role.arn for job, role in access.roles.items()})
     return {
         **_common_outputs(cfg),
         "backup_bucket_name": vault.bucket.bucket,
@@ -167,6 +173,7 @@ def _site(cfg: StackConfig, vault: BackupVault, db: AuroraSite, db_secret_arn: p
         "traffic_control": traffic,
         "endpoint_parameter_name": endpoints.name,
         "recovery_role_arns": {job: role.arn for job, role in access.roles.items()},
+        "notifications": events.output(cfg.notifications),
     }
 
 

@@ -97,6 +97,28 @@ class Objective:
 
 
 @dataclass(frozen=True)
+class Subscription:
+    role: str  # one of CONTACT_ROLES: the plan's contacts table
+    protocol: str
+    endpoint: str
+    components: tuple[str, ...] = ()  # empty: every event
+
+
+@dataclass(frozen=True)
+class Webhook:
+    name: str
+    format: str  # slack | pagerduty
+    url: str | None = None  # a URL that is not secret
+    secret_name: str | None = None  # else the Secrets Manager secret holding {"url", "routing_key"}
+
+
+@dataclass(frozen=True)
+class Notifications:
+    subscriptions: tuple[Subscription, ...]
+    webhooks: tuple[Webhook, ...]
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     region: str
@@ -110,6 +132,7 @@ class StackConfig:
     dns: Dns
     recovery: RecoveryAccess
     objectives: dict[str, Objective]
+    notifications: Notifications
 
     @property
     def is_primary(self) -> bool:
@@ -308,7 +331,9 @@ def load(raw: Mapping[str, Any], *, stack: str, region: str | None) -> StackConf
             rpo_minutes=r.value(entry, f"objectives.{comp}.rpoMinutes", int, default=None, check=_positive, expect="minutes > 0 or null"),
         )
 
+    notifications = _notifications(r)
     return StackConfig(
+        notifications=notifications,
         stack=stack,
         region=region,
         role=role,
@@ -324,12 +349,61 @@ def load(raw: Mapping[str, Any], *, stack: str, region: str | None) -> StackConf
     )
 
 
+CONTACT_ROLES = ("dr-lead", "infrastructure", "database", "security")
+SUBSCRIPTION_PROTOCOLS = ("email", "email-json", "sms", "https", "http")
+WEBHOOK_FORMATS = ("slack", "pagerduty")
+# What an event may be about (recovery/notify.py): the objectives' components, the site as a whole
+# (failover, replication) and security (containment, credentials).
+EVENT_COMPONENTS = (*OBJECTIVE_COMPONENTS, "site", "security")
+
+
+def _notifications(r: _Reader) -> Notifications:
+    n = r.section("notifications")
+    subs_raw = r.value(n, "notifications.subscriptions", list, expect="a list")
+    if not subs_raw:
+        raise r.fail("notifications.subscriptions", "is empty: nobody would be told", "[{role: dr-lead, protocol: email, "
+                     "endpoint: dr-lead@example.com}]")
+    subs = []
+    for i, raw in enumerate(subs_raw):
+        key = f"notifications.subscriptions[{i}]"
+        if not isinstance(raw, Mapping):
+            raise r.fail(key, "must be an object", "{role: dr-lead, protocol: email, endpoint: ...}")
+        comps = r.strings(raw, f"{key}.components", min_items=0, pattern="|".join(EVENT_COMPONENTS))
+        subs.append(Subscription(
+            role=r.value(raw, f"{key}.role", str, check=lambda v: v in CONTACT_ROLES, expect=" | ".join(CONTACT_ROLES)),
+            protocol=r.value(raw, f"{key}.protocol", str, check=lambda v: v in SUBSCRIPTION_PROTOCOLS,
+                             expect=" | ".join(SUBSCRIPTION_PROTOCOLS)),
+            endpoint=r.value(raw, f"{key}.endpoint", str, expect="an address or URL"), components=tuple(comps)))
+    hooks: list[Webhook] = []
+    for i, raw in enumerate(r.value(n, "notifications.webhooks", list, default=[], expect="a list")):
+        key = f"notifications.webhooks[{i}]"
+        if not isinstance(raw, Mapping):
+            raise r.fail(key, "must be an object", "{name: oncall, format: pagerduty, secretName: xai/oncall/pagerduty}")
+        hook = Webhook(
+            name=r.value(raw, f"{key}.name", str, check=lambda v: re.fullmatch(r"[a-z0-9-]+", v) is not None,
+                         expect="a name of a-z, 0-9 and -"),
+            format=r.value(raw, f"{key}.format", str, check=lambda v: v in WEBHOOK_FORMATS, expect="slack | pagerduty"),
+            url=r.value(raw, f"{key}.url", str, default=None, check=lambda v: v.startswith(("https://", "http://")),
+                        expect="an http(s) URL"),
+            secret_name=r.value(raw, f"{key}.secretName", str, default=None, expect="a Secrets Manager name"))
+        if (hook.url is None) == (hook.secret_name is None):
+            raise r.fail(key, "must give exactly one of url and secretName", "{name: oncall, format: slack, url: https://...}")
+        if hook.format == "pagerduty" and hook.url:
+            raise r.fail(f"{key}.url", "cannot carry a PagerDuty routing key, which is secret",
+                         "secretName: xai/oncall/pagerduty (a secret holding {\"routing_key\": ...})")
+        if hook.name in {h.name for h in hooks}:
+            raise r.fail(f"{key}.name", f"repeats '{hook.name}'", "a name of its own per webhook")
+        hooks.append(hook)
+    return Notifications(subscriptions=tuple(subs), webhooks=tuple(hooks))
+
+
 def from_pulumi() -> StackConfig:
     """Read the running stack's config through the Pulumi SDK."""
     import pulumi
 
     cfg = pulumi.Config(NAMESPACE)
-    keys = ("role", "production", "peerStack", "network", "backup", "database", "cache", "dns", "recovery", "objectives")
+    keys = ("role", "production", "peerStack", "network", "backup", "database", "cache", "dns", "recovery", "objectives",
+            "notifications")
     raw: dict[str, Any] = {}
     for key in keys:
         try:

@@ -949,6 +949,8 @@ TRAFFIC_DATA_PLANE = _stack("XAI.Route53.traffic-moves-on-a-data-plane", "Every 
                             "data as ignore; no CLOUDWATCH_METRIC check is Unhealthy on insufficient data.",
                             validate_traffic_moves_on_a_data_plane)
 
+from notification_rules import DR_EVENTS_TOPIC  # noqa: E402 - its own module; it reads the helpers above
+
 RESOURCE_POLICIES: List[ResourceValidationPolicy] = [
     S3_5, S3_8, S3_12, S3_13, S3_VERSIONING, S3_SSE_KMS, S3_REPLICATION,
     RDS_4_27, RDS_GLOBAL, RDS_7, RDS_12, RDS_16, RDS_24, RDS_35, RDS_37, RDS_BACKUPS,
@@ -958,6 +960,7 @@ RESOURCE_POLICIES: List[ResourceValidationPolicy] = [
 STACK_POLICIES: List[StackValidationPolicy] = [
     S3_5_COVERAGE, S3_8_COVERAGE, S3_12_COVERAGE, S3_13_COVERAGE, S3_VERSIONING_COVERAGE, S3_SSE_KMS_COVERAGE,
     RDS_15, TRAFFIC_DATA_PLANE,
+    DR_EVENTS_TOPIC,  # notification_rules.py: the DR-events topic is encrypted and someone hears it
 ]
 ALL_POLICIES: List[Policy] = [*RESOURCE_POLICIES, *STACK_POLICIES]
 

@@ -98,6 +98,8 @@ class StackOutputs:
     endpoint_parameter_name: str
     recovery_role_arns: dict[str, str]
     objectives: dict[str, Any]
+    # The DR-events topic and webhooks (infra/notifications.py, recovery/notify.py).
+    notifications: dict[str, Any]
     replication_source_bucket_name: str | None = None
     trusted_principal_arns: list[str] = field(default_factory=list)
     replication_role_arn: str | None = None
@@ -162,6 +164,7 @@ _SPEC: dict[str, tuple[str, bool]] = {
     "endpoint_parameter_name": ("str", True),
     "recovery_role_arns": ("object", True),
     "objectives": ("object", True),
+    "notifications": ("object", True),
     "replication_source_bucket_name": ("str", False),
     "trusted_principal_arns": ("list[str]", True),
     "replication_role_arn": ("str", False),

@@ -46,6 +46,11 @@ NOT_CALLED_HERE = {
     **{("failover", sid, "s3:GetObject"): "the lock is read only when its conditional create meets one "
        "(tests/test_locks.py, and the stale-lock test of tests/test_failover.py)"
        for sid in ("FailoverLock", "FailoverLockInDrSite")},
+    **{(j, "UseEventsKeyThroughSns", a): "SNS calls KMS on the publisher's behalf for an encrypted topic; the "
+       "emulator's SNS does not" for j in ("backup", "failover", "rotate", "contain") for a in ("kms:Decrypt", "kms:GenerateDataKey")},
+    **{(j, sid, a): "the backup and rotate jobs publish only when something fails or goes stale, which the battery "
+       "never makes happen (tests/test_notifications.py does)" for j in ("backup", "rotate")
+       for sid, a in (("PublishEvents", "sns:Publish"), ("ReadWebhooks", "secretsmanager:GetSecretValue"))},
     ("failover", "GlobalClusterFailover", "rds:FailoverGlobalCluster"): "the battery switches over; "
     "tests/test_failover.py fails over",
     ("failover", "ReadLag", "cloudwatch:GetMetricStatistics"): "lag is read from CloudWatch only when the standby "

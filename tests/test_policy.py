@@ -474,7 +474,8 @@ def test_rds_15_fails(stack: list[PolicyResource], expect: str) -> None:
 
 
 def test_every_stack_rule_is_tested() -> None:
-    tested = {p.name for p, _ in BUCKET_CHILDREN.values()} | {rules.RDS_15.name, rules.TRAFFIC_DATA_PLANE.name}
+    tested = {p.name for p, _ in BUCKET_CHILDREN.values()} | {rules.RDS_15.name, rules.TRAFFIC_DATA_PLANE.name,
+                                                                    rules.DR_EVENTS_TOPIC.name}
     assert tested == {p.name for p in rules.STACK_POLICIES}
 
 
@@ -670,3 +671,23 @@ def test_traffic_rule_tolerates_preview(stacks: Stacks) -> None:
     # The dependency still catches a record on the plain endpoint check.
     wrong = as_res("dns-record", with_(registered["dns-record"][3], healthCheckId=UNKNOWN_STR), {"healthCheckId": [endpoint]})
     assert check_stack(rules.TRAFFIC_DATA_PLANE, [alarm, endpoint, flag, calc, wrong])
+
+
+def test_dr_events_topic_is_encrypted_and_heard(stacks: Stacks) -> None:
+    """XAI.SNS.dr-events-topic (policy/notification_rules.py) on both stacks, and what it catches."""
+    import notification_rules as nr
+
+    for stack, registered in stacks.items():
+        assert check_stack(rules.DR_EVENTS_TOPIC, policy_resources(registered)) == [], stack
+        unheard = check_stack(rules.DR_EVENTS_TOPIC, policy_resources(r for r in registered if r[0] != nr.SNS_SUBSCRIPTION))
+        assert len(unheard) == 1 and "has no subscription" in unheard[0][1]
+    topic = res(nr.SNS_TOPIC, "t", {"name": "t", "arn": "arn:aws:sns:us-east-1:1:t"})
+    sub = res(nr.SNS_SUBSCRIPTION, "s", {"topic": "arn:aws:sns:us-east-1:1:t", "protocol": "email"})
+    assert [m for _, m in check_stack(rules.DR_EVENTS_TOPIC, [topic, sub])] == [
+        "topic t is not encrypted (no kmsMasterKeyId): DR events name the stack's resources and failures"]
+    other = res(nr.SNS_SUBSCRIPTION, "o", {"topic": "arn:aws:sns:us-east-1:1:other", "protocol": "email"})
+    keyed = res(nr.SNS_TOPIC, "t", {"name": "t", "arn": "arn:aws:sns:us-east-1:1:t", "kmsMasterKeyId": "k"})
+    assert len(check_stack(rules.DR_EVENTS_TOPIC, [keyed, other])) == 1
+    # First preview: the subscription's topic is unknown and its dependency ties it to the topic.
+    pending = res(nr.SNS_SUBSCRIPTION, "p", {"topic": UNKNOWN_STR, "protocol": "email"}, {"topic": [keyed]})
+    assert check_stack(rules.DR_EVENTS_TOPIC, [keyed, pending]) == []

@@ -57,12 +57,13 @@ def _take_over_option(f: Any) -> Any:
 def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, level: int | None,
                   workers: int | None, dsn: str | None, take_over_stale: bool) -> None:
     """pg_dump of the chain database -> compression -> S3 multipart (SSE-KMS)."""
+    from recovery import notify
     from recovery.backups.take import BackupOptions, backup_db
 
     # checked here, before the outputs are read, the lock taken or the snapshot exported
     opts = BackupOptions(fmt=fmt, level=level, workers=workers, take_over_stale=take_over_stale)
     outputs = outputs_for(stack, outputs_file, "backup")
-    with progress(interactive(as_json), "pg_dump") as cb:
+    with progress(interactive(as_json), "pg_dump") as cb, notify.on_failure(outputs, "backup-failed", "postgresql"):
         opts.on_bytes = cb
         m = backup_db(outputs, opts, dsn=dsn)
     _render_manifest(m, as_json, opts.extra)
@@ -79,12 +80,13 @@ def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str,
 def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_dir: str | None,
                      member_prefix: str | None, fmt: str, level: int | None, take_over_stale: bool) -> None:
     """tar.gz of the node's data directory (chain.db copied consistently)."""
+    from recovery import notify
     from recovery.backups.take import BackupOptions, backup_chain
 
     opts = BackupOptions(fmt=fmt, level=level, take_over_stale=take_over_stale)  # checked before anything happens
     outputs = outputs_for(stack, outputs_file, "backup")
     data_dir = node_data_dir(outputs, data_dir)
-    with progress(interactive(as_json), "tar") as cb:
+    with progress(interactive(as_json), "tar") as cb, notify.on_failure(outputs, "backup-failed", "node"):
         opts.on_bytes = cb
         m = backup_chain(outputs, data_dir, opts, member_prefix=member_prefix)
     _render_manifest(m, as_json, opts.extra)
@@ -100,6 +102,7 @@ def backup_config_cmd(stack: str, outputs_file: str | None, as_json: bool, paths
 
     Without PATHS: the `config` paths of the services in the stack's services config (the
     explorer's state, the monitoring's configuration)."""
+    from recovery import notify
     from recovery.backups.take import BackupOptions, backup_config
     from recovery.services import ServicesConfig
 
@@ -111,7 +114,8 @@ def backup_config_cmd(stack: str, outputs_file: str | None, as_json: bool, paths
             raise InputError(f"no configuration paths given and no service in {cfg.source} names `config` paths",
                              "pass the files or directories to archive, e.g. `recovery backup config /etc/xai`")
     opts = BackupOptions(take_over_stale=take_over_stale)
-    m = backup_config(outputs, list(paths), opts)
+    with notify.on_failure(outputs, "backup-failed", "site", backup="config"):
+        m = backup_config(outputs, list(paths), opts)
     _render_manifest(m, as_json, opts.extra)
 
 
@@ -164,6 +168,7 @@ def verify_cmd(stack: str, outputs_file: str | None, as_json: bool, kinds: tuple
     """Check the latest backup of each kind and the bucket; exit 13 if any check fails."""
     from recovery.catalog import KINDS
     from recovery.backups.verify import verify
+    from recovery.notify_findings import verification_findings
 
     outputs = outputs_for(stack, outputs_file, "backup")
     ages = {k: v for k, v in (("db", max_age_db), ("chain", max_age_chain)) if v is not None}
@@ -173,6 +178,7 @@ def verify_cmd(stack: str, outputs_file: str | None, as_json: bool, kinds: tuple
             out(f"{c.mark} {c.scope:<6} {c.name:<11} {c.detail}")
 
     report = verify(outputs, kinds=kinds or KINDS, max_age_minutes=ages, record=not no_record, on_check=line)
+    verification_findings(outputs, report.checks)
     if as_json:
         emit_json(report.to_json())
     failed = [c for c in report.checks if c.ok is False]

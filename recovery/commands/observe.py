@@ -60,6 +60,7 @@ _STYLE = {"green": "green", "yellow": "yellow", "red": "bold red", "skip": "dim"
 def status_cmd(stack: str, outputs_file: str | None, as_json: bool, reference_url: str | None, node_url: str | None,
                dsn: str | None, max_lag: int, red_lag: int) -> None:
     """The DR plan's detection checks in one view; exit 29 if any line is red."""
+    from recovery.notify_findings import status_findings
     from recovery.reports.status import StatusOptions, run_status
 
     if red_lag <= max_lag:
@@ -70,6 +71,7 @@ def status_cmd(stack: str, outputs_file: str | None, as_json: bool, reference_ur
                          max_lag=max_lag, red_lag=red_lag, local=outputs.local, role=outputs.role)
     tty = not as_json and sys.stdout.isatty()
     report = run_status(outputs, opts)
+    status_findings(outputs, report.lines)
     if as_json:
         emit_json(report.to_json())
     elif tty:

@@ -41,6 +41,7 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
+from recovery.notify_findings import drill_findings
 from recovery import postgres, redact
 from recovery.aws import aws_error, client
 from recovery.processes import pid_alive
@@ -297,6 +298,7 @@ def run_drill(kind: str, outputs: StackOutputs, *, report_dir: str | os.PathLike
         result.record_error = exc.line()
         record["record_key"] = f"(not written: {exc.problem})"
     result.reports = write_reports(record, report_dir)
+    drill_findings(outputs, record, result.reports)  # one event per failing scenario
     if interrupted is not None:
         say(f"drill interrupted; partial record {record['record_key']}, report {result.reports['html']}")
         raise interrupted

@@ -34,6 +34,7 @@ from typing import Any, Callable
 import boto3
 
 from recovery.errors import LocalEnvError
+from recovery.local.deploy_sns import RECEIVER_BINDING, RECEIVER_PLACEHOLDER, SNS_HANDLERS, without_receiver
 from recovery.local.oncall import Oncall, oncall_identity  # re-exported: callers take it from here
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,8 +50,7 @@ LOCAL_BINDINGS = {
     "node_data_dir": "the simulated node's data directory (the default for --data-dir)",
     "services_config": "service control for the local node instead of systemd units",
     "cache_endpoint": "the local redis-server behind the cache group (when installed)",
-    "cache_port": "its port",
-}
+    "cache_port": "its port", RECEIVER_BINDING: "the local webhook receiver (deploy_sns.py, webhook_receiver.py)"}
 
 # Registered types that are deliberately not created in the emulator.
 NOT_EMULATED = {
@@ -322,10 +322,8 @@ def _cluster(d: Deployment, r: Any, i: dict[str, Any]) -> dict[str, str]:
         "vpcSecurityGroupIds": "VpcSecurityGroupIds", "port": "Port", "storageEncrypted": "StorageEncrypted",
         "kmsKeyId": "KmsKeyId", "deletionProtection": "DeletionProtection",
         "backupRetentionPeriod": "BackupRetentionPeriod", "preferredBackupWindow": "PreferredBackupWindow",
-        "copyTagsToSnapshot": "CopyTagsToSnapshot",
-        "iamDatabaseAuthenticationEnabled": "EnableIAMDatabaseAuthentication",
-        "enabledCloudwatchLogsExports": "EnableCloudwatchLogsExports",
-    }
+        "copyTagsToSnapshot": "CopyTagsToSnapshot", "iamDatabaseAuthenticationEnabled": "EnableIAMDatabaseAuthentication",
+        "enabledCloudwatchLogsExports": "EnableCloudwatchLogsExports"}
     kw = {api: _ints(i[k]) for k, api in names.items() if i.get(k) is not None}
     cluster = d.client("rds", r.region).create_db_cluster(**kw)["DBCluster"]
     return {r.id: cluster["DBClusterIdentifier"], r.outputs["arn"]: cluster["DBClusterArn"]}
@@ -444,6 +442,7 @@ def _parameter(d: Deployment, r: Any, i: dict[str, Any]) -> dict[str, str]:
     return {r.outputs["arn"]: arn}
 
 
+HANDLERS.update(SNS_HANDLERS)  # the DR-events topic (deploy_sns.py)
 # ----------------------------------------------------------------------------------------- plan
 
 def not_emulated(typ: str) -> bool:
@@ -558,10 +557,11 @@ def deploy(endpoint: str, *, ca_bundle: str | None = None, databases: dict[str, 
         if host:
             d.rewrites.add(run.outputs["db_endpoint"], host)
             d.rewrites.add(run.outputs["db_reader_endpoint"], host)
+        d.rewrites.add(RECEIVER_PLACEHOLDER, bindings.get(run.stack, {}).get(RECEIVER_BINDING))
         replay(d, run)
     outputs = {}
     for run in chosen:
-        out = d.rewrites(run.outputs)
+        out = without_receiver(d.rewrites(run.outputs))
         out.update({k: v for k, v in bindings.get(run.stack, {}).items() if v is not None})
         outputs[run.stack] = out
     roles = [arn for out in outputs.values() for arn in out["recovery_role_arns"].values()]

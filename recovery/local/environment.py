@@ -49,6 +49,7 @@ from recovery.local.node_process import NodeProcess, start_node
 from recovery.local.paths import local_dir, read_state, write_json
 from recovery.local.postgres_cluster import PostgresCluster, free_port, pg_bin
 from recovery.local.redis_cache import redis_status, start_redis, stop_redis
+from recovery.local.webhook_receiver import seed_pager_secrets, start_receiver, stop_receiver
 from recovery.processes import pid_alive, stop_pid
 
 PROJECT = "xai-dr"
@@ -158,8 +159,11 @@ def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0
         write_json(d / "state.json", state)
         # DR site (issue 6, recovery/local/dr_site.py): hot standby + DR node
         state["dr"] = dr_site.start(d, state["postgres"], mine_interval, say)
+        state["receiver"] = start_receiver(d, say)  # issue 15: the on-call receiver (webhook_receiver.py)
         write_json(d / "state.json", state)
         outputs = _deploy(d, state, pg, services, say)
+        seed_pager_secrets(state["receiver"], outputs, lambda svc, region: deploy.admin_client(
+            svc, region, state["aws"]["endpoint"], state["aws"]["ca_bundle"]))
         # issue 7: a real redis-server behind the cache group (recovery/local/redis_cache.py)
         state["redis"] = start_redis(d, state["aws"], outputs, say)
         write_json(d / "state.json", state)
@@ -251,9 +255,9 @@ def _deploy(d: Path, state: dict[str, Any], pg: PostgresCluster, services: Path,
     deployed = deploy.deploy(state["aws"]["endpoint"], ca_bundle=state["aws"]["ca_bundle"], databases={
         "local": {"port": pg.port}, "local-dr": {"port": dr_pg["port"]}}, bindings={
         "local": {"db_endpoint": pg.host, "node_api_url": node["url"], "node_data_dir": node["data_dir"],
-                  "services_config": str(services)},
+                  "services_config": str(services), "webhook_receiver_url": state["receiver"]["url"]},
         "local-dr": {"db_endpoint": pg.host, "node_api_url": dr_node["url"], "node_data_dir": dr_node["data_dir"],
-                     "services_config": state["dr"]["services_config"]}})
+                     "services_config": state["dr"]["services_config"], "webhook_receiver_url": state["receiver"]["url"]}})
     # Commands start from the on-call identity the stacks trust, never from the emulator's root.
     state["oncall"] = {"arn": deployed.oncall.arn, "access_key_id": deployed.oncall.access_key_id,
                        "secret_access_key": deployed.oncall.secret_access_key}
@@ -313,6 +317,7 @@ def down(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     if pg.get("base") and not Path(pg["base"]).is_relative_to(d):
         shutil.rmtree(pg["base"], ignore_errors=True)
     stopped += stop_redis(state)  # issue 7
+    stopped += stop_receiver(state)  # issue 15
     aws = state.get("aws") or {}
     if pid_alive(aws.get("pid")):
         stop_pid(aws.get("pid"))
@@ -357,6 +362,7 @@ def status(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         "site_services": site_services.status(state.get("site_services")),  # issue 15
         "dr": _dr_status(state),  # DR site (issue 6)
         "outage": state.get("outage"),  # issue 14: `recovery local outage`
+        "receiver": state.get("receiver"),  # issue 15: the on-call webhook receiver
     }
 
 

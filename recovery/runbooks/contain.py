@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from recovery import notify
 from recovery.adapters.containment import (QUARANTINE_GROUP, ContainmentApi, IncidentRecord, group_ids, record_key,
                                            volumes)
 from recovery.errors import EvidenceMissingError, InputError, UnknownUserError, WrongVpcError
@@ -279,7 +280,11 @@ def contain(outputs: StackOutputs, opts: ContainOptions, store: JournalStore, *,
             dry_run: bool = False, reporter: Any = None) -> tuple[Journal | None, dict[str, Any] | None]:
     c = Containment(outputs, opts)
     c.inc.preflight(opts)  # bad input: one line, its own exit code, nothing changed (dry run too)
-    journal, plan = execute(c.runbook(), store, yes=yes, dry_run=dry_run, reporter=reporter)
+    with notify.on_failure(outputs, "containment", "security", incident=opts.incident_id):
+        journal, plan = execute(c.runbook(), store, yes=yes, dry_run=dry_run, reporter=reporter)
+    if journal is not None and not dry_run:
+        notify.announce(outputs, "containment", "security", f"incident {opts.incident_id} contained",
+                        details={"incident": opts.incident_id, "record": f"incidents/{opts.incident_id}"})
     if journal is not None:
         rec = c.inc.load() or {}
         rec["timings_s"] = journal.step_durations()

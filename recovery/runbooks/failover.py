@@ -70,6 +70,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from recovery import notify
 from recovery.adapters import aurora, endpoints, sql_probe, traffic
 from recovery.adapters.sql_probe import db_reachable, max_height
 from recovery.aws import client
@@ -541,10 +542,14 @@ def run_failover(target: StackOutputs, opts: FailoverOptions, store: JournalStor
         assert plan is not None
         plan["preflight"] = pre.to_dict()
         return journal, plan, pre
-    journal, plan = execute(rb, store, yes=yes, dry_run=False, reporter=reporter, lock=f.lock())
+    what = f"{opts.direction} ({opts.mode or 'planned'}) onto {target.stack}"
+    notify.announce(target, "failover-started", "site", f"{what} started", details={"mode": opts.mode})
+    with notify.on_failure(target, "failover-finished", "site", "critical", direction=opts.direction, mode=opts.mode):
+        journal, plan = execute(rb, store, yes=yes, dry_run=False, reporter=reporter, lock=f.lock())
     if journal is not None:
         rep = journal.step("report").detail
         reporter.message(report_line(opts.direction, rep))
+        notify.announce(target, "failover-finished", "site", f"{what} finished: {report_line(opts.direction, rep)}")
     return journal, plan, pre
 
 

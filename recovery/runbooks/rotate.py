@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 import psycopg
 
+from recovery import notify
 from recovery import redact
 from recovery.adapters.secrets import CURRENT, PENDING, PREVIOUS, SecretStages, stages_first
 from recovery.aws import aws_error, client
@@ -454,7 +455,8 @@ def rotate(outputs: StackOutputs, what: str, store: JournalStore, *, grace_s: fl
            dry_run: bool = False, reporter: Any = None,
            set_timeout_s: float = 120.0) -> tuple[Journal | None, dict[str, Any] | None]:
     rb = Rotation(outputs, what, grace_s, set_timeout_s=set_timeout_s).runbook()
-    return execute(rb, store, yes=yes, dry_run=dry_run, reporter=reporter)
+    with notify.on_failure(outputs, "rotation-failed", "security", rotating=what):
+        return execute(rb, store, yes=yes, dry_run=dry_run, reporter=reporter)
 
 
 # CURRENT, PREVIOUS and SecretStages stay importable here for the rotation drill (recovery/drills/rotation.py).

@@ -191,6 +191,11 @@ def _ssm_many(call: _Call) -> list[_Check]:
     return [call.check(_ssm_parameter(call, name)) for name in call.members("Names")] or [call.check("*")]
 
 
+@_maps("sns", "Publish")
+def _sns_publish(call: _Call) -> list[_Check]:
+    return [call.check(call.param("TopicArn") or "*")]
+
+
 @_maps("cloudwatch", "GetMetricStatistics", "GetMetricData", "ListMetrics")
 def _cloudwatch_unscoped(call: _Call) -> list[_Check]:
     return [call.check("*")]
