@@ -129,7 +129,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Any:
     up = cli(e, "local", "up", "--mine-interval", "0.3")
     assert up.returncode == 0, up.stderr
     try:
-        for kind in ("chain", "db"):  # replicated into the DR bucket: the DR node restores from there
+        for kind in ("chain", "db", "config"):  # replicated into the DR bucket (chain: the DR node restores from there)
             r = cli(e, "backup", kind, "--stack", "local")
             assert r.returncode == 0, r.stderr
         yield Env(e, d)
