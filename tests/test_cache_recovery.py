@@ -237,7 +237,7 @@ def test_drill_within_the_rto(env: Env, scenario: str) -> None:
 # ------------------------------------------------------------------ the emulator's TestFailover itself
 
 
-def test_emulator_test_failover_refusals_and_hook(moto_server: Any) -> None:
+def test_emulator_test_failover_refusals_and_hook(moto_server: Any, request: pytest.FixtureRequest) -> None:
     """moto has no TestFailover: ours refuses as AWS does, and a refusing hook changes nothing."""
     import uuid
 
@@ -246,7 +246,9 @@ def test_emulator_test_failover_refusals_and_hook(moto_server: Any) -> None:
     from recovery.local import emulator
     from recovery.local.emulator import elasticache_failover as ef
 
-    emulator.install()
+    if not emulator.installed():  # left installed, every later test's moto would have them
+        emulator.install()
+        request.addfinalizer(emulator.uninstall)
     ec = moto_server.client("elasticache")
     gid = f"fo-{uuid.uuid4().hex[:8]}"
     ec.create_replication_group(ReplicationGroupId=gid, ReplicationGroupDescription="c", Engine="redis",

@@ -314,6 +314,21 @@ def test_rds_describe_global_clusters_filter_and_cross_region_remove(server: Mot
     assert "ReplicationSourceIdentifier" not in detached
 
 
+def test_rds_point_in_time_restore_of_a_global_member_is_standalone(server: MotoServer) -> None:
+    east, west, gid, primary, secondary = _global_cluster(server)
+    restored = uid("pitr")
+    east.restore_db_cluster_to_point_in_time(DBClusterIdentifier=restored,
+                                             SourceDBClusterIdentifier=primary,
+                                             UseLatestRestorableTime=True)
+    copy_ = east.describe_db_clusters(DBClusterIdentifier=restored)["DBClusters"][0]
+    assert not copy_.get("GlobalClusterIdentifier") and "ReplicationSourceIdentifier" not in copy_
+    source = east.describe_db_clusters(DBClusterIdentifier=primary)["DBClusters"][0]
+    assert copy_["DBClusterArn"] not in source["ReadReplicaIdentifiers"]
+    members = east.describe_global_clusters(GlobalClusterIdentifier=gid)["GlobalClusters"][0][
+        "GlobalClusterMembers"]
+    assert sorted(m["DBClusterArn"].rsplit(":", 1)[-1] for m in members) == sorted([primary, secondary])
+
+
 # ------------------------------------------------------------------- Route 53 health checks
 
 class _Health(http.server.BaseHTTPRequestHandler):

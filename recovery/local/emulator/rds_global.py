@@ -16,6 +16,8 @@ with HTML, botocore ResponseParserError). RemoveFromGlobalCluster looks up the g
 the *request's* region while moto keeps every global cluster in the us-east-1 backend, so for a
 us-west-2 member it silently does nothing (and deleting a us-west-2 member leaves it listed).
 DescribeGlobalClusters ignores its ID filter. Secondaries show no ReplicationSourceIdentifier.
+RestoreDBClusterToPointInTime copies the source's global cluster and replication source (AWS makes
+a standalone cluster), so the restored copy becomes a global member and the source's replica.
 
 This extension: adds both actions to RDSResponse. Each call is journaled (``promotion_calls()``),
 including refused ones. The status goes to 'failing-over'/'switching-over' (also the state
@@ -27,7 +29,7 @@ response is sent (the transition is collapsed). Errors: unknown global cluster
 writer (InvalidDBClusterStateFault), status not available (InvalidGlobalClusterStateFault),
 AllowDataLoss with Switchover (InvalidParameterCombination). RemoveFromGlobalCluster and
 DeleteDBCluster find the global cluster wherever moto keeps it; DescribeGlobalClusters filters by
-id or ARN.
+id or ARN. A point-in-time restore is standalone.
 
 Master password. AWS: modify_db_cluster(MasterUserPassword=..., ApplyImmediately) changes the
 cluster's master password within seconds; old connections stay open, new logins need the new
@@ -59,6 +61,7 @@ def install_global_failover() -> None:
     patch(RDSResponse, "remove_from_global_cluster", _remove_from_global_cluster)
     wrap(RDSBackend, "create_db_cluster", _create_db_cluster)
     wrap(RDSBackend, "delete_db_cluster", _delete_db_cluster)
+    wrap(RDSBackend, "restore_db_cluster_to_point_in_time", _restore_db_cluster_to_point_in_time)
 
 
 def install_master_password_hook() -> None:
@@ -109,6 +112,22 @@ def _create_db_cluster(orig: Callable[..., Any], backend: Any, kwargs: dict[str,
             if gc is not None:
                 _sync_topology(gc)
     return cluster
+
+
+def _restore_db_cluster_to_point_in_time(orig: Callable[..., Any], backend: Any, *args: Any,
+                                         **kwargs: Any) -> Any:
+    """AWS restores into a standalone cluster; moto copies the source's global-cluster membership
+    and replication source, so the copy joined the global cluster and showed up among the source's
+    read replicas."""
+    kwargs["global_cluster_identifier"] = None
+    kwargs["replication_source_identifier"] = None
+    source_id = kwargs.get("source_db_cluster_identifier") or (args[1] if len(args) > 1 else None)
+    source = backend.clusters.get(str(source_id or "").lower())
+    if source is not None and not getattr(source, "_master_user_password", None):
+        # moto keeps no password for a cluster created as a global member and refuses a
+        # standalone one without; AWS carries the source's master credentials over.
+        kwargs.setdefault("master_user_password", "carried-over-from-source")
+    return orig(backend, *args, **kwargs)
 
 
 def _delete_db_cluster(orig: Callable[..., Any], backend: Any, cluster_identifier: str,
