@@ -327,6 +327,13 @@ def test_rds_point_in_time_restore_of_a_global_member_is_standalone(server: Moto
     members = east.describe_global_clusters(GlobalClusterIdentifier=gid)["GlobalClusters"][0][
         "GlobalClusterMembers"]
     assert sorted(m["DBClusterArn"].rsplit(":", 1)[-1] for m in members) == sorted([primary, secondary])
+    # a secondary restores too, with the primary's master user (moto keeps none for it)
+    dr_copy = uid("pitr-dr")
+    west.restore_db_cluster_to_point_in_time(DBClusterIdentifier=dr_copy,
+                                             SourceDBClusterIdentifier=secondary,
+                                             UseLatestRestorableTime=True)
+    restored_dr = west.describe_db_clusters(DBClusterIdentifier=dr_copy)["DBClusters"][0]
+    assert restored_dr["MasterUsername"] == "xaiadmin" and not restored_dr.get("GlobalClusterIdentifier")
 
 
 # ------------------------------------------------------------------- Route 53 health checks
