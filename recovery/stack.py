@@ -124,6 +124,11 @@ class StackOutputs:
         value = self.backup_interval_minutes.get(key)
         return int(value) if value is not None else None
 
+    def objective_s(self, component: str, which: str) -> float | None:
+        """The component's RTO or RPO objective (``which`` = "rto" | "rpo") in seconds, None if unset."""
+        v = ((self.objectives or {}).get(component) or {}).get(f"{which}_minutes")
+        return float(v) * 60 if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
 
 # name -> (python type, required for every role). Types follow `pulumi stack output --json`.
 _SPEC: dict[str, tuple[str, bool]] = {
