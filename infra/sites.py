@@ -193,7 +193,7 @@ def _primary(cfg: StackConfig) -> Outputs:
 
 def _recovery_points(cfg: StackConfig, db: AuroraSite, peer_vault_arn: pulumi.Input[str]) -> Outputs:
     """Issue 16: the AWS Backup plan of the site's cluster, its copies and the locked backup-account vault."""
-    plan = AuroraBackupPlan("recovery-points", AuroraBackupArgs(config=cfg.aurora_backup, stack=cfg.stack, region=cfg.region,
+    plan = AuroraBackupPlan("aurora-backup", AuroraBackupArgs(config=cfg.aurora_backup, stack=cfg.stack, region=cfg.region,
                                                                 cluster_arn=db.cluster.arn, peer_vault_arn=peer_vault_arn))
     return plan.outputs(cfg.aurora_backup)
 
