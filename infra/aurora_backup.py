@@ -110,7 +110,7 @@ class AuroraBackupPlan(pulumi.ComponentResource):
                                                     policy_arn=arn, opts=child)
                        for arn in SERVICE_ROLE_POLICIES]
 
-        def copies(retention_days: int) -> list[dict[str, Any]]:
+        def copies(retention_days: int) -> list[aws.backup.PlanRuleCopyActionArgsDict]:
             return [{"destination_vault_arn": args.peer_vault_arn, "lifecycle": {"delete_after": retention_days}},
                     {"destination_vault_arn": self.account_vault.arn, "lifecycle": {"delete_after": acct.retention_days}}]
 
