@@ -135,60 +135,59 @@ def _mocks(default_region: str, stack_refs: dict[str, dict[str, Any]], sink: lis
 def computed(typ: str, name: str, inputs: dict[str, Any], region: str,
              account: str = ACCOUNT) -> tuple[str, dict[str, Any]]:
     """What AWS would return: ID plus computed attributes, deterministic per resource (in `account`)."""
-    ACCOUNT = account  # noqa: N806 - the ARNs below name the resource's own account
     s = dict(inputs)
     name = f"{region}/{name}"  # IDs differ per site, as they do in AWS
     rid = f"{name.split('/')[1]}-{_digest(typ, name, n=8)}"
     if typ == "aws:kms/key:Key":
         rid = f"{_digest(name, n=8)}-{_digest(name, 'k', n=4)}-4{_digest(name, 'e', n=3)}-8{_digest(name, 'f', n=3)}-{_digest(name, 'g')}"
-        s.update(keyId=rid, arn=f"arn:aws:kms:{region}:{ACCOUNT}:key/{rid}")
+        s.update(keyId=rid, arn=f"arn:aws:kms:{region}:{account}:key/{rid}")
     elif typ == "aws:s3/bucket:Bucket":
         rid = inputs["bucket"]
         s.update(arn=f"arn:aws:s3:::{rid}", bucketRegionalDomainName=f"{rid}.s3.{region}.amazonaws.com", region=region)
     elif typ == "aws:rds/globalCluster:GlobalCluster":
         rid = inputs["globalClusterIdentifier"]
-        s.update(arn=f"arn:aws:rds::{ACCOUNT}:global-cluster:{rid}")
+        s.update(arn=f"arn:aws:rds::{account}:global-cluster:{rid}")
     elif typ == "aws:rds/cluster:Cluster":
         rid = inputs["clusterIdentifier"]
         host = f"{rid}.cluster-{_digest(rid, n=12)}.{region}.rds.amazonaws.com"
-        s.update(arn=f"arn:aws:rds:{region}:{ACCOUNT}:cluster:{rid}", endpoint=host,
+        s.update(arn=f"arn:aws:rds:{region}:{account}:cluster:{rid}", endpoint=host,
                  readerEndpoint=host.replace(".cluster-", ".cluster-ro-"))
     elif typ == "aws:rds/clusterInstance:ClusterInstance":
         rid = inputs["identifier"]
-        s.update(arn=f"arn:aws:rds:{region}:{ACCOUNT}:db:{rid}")
+        s.update(arn=f"arn:aws:rds:{region}:{account}:db:{rid}")
     elif typ in ("aws:rds/subnetGroup:SubnetGroup", "aws:elasticache/subnetGroup:SubnetGroup"):
         rid = inputs["name"]
     elif typ == "aws:elasticache/replicationGroup:ReplicationGroup":
         rid = inputs["replicationGroupId"]
-        s.update(arn=f"arn:aws:elasticache:{region}:{ACCOUNT}:replicationgroup:{rid}",
+        s.update(arn=f"arn:aws:elasticache:{region}:{account}:replicationgroup:{rid}",
                  primaryEndpointAddress=f"master.{rid}.{_digest(rid, n=6)}.{region[:2]}{region.split('-')[1][0]}{region[-1]}.cache.amazonaws.com")
     elif typ == "aws:secretsmanager/secret:Secret":
-        rid = f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{inputs['name']}-{_digest(inputs['name'], n=6)}"
+        rid = f"arn:aws:secretsmanager:{region}:{account}:secret:{inputs['name']}-{_digest(inputs['name'], n=6)}"
         s.update(arn=rid)
     elif typ == "aws:route53/healthCheck:HealthCheck":
         rid = f"{_digest(name, n=8)}-{_digest(name, 'a', n=4)}-{_digest(name, 'b', n=4)}-{_digest(name, 'c', n=4)}-{_digest(name, 'd')}"
         s.update(arn=f"arn:aws:route53:::healthcheck/{rid}")
     elif typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
         rid = inputs["name"]
-        s.update(arn=f"arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:{rid}")
+        s.update(arn=f"arn:aws:cloudwatch:{region}:{account}:alarm:{rid}")
     elif typ == "aws:iam/role:Role":
         rid = inputs.get("name") or f"{name.split('/')[1]}-{_digest(name, n=7)}"
-        s.update(name=rid, arn=f"arn:aws:iam::{ACCOUNT}:role/{rid}")
+        s.update(name=rid, arn=f"arn:aws:iam::{account}:role/{rid}")
     elif typ == "aws:ssm/parameter:Parameter":
         rid = inputs["name"]
-        s.update(arn=f"arn:aws:ssm:{region}:{ACCOUNT}:parameter/{rid.lstrip('/')}")
+        s.update(arn=f"arn:aws:ssm:{region}:{account}:parameter/{rid.lstrip('/')}")
     elif typ == "aws:backup/vault:Vault":
         rid = inputs["name"]
-        s.update(arn=f"arn:aws:backup:{region}:{ACCOUNT}:backup-vault:{rid}")
+        s.update(arn=f"arn:aws:backup:{region}:{account}:backup-vault:{rid}")
     elif typ == "aws:backup/plan:Plan":
         rid = f"{_digest(name, n=8)}-{_digest(name, 'p', n=4)}-4{_digest(name, 'q', n=3)}-8{_digest(name, 'r', n=3)}-{_digest(name, 's')}"
-        s.update(arn=f"arn:aws:backup:{region}:{ACCOUNT}:backup-plan:{rid}", version=_digest(name, "v", n=48))
+        s.update(arn=f"arn:aws:backup:{region}:{account}:backup-plan:{rid}", version=_digest(name, "v", n=48))
     elif typ == "aws:backup/vaultLockConfiguration:VaultLockConfiguration":
         rid = inputs["backupVaultName"]
-        s.update(backupVaultArn=f"arn:aws:backup:{region}:{ACCOUNT}:backup-vault:{rid}")
+        s.update(backupVaultArn=f"arn:aws:backup:{region}:{account}:backup-vault:{rid}")
     elif typ == "random:index/randomPassword:RandomPassword":
         s.update(result=f"mock-{_digest(name, n=16)}")
-    s.setdefault("arn", f"arn:aws:mock:{region}:{ACCOUNT}:{rid}")
+    s.setdefault("arn", f"arn:aws:mock:{region}:{account}:{rid}")
     return rid, s
 
 

@@ -7,8 +7,8 @@ Stolen admin credentials of the source account then cannot delete the last copie
 
 Which vault is in another account is read from the ARNs (the account field of the vault's `arn`
 against the plan's own). During a first `pulumi preview` those ARNs are unknown: the rule then
-links by the engine's property dependencies and names, and reports nothing it cannot prove, as
-the rest of the pack does (fsbp_rules.py, "Unknown values").
+links locks to vaults by name or property dependency, and reports nothing it cannot prove, as
+the rest of the pack does (fsbp_rules.py, "Unknown values"); `pulumi up` runs it again with them.
 """
 
 from __future__ import annotations
@@ -41,21 +41,15 @@ def _copy_targets(plan: PolicyResource) -> List[Any]:
 
 
 def _foreign_vaults(plan: PolicyResource, vaults: List[PolicyResource]) -> tuple[List[PolicyResource], bool]:
-    """The stack's vaults in another account that `plan` copies into, and whether that could be decided."""
+    """The stack's vaults in another account that `plan` copies into, and whether that could be decided:
+    not while the plan's own ARN, or a copy target of a plan with none found, is unknown (preview)."""
     from fsbp_rules import UNKNOWN, prop
 
     own = _account(prop(plan.props, "arn"))
     targets = _copy_targets(plan)
-    dep_urns = {d.urn for d in _deps(plan, "rules")}
-    found, decided = [], own is not None or not dep_urns
-    for vault in vaults:
-        arn = prop(vault.props, "arn")
-        account = _account(arn)
-        if arn in targets and account is not None and own is not None and account != own:
-            found.append(vault)
-        elif (UNKNOWN in targets or arn is UNKNOWN) and vault.urn in dep_urns:
-            decided = False  # a copy to a vault whose account is not known yet
-    return found, decided or bool(found)
+    found = [v for v in vaults if prop(v.props, "arn") in targets and own is not None
+             and _account(prop(v.props, "arn")) not in (None, own)]
+    return found, bool(found) or (own is not None and UNKNOWN not in targets)
 
 
 def _locks_of(vault: PolicyResource, locks: List[PolicyResource]) -> List[PolicyResource]:

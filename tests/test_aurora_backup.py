@@ -101,6 +101,7 @@ def test_both_committed_plans_show_the_locked_vault() -> None:
         plan = (ROOT / "plans" / f"{stack}.txt").read_text()
         assert f"aws:backup/vaultLockConfiguration:VaultLockConfiguration  aurora-backup-account-vault-lock  [{region}]" in plan
         assert "    changeableForDays: 3" in plan
+        assert f"aurora-backup-account-vault  [{region}]\n    (in account {BACKUP_ACCOUNT}, through a provider pinned to it)" in plan
         assert f"backup_account_vault_arn: \"arn:aws:backup:{region}:{BACKUP_ACCOUNT}:" in plan
 
 
@@ -178,6 +179,9 @@ def test_the_lock_rule_tolerates_a_first_preview() -> None:
     plan = res(backup_rules.BACKUP_PLAN, "p", {"name": "p", "arn": UNKNOWN_STR, "rules": [
         {"ruleName": "snapshots", "copyActions": [{"destinationVaultArn": UNKNOWN_STR}]}]}, {"rules": [vault]})
     assert check_stack(RULE, [vault, plan]) == []
+    bare = res(backup_rules.BACKUP_PLAN, "p", {"name": "p", "arn": UNKNOWN_STR, "rules": [
+        {"ruleName": "snapshots", "copyActions": [{"destinationVaultArn": UNKNOWN_STR}]}]})
+    assert check_stack(RULE, [vault, bare]) == []  # no dependency information: nothing to prove either way
     # The lock is still tied to the vault by name: a removed one is not hidden by an unknown ARN.
     known = res(backup_rules.BACKUP_VAULT, "v", {"name": "locked", "arn": "arn:aws:backup:us-east-1:210987654321:backup-vault:locked"})
     own = res(backup_rules.BACKUP_PLAN, "p", {"name": "p", "arn": "arn:aws:backup:us-east-1:123456789012:backup-plan:1",
