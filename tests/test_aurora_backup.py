@@ -18,7 +18,8 @@ from recovery.local import deploy
 from recovery.local.deploy_backup import in_account
 
 from conftest import ROOT
-from test_policy import Stacks, check_stack, policy_resources, res, stacks  # noqa: F401 - the fixture
+import test_policy
+from test_policy import Stacks, check_stack, policy_resources, res
 
 infra_runs = pytest.importorskip("infra_runs")
 import backup_rules  # noqa: E402 - policy/, on sys.path by test_policy
@@ -132,6 +133,7 @@ def test_bad_config_names_the_key(path: tuple[str, ...], value: Any, expect: str
 # ------------------------------------------------------------------------------------------ policy
 
 RULE = backup_rules.BACKUP_ACCOUNT_VAULT_LOCKED
+stack_resources = test_policy.stacks  # the fixture: what both stacks register, as the analyzer sees it
 
 
 def without_types(registered: Any, *types: str) -> Any:
@@ -148,8 +150,8 @@ def messages(registered: Any) -> list[str]:
 
 
 @pytest.mark.parametrize("stack", sorted(SITES))
-def test_the_lock_rule_passes_the_program_and_fails_without_the_lock(stacks: Stacks, stack: str) -> None:  # noqa: F811
-    registered = stacks[stack]
+def test_the_lock_rule_passes_the_program_and_fails_without_the_lock(stack_resources: Stacks, stack: str) -> None:
+    registered = stack_resources[stack]
     assert messages(registered) == []
     unlocked = messages(without_types(registered, backup_rules.BACKUP_VAULT_LOCK))
     assert len(unlocked) == 1 and unlocked[0].startswith("backup-account vault xai-production") and "has no Vault Lock" in unlocked[0]
@@ -159,8 +161,8 @@ def test_the_lock_rule_passes_the_program_and_fails_without_the_lock(stacks: Sta
     assert len(unbounded) == 1 and "sets no minRetentionDays" in unbounded[0]
 
 
-def test_the_lock_rule_fails_a_plan_that_keeps_every_copy_at_home(stacks: Stacks) -> None:  # noqa: F811
-    registered = stacks["production"]
+def test_the_lock_rule_fails_a_plan_that_keeps_every_copy_at_home(stack_resources: Stacks) -> None:
+    registered = stack_resources["production"]
     plan = next(p for t, n, _, p, _ in registered if n == "aurora-backup-plan")
     home = [{**rule, "copyActions": [c for c in rule.get("copyActions", []) if BACKUP_ACCOUNT not in c["destinationVaultArn"]]}
             for rule in plan["rules"]]
