@@ -100,6 +100,15 @@ class StackOutputs:
     objectives: dict[str, Any]
     # The DR-events topic and webhooks (infra/notifications.py, recovery/notify.py).
     notifications: dict[str, Any]
+    # issue 16: the AWS Backup plan of the Aurora cluster (infra/aurora_backup.py), its vault, AWS Backup's
+    # service role (StartRestoreJob's IamRoleArn) and the Vault-Locked vault in the backup account.
+    backup_vault_name: str
+    backup_vault_arn: str
+    backup_plan_id: str
+    backup_role_arn: str
+    backup_account_id: str
+    backup_account_vault_name: str
+    backup_account_vault_arn: str
     replication_source_bucket_name: str | None = None
     trusted_principal_arns: list[str] = field(default_factory=list)
     replication_role_arn: str | None = None
@@ -170,6 +179,13 @@ _SPEC: dict[str, tuple[str, bool]] = {
     "recovery_role_arns": ("object", True),
     "objectives": ("object", True),
     "notifications": ("object", True),
+    "backup_vault_name": ("str", True),
+    "backup_vault_arn": ("str", True),
+    "backup_plan_id": ("str", True),
+    "backup_role_arn": ("str", True),
+    "backup_account_id": ("str", True),
+    "backup_account_vault_name": ("str", True),
+    "backup_account_vault_arn": ("str", True),
     "replication_source_bucket_name": ("str", False),
     "trusted_principal_arns": ("list[str]", True),
     "replication_role_arn": ("str", False),

@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from recovery.local.emulator import (cloudtrail, elasticache_auth, elasticache_failover, outage, rds_global, route53_health, s3_replication,
+from recovery.local.emulator import (backup, cloudtrail, elasticache_auth, elasticache_failover, outage, rds_global, route53_health, s3_replication,
                                      secrets_replica)
 from recovery.local.emulator.records import (
     LOCK, auth_token_calls, cache_auth_tokens, cloudtrail_events, configure, fingerprint,
@@ -70,6 +70,9 @@ EXTENSIONS: tuple[Extension, ...] = (
               "every API call recorded as a management event; LookupEvents answers from them"),
     Extension("secrets-stop-replication", secrets_replica.install,
               "StopReplicationToReplica promotes a replica secret in its region (writable there)"),
+    Extension("backup-selections-and-vault-policies", backup.install,
+              "AWS Backup selections and vault access policies (moto has plans, vaults and Vault Lock); "
+              "adds operations only, so it stays after uninstall()"),
     Extension("region-outage", outage.install,
               "requests signed for a region in outage get no answer (POST /xai-local/outage)"),
     Extension("reset-clears-records", install_reset_hook,
