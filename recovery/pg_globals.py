@@ -16,6 +16,13 @@ Restoring roles creates the missing ones with their attributes, settings and mem
 exists is never altered, and no membership between two existing roles is granted: a restore must not
 re-enable a role, or give back a membership, that someone removed on purpose (e.g. breach containment).
 Whatever cannot be applied is returned in ``not_restored``, never dropped silently.
+
+Aurora's master user is not a superuser (it is a member of ``rds_superuser``). There, as for any
+CREATEROLE user: pg_dumpall's ``ALTER ROLE ... WITH NOSUPERUSER ... NOREPLICATION NOBYPASSRLS`` is
+refused as a whole, so those three defaults of a new role are left out, and an attribute only a
+superuser may give (SUPERUSER, REPLICATION, BYPASSRLS) is named in ``not_restored``. Each role it
+creates is also granted to the restoring user, because PostgreSQL lets a non-superuser make a role
+the owner of an object (``ALTER ... OWNER TO``, as the dump does) only when it is a member of it.
 """
 
 from __future__ import annotations
@@ -117,9 +124,28 @@ def _execute(conn: psycopg.Connection[Any], stmt: str, report: dict[str, Any]) -
         return False
 
 
+_SUPER_ONLY = ("SUPERUSER", "REPLICATION", "BYPASSRLS")
+_WITH = re.compile(rf'^ALTER ROLE ({_IDENT}) WITH (.*);$', re.S)
+
+
+def without_superuser_attributes(stmt: str, report: dict[str, Any]) -> str | None:
+    """``ALTER ROLE ... WITH ...`` as a non-superuser may run it (None when nothing is left)."""
+    m = _WITH.match(stmt)
+    if not m:
+        return stmt
+    words = m.group(3).split(" ")
+    for w in words:
+        if w in _SUPER_ONLY:
+            report["not_restored"].append(f"role {_unquote(m.group(2))}: {w} needs a superuser to grant "
+                                          "(on Aurora, grant rds_superuser or rds_replication by hand)")
+    kept = [w for w in words if w not in _SUPER_ONLY and w.removeprefix("NO") not in _SUPER_ONLY]
+    return f"ALTER ROLE {m.group(1)} WITH {' '.join(kept)};" if kept else None
+
+
 def apply_roles(conn: psycopg.Connection[Any], roles: list[str]) -> dict[str, Any]:
     """Create the roles the server lacks (autocommit connection); see the module's policy."""
     existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+    superuser = bool(conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0])  # type: ignore[index]
     report: dict[str, Any] = {"created": [], "kept": [], "not_restored": []}
     created: set[str] = set()
     for stmt in roles:
@@ -141,8 +167,12 @@ def apply_roles(conn: psycopg.Connection[Any], roles: list[str]) -> dict[str, An
             elif _execute(conn, stmt, report):
                 created.add(name)
                 report["created"].append(name)
+                if not superuser:
+                    _execute(conn, f"GRANT {quote(name)} TO CURRENT_USER;", report)
         elif name in created:
-            _execute(conn, stmt, report)
+            runnable = stmt if superuser else without_superuser_attributes(stmt, report)
+            if runnable:
+                _execute(conn, runnable, report)
     return report
 
 
@@ -151,10 +181,17 @@ def rename(stmt: str, source: str, target: str) -> str:
     return stmt.replace(f"DATABASE {quote(source)}", f"DATABASE {quote(target)}", 1)
 
 
-def apply_database(conn: psycopg.Connection[Any], captured: dict[str, Any], target: str) -> dict[str, Any]:
-    """The database-level properties onto ``target`` (an autocommit connection to another database)."""
+def apply_database(conn: psycopg.Connection[Any], captured: dict[str, Any], target: str, *,
+                   owner_only: bool = False) -> dict[str, Any]:
+    """The database-level properties onto ``target`` (an autocommit connection to another database).
+
+    ``owner_only`` sets just the owner: done before the load, so that the public schema belongs to
+    the same role as on the source while the dump runs (a non-superuser can give a table in it to a
+    role only when that role may create there)."""
     report: dict[str, Any] = {"applied": 0, "not_restored": []}
     for stmt in captured.get("properties") or []:
+        if owner_only and not (stmt.startswith("ALTER DATABASE ") and " OWNER TO " in stmt):
+            continue
         if _execute(conn, rename(stmt, captured["database"], target), report):
             report["applied"] += 1
     return report

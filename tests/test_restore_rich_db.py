@@ -30,7 +30,7 @@ def rich_sql(db: str, user: str) -> list[str]:
     return [
         f"CREATE ROLE {o} LOGIN CONNECTION LIMIT 20", f"CREATE ROLE {r} NOLOGIN",
         f"CREATE ROLE {a} LOGIN", f"GRANT {r} TO {a}", f"ALTER ROLE {r} SET statement_timeout = '7s'",
-        f"COMMENT ON ROLE {o} IS 'owns the rich schema'",
+        f"COMMENT ON ROLE {o} IS 'owns the rich schema'", f"CREATE ROLE {P}dba SUPERUSER NOLOGIN",
         f'ALTER DATABASE "{db}" OWNER TO {o}', f"ALTER DATABASE \"{db}\" SET work_mem = '8MB'",
         f"ALTER DATABASE \"{db}\" SET search_path = 'my schema', public",
         f'ALTER DATABASE "{db}" CONNECTION LIMIT 50',
@@ -171,8 +171,9 @@ def rich(moto_server: Any, pg: PostgresCluster, tmp_path: Path, monkeypatch: pyt
 
 @pytest.fixture()
 def fresh() -> Iterator[PostgresCluster]:
-    """A second server that has never seen the database or its roles."""
-    with PostgresCluster(password=FRESH_PASSWORD) as cluster:
+    """A second server that has never seen the database or its roles. Its bootstrap superuser is
+    not the stack's master user, as on Aurora (rdsadmin), so the master user is one of the roles."""
+    with PostgresCluster(user="rdsadmin", password=FRESH_PASSWORD) as cluster:
         yield cluster
 
 
@@ -204,7 +205,7 @@ def test_in_place_every_object_setting_grant_comment_and_role_survives(rich: RSi
     j = r.json()
     assert j["status"] == "ok" and j["not_restored"] == []
     steps = {s["name"]: s["detail"] for s in j["steps"]}
-    assert set(steps["restore-roles"]["kept"]) >= {f"{P}owner", f"{P}reader", f"{P}app"}
+    assert set(steps["restore-roles"]["kept"]) >= {f"{P}owner", f"{P}reader", f"{P}app", f"{P}dba"}
     assert steps["restore-roles"]["created"] == []
     assert steps["database-settings"]["applied"] >= 8
     assert fingerprint(rich.pg.conninfo(rich.db), rich.pg.password) == before
@@ -220,7 +221,7 @@ def test_onto_a_fresh_server_roles_owners_and_grants_come_back(rich: RSite, fres
     assert FRESH_PASSWORD not in r.out + r.err
     j = r.json()
     created = j["steps"][[s["name"] for s in j["steps"]].index("restore-roles")]["detail"]["created"]
-    assert set(created) == {f"{P}owner", f"{P}reader", f"{P}app"}
+    assert set(created) == {f"{P}owner", f"{P}reader", f"{P}app", f"{P}dba", rich.pg.user}
     after = fingerprint(fresh.conninfo(rich.db), FRESH_PASSWORD)
     assert after == before
     assert not can_connect(fresh, rich.db, f"{P}nogrant")
@@ -286,3 +287,24 @@ def test_same_named_databases_on_two_servers_restore_side_by_side(rich: RSite, f
         barrier.touch()
         out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
+
+
+def test_onto_a_fresh_server_as_a_master_user_that_is_not_superuser_like_aurora(rich: RSite,
+                                                                                   fresh: PostgresCluster) -> None:
+    """Aurora's master user has CREATEROLE and CREATEDB but is no superuser: everything but the
+    SUPERUSER attribute comes back, and that one is named, not reported as ok."""
+    before = fingerprint(rich.pg.conninfo(rich.db), rich.pg.password)
+    take_backup(rich)
+    with fresh.connect("postgres") as c:
+        c.execute(f"CREATE ROLE {rich.pg.user} LOGIN CREATEROLE CREATEDB PASSWORD 'aurora-Master-pw-7'")
+    dsn = f"host={fresh.host} port={fresh.port} user={rich.pg.user} dbname={rich.db} password=aurora-Master-pw-7"
+    r = rich.cli("db", "--yes", "--json", "--dsn", dsn)
+    assert r.code == 18, r.err
+    j = r.json()
+    assert j["status"] == "partial"
+    assert j["not_restored"] == [f"role {P}dba: SUPERUSER needs a superuser to grant "
+                                 "(on Aurora, grant rds_superuser or rds_replication by hand)"]
+    after = fingerprint(fresh.conninfo(rich.db), FRESH_PASSWORD)
+    expected = dict(before, roles=[(row[0], False, *row[2:]) if row[0] == f"{P}dba" else row for row in before["roles"]])
+    assert after == expected
+    assert not can_connect(fresh, rich.db, f"{P}nogrant")

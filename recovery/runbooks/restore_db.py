@@ -391,6 +391,9 @@ class DbRestore:
         s = scratch_name(self.target, ctx.run_id)
         self.server.drop(s)  # a partial scratch left by a crash
         self.server.create(s)
+        if e.manifest.db_globals:  # its failures, if any, are reported by database-settings
+            with self.server.connect() as c:
+                pg_globals.apply_database(c, e.manifest.db_globals, s, owner_only=True)
         ctx.info(f"restoring {e.manifest.name} ({e.manifest.format}) into scratch database {s}")
         stream = BackupStream(self.s3, e.manifest, progress=ctx.info)
         detail = psql_into(self.server, s, stream)
