@@ -75,6 +75,13 @@ def gauge(samples: dict[str, float], name: str, **labels: str) -> float | None:
     return None
 
 
+def admin(env: dict[str, str], service: str, region: str) -> Any:
+    from recovery.local.deploy import admin_client
+
+    aws = state(env)["aws"]
+    return admin_client(service, region, aws["endpoint"], aws["ca_bundle"])
+
+
 def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     last = None
@@ -108,6 +115,20 @@ def test_green_while_the_standby_keeps_up(env: dict[str, str]) -> None:
     assert gauge(m, "xai_dr_db_latest_restorable_age_seconds") is not None
     prom = run_cli(env, "metrics", "--stack", "local")
     assert "# TYPE xai_dr_db_replication_lag_seconds gauge" in prom.stdout
+
+
+def test_the_deployed_alarm_watches_the_published_metric_and_notifies_the_dr_events_topic(env: dict[str, str]) -> None:
+    """infra/replication_alarms.py as `local up` deployed it: the DR site's alarm names the metric the
+    emulator publishes for its standby, and its actions are the site's DR-events topic."""
+    backend = Path(env["RECOVERY_LOCAL_DIR"]) / "backend" / ".pulumi" / "stacks" / "xai-dr" / "local-dr.json"
+    dr = json.loads(backend.read_text())["checkpoint"]["latest"]["resources"][0]["outputs"]
+    cw = admin(env, "cloudwatch", "us-west-2")
+    alarm = cw.describe_alarms(AlarmNames=["xai-dr-local-dr-db-replication-lag"])["MetricAlarms"][0]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/RDS", "AuroraGlobalDBRPOLag")
+    assert alarm["Dimensions"] == [{"Name": "DBClusterIdentifier", "Value": dr["db_cluster_id"]}]
+    assert alarm["Threshold"] == 60_000 and alarm["AlarmActions"] == [dr["notifications"]["topic_arn"]]
+    listed = cw.list_metrics(Namespace="AWS/RDS", MetricName="AuroraGlobalDBRPOLag")["Metrics"]
+    assert {d["Value"] for m in listed for d in m["Dimensions"]} == {dr["db_cluster_id"]}, "published for the standby only"
 
 
 def test_paused_replay_turns_status_yellow_then_red_and_resuming_heals_it(env: dict[str, str]) -> None:
