@@ -154,13 +154,6 @@ def _kms_key(d: Deployment, r: Any, i: dict[str, Any]) -> dict[str, str]:
     return {r.id: meta["KeyId"], r.outputs["keyId"]: meta["KeyId"], r.outputs["arn"]: meta["Arn"]}
 
 
-@handles("aws:kms/keyPolicy:KeyPolicy")
-def _kms_key_policy(d: Deployment, r: Any, i: dict[str, Any]) -> dict[str, str]:
-    """issue 16: the DR-events key's policy (infra/replication_alarms.py), put on the key as declared."""
-    d.client("kms", r.region).put_key_policy(KeyId=i["keyId"], PolicyName="default", Policy=i["policy"])
-    return {}
-
-
 @handles("aws:kms/alias:Alias")
 def _kms_alias(d: Deployment, r: Any, i: dict[str, Any]) -> dict[str, str]:
     d.client("kms", r.region).create_alias(AliasName=i["name"], TargetKeyId=i["targetKeyId"])
@@ -430,12 +423,9 @@ def _metric_alarm(d: Deployment, r: Any, i: dict[str, Any]) -> dict[str, str]:
              "metricName": "MetricName", "statistic": "Statistic", "period": "Period",
              "evaluationPeriods": "EvaluationPeriods", "threshold": "Threshold",
              "comparisonOperator": "ComparisonOperator", "treatMissingData": "TreatMissingData",
-             "actionsEnabled": "ActionsEnabled"}
+             "actionsEnabled": "ActionsEnabled", "alarmActions": "AlarmActions", "okActions": "OKActions"}
     kw = {api: _ints(i[k]) for k, api in names.items() if i.get(k) is not None}
     kw["Dimensions"] = [{"Name": k, "Value": v} for k, v in (i.get("dimensions") or {}).items()]
-    for k, api in (("alarmActions", "AlarmActions"), ("okActions", "OKActions")):  # the DR-events topic (issue 16)
-        if i.get(k):
-            kw[api] = list(i[k])
     cw = d.client("cloudwatch", r.region)
     cw.put_metric_alarm(**kw)
     arn = cw.describe_alarms(AlarmNames=[i["name"]])["MetricAlarms"][0]["AlarmArn"]
