@@ -80,7 +80,7 @@ def test_all_green_on_a_healthy_environment(env: dict[str, str]) -> None:
     plain = status(env)  # not a TTY: plain marks, one line per check, a summary line
     assert plain.returncode == 0
     out = plain.stdout.splitlines()
-    assert len(out) == 16 and out[-1].startswith("✓ stack 'local': green")
+    assert len(out) == 18 and out[-1].startswith("✓ stack 'local': green")
     assert all(ln[0] in "✓-" for ln in out) and "\x1b[" not in plain.stdout
 
 
