@@ -12,6 +12,9 @@ from secrets_store import generated_password, managed_secret
 from stack_config import Database, Network
 
 ENGINE = aws.rds.EngineType.AURORA_POSTGRESQL
+# AWS Backup's continuous rule (infra/aurora_backup.py) takes over the cluster's automated-backup
+# retention (up to 35 days); reverting it to backupRetentionDays on every `up` would fight the plan.
+BACKUP_MANAGED = ["backupRetentionPeriod"]
 
 
 @dataclass
@@ -21,6 +24,9 @@ class AuroraArgs:
     stack: str
     # DR only: the global cluster to join, read from the primary stack.
     join_global_cluster_id: pulumi.Input[str] | None = None
+    # The storage key's policy (None: AWS's default, the account's root). Its snapshots are encrypted
+    # under it, so the AWS Backup plan shares it with the backup account (infra/aurora_backup.py).
+    key_policy: pulumi.Input[str] | None = None
 
 
 class AuroraSite(pulumi.ComponentResource):
@@ -40,6 +46,7 @@ class AuroraSite(pulumi.ComponentResource):
             description=f"Aurora storage of {db.cluster_id}",
             enable_key_rotation=True,
             deletion_window_in_days=30,
+            policy=args.key_policy,
             opts=child,
         )
         subnets = aws.rds.SubnetGroup(
@@ -70,11 +77,11 @@ class AuroraSite(pulumi.ComponentResource):
             password = generated_password(f"{name}-master-password", self)
             # The password is rotated by `recovery rotate db`: do not roll it back on the next
             # `up`. After a failover this cluster is a secondary, with a source AWS sets.
-            ignore = ["masterPassword", "replicationSourceIdentifier"]
+            ignore = ["masterPassword", "replicationSourceIdentifier", *BACKUP_MANAGED]
         else:
             self.global_cluster_id = pulumi.Output.from_input(args.join_global_cluster_id).apply(str)
             # AWS sets the replication source on a secondary; it changes after a failover.
-            ignore = ["replicationSourceIdentifier"]
+            ignore = ["replicationSourceIdentifier", *BACKUP_MANAGED]
 
         # One call for both roles, so the type checker sees every argument. A secondary
         # inherits database name and master user from the global cluster: they stay None.

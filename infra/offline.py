@@ -44,6 +44,7 @@ class Registered:
     ignore_changes: list[str] = field(default_factory=list)
     protect: bool = False
     outputs: dict[str, Any] = field(default_factory=dict)
+    account: str = ACCOUNT  # another account's, when its provider is pinned there (allowedAccountIds)
 
 
 @dataclass
@@ -94,9 +95,12 @@ def _mocks(default_region: str, stack_refs: dict[str, dict[str, Any]], sink: lis
     import pulumi
 
     provider_regions: dict[str, str] = {}
+    provider_accounts: dict[str, str] = {}
 
     class AwsMocks(pulumi.runtime.Mocks):
         def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
+            if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+                return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:root", "userId": ACCOUNT, "id": ACCOUNT}
             return {}
 
         def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> Any:
@@ -109,65 +113,81 @@ def _mocks(default_region: str, stack_refs: dict[str, dict[str, Any]], sink: lis
                 return [name, {"name": name, "outputs": outputs, "secretOutputNames": []}]
             if args.typ.startswith("pulumi:providers:aws"):
                 provider_regions[args.name] = inputs.get("region", default_region)
+                accounts = json.loads(inputs["allowedAccountIds"]) if isinstance(inputs.get("allowedAccountIds"), str) \
+                    else inputs.get("allowedAccountIds") or []
+                if len(accounts) == 1:  # a provider pinned to one account creates its resources there
+                    provider_accounts[args.name] = str(accounts[0])
                 return [f"{args.name}-provider", inputs]
-            region = default_region
+            region, account = default_region, ACCOUNT
             if args.provider:
                 # "<urn>::<id>"; the urn ends with "::<provider name>"
                 prov_name = args.provider.split("::")[-2]
                 region = provider_regions.get(prov_name, default_region)
-            rid, state = computed(args.typ, args.name, inputs, region)
-            sink.append(Registered(args.typ, args.name, inputs, region, args.provider, id=rid, outputs=state))
+                account = provider_accounts.get(prov_name, ACCOUNT)
+            rid, state = computed(args.typ, args.name, inputs, region, account)
+            sink.append(Registered(args.typ, args.name, inputs, region, args.provider, id=rid, outputs=state,
+                                   account=account))
             return [rid, state]
 
     return AwsMocks()
 
 
-def computed(typ: str, name: str, inputs: dict[str, Any], region: str) -> tuple[str, dict[str, Any]]:
-    """What AWS would return: ID plus computed attributes, deterministic per resource."""
+def computed(typ: str, name: str, inputs: dict[str, Any], region: str,
+             account: str = ACCOUNT) -> tuple[str, dict[str, Any]]:
+    """What AWS would return: ID plus computed attributes, deterministic per resource (in `account`)."""
     s = dict(inputs)
     name = f"{region}/{name}"  # IDs differ per site, as they do in AWS
     rid = f"{name.split('/')[1]}-{_digest(typ, name, n=8)}"
     if typ == "aws:kms/key:Key":
         rid = f"{_digest(name, n=8)}-{_digest(name, 'k', n=4)}-4{_digest(name, 'e', n=3)}-8{_digest(name, 'f', n=3)}-{_digest(name, 'g')}"
-        s.update(keyId=rid, arn=f"arn:aws:kms:{region}:{ACCOUNT}:key/{rid}")
+        s.update(keyId=rid, arn=f"arn:aws:kms:{region}:{account}:key/{rid}")
     elif typ == "aws:s3/bucket:Bucket":
         rid = inputs["bucket"]
         s.update(arn=f"arn:aws:s3:::{rid}", bucketRegionalDomainName=f"{rid}.s3.{region}.amazonaws.com", region=region)
     elif typ == "aws:rds/globalCluster:GlobalCluster":
         rid = inputs["globalClusterIdentifier"]
-        s.update(arn=f"arn:aws:rds::{ACCOUNT}:global-cluster:{rid}")
+        s.update(arn=f"arn:aws:rds::{account}:global-cluster:{rid}")
     elif typ == "aws:rds/cluster:Cluster":
         rid = inputs["clusterIdentifier"]
         host = f"{rid}.cluster-{_digest(rid, n=12)}.{region}.rds.amazonaws.com"
-        s.update(arn=f"arn:aws:rds:{region}:{ACCOUNT}:cluster:{rid}", endpoint=host,
+        s.update(arn=f"arn:aws:rds:{region}:{account}:cluster:{rid}", endpoint=host,
                  readerEndpoint=host.replace(".cluster-", ".cluster-ro-"))
     elif typ == "aws:rds/clusterInstance:ClusterInstance":
         rid = inputs["identifier"]
-        s.update(arn=f"arn:aws:rds:{region}:{ACCOUNT}:db:{rid}")
+        s.update(arn=f"arn:aws:rds:{region}:{account}:db:{rid}")
     elif typ in ("aws:rds/subnetGroup:SubnetGroup", "aws:elasticache/subnetGroup:SubnetGroup"):
         rid = inputs["name"]
     elif typ == "aws:elasticache/replicationGroup:ReplicationGroup":
         rid = inputs["replicationGroupId"]
-        s.update(arn=f"arn:aws:elasticache:{region}:{ACCOUNT}:replicationgroup:{rid}",
+        s.update(arn=f"arn:aws:elasticache:{region}:{account}:replicationgroup:{rid}",
                  primaryEndpointAddress=f"master.{rid}.{_digest(rid, n=6)}.{region[:2]}{region.split('-')[1][0]}{region[-1]}.cache.amazonaws.com")
     elif typ == "aws:secretsmanager/secret:Secret":
-        rid = f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{inputs['name']}-{_digest(inputs['name'], n=6)}"
+        rid = f"arn:aws:secretsmanager:{region}:{account}:secret:{inputs['name']}-{_digest(inputs['name'], n=6)}"
         s.update(arn=rid)
     elif typ == "aws:route53/healthCheck:HealthCheck":
         rid = f"{_digest(name, n=8)}-{_digest(name, 'a', n=4)}-{_digest(name, 'b', n=4)}-{_digest(name, 'c', n=4)}-{_digest(name, 'd')}"
         s.update(arn=f"arn:aws:route53:::healthcheck/{rid}")
     elif typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
         rid = inputs["name"]
-        s.update(arn=f"arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:{rid}")
+        s.update(arn=f"arn:aws:cloudwatch:{region}:{account}:alarm:{rid}")
     elif typ == "aws:iam/role:Role":
         rid = inputs.get("name") or f"{name.split('/')[1]}-{_digest(name, n=7)}"
-        s.update(name=rid, arn=f"arn:aws:iam::{ACCOUNT}:role/{rid}")
+        s.update(name=rid, arn=f"arn:aws:iam::{account}:role/{rid}")
     elif typ == "aws:ssm/parameter:Parameter":
         rid = inputs["name"]
-        s.update(arn=f"arn:aws:ssm:{region}:{ACCOUNT}:parameter/{rid.lstrip('/')}")
+        s.update(arn=f"arn:aws:ssm:{region}:{account}:parameter/{rid.lstrip('/')}")
+    elif typ == "aws:backup/vault:Vault":
+        rid = inputs["name"]
+        s.update(arn=f"arn:aws:backup:{region}:{account}:backup-vault:{rid}")
+    elif typ == "aws:backup/plan:Plan":
+        rid = f"{_digest(name, n=8)}-{_digest(name, 'p', n=4)}-4{_digest(name, 'q', n=3)}-8{_digest(name, 'r', n=3)}-{_digest(name, 's')}"
+        s.update(arn=f"arn:aws:backup:{region}:{account}:backup-plan:{rid}", version=_digest(name, "v", n=48))
+    elif typ == "aws:backup/vaultLockConfiguration:VaultLockConfiguration":
+        rid = inputs["backupVaultName"]
+        s.update(backupVaultArn=f"arn:aws:backup:{region}:{account}:backup-vault:{rid}")
     elif typ == "random:index/randomPassword:RandomPassword":
         s.update(result=f"mock-{_digest(name, n=16)}")
-    s.setdefault("arn", f"arn:aws:mock:{region}:{ACCOUNT}:{rid}")
+    s.setdefault("arn", f"arn:aws:mock:{region}:{account}:{rid}")
     return rid, s
 
 

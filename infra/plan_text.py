@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
-from offline import StackRun
+from offline import ACCOUNT, StackRun
 
 # Inputs that carry generated credentials. Mocked values are fake, but the plan shows the
 # same redaction a real preview would.
@@ -63,6 +63,8 @@ def render(run: StackRun) -> str:
         if r.type.startswith("xai:"):
             continue  # component resources carry no inputs of their own
         lines.append(f"{r.type}  {r.name}  [{r.region}]")
+        if r.account != ACCOUNT:
+            lines.append(f"    (in account {r.account}, through a provider pinned to it)")
         if r.protect:
             lines.append("    (protected: `pulumi destroy` refuses to delete it)")
         if r.ignore_changes:

@@ -15,6 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from aurora import AuroraArgs, AuroraSite
+from aurora_backup import AuroraBackupArgs, AuroraBackupPlan, key_policy_for_copies, primary_peer_vault_arn
 from backup_vault import BackupVault, BackupVaultArgs
 from dns_failover import DnsFailover, DnsFailoverArgs
 from notifications import DrEvents, NotificationsArgs
@@ -188,13 +189,22 @@ def _site(cfg: StackConfig, vault: BackupVault, db: AuroraSite, db_secret_arn: p
 
 def _primary(cfg: StackConfig) -> Outputs:
     vault = BackupVault("backups", BackupVaultArgs(backup=cfg.backup))
-    db = AuroraSite("database", AuroraArgs(database=cfg.database, network=cfg.network, stack=cfg.stack))
+    db = AuroraSite("database", AuroraArgs(database=cfg.database, network=cfg.network, stack=cfg.stack,
+                                           key_policy=key_policy_for_copies(cfg.aurora_backup)))
     assert db.secret is not None
     everywhere: list[pulumi.Input[str]] = [db.secret.arn]
     replica = cfg.database.secret_replica_region
     if replica:  # the DR site's copy of the credential: a failback may read it there
         everywhere.append(db.secret.arn.apply(lambda arn: replica_secret_arn(arn, replica)))
-    return _site(cfg, vault, db, db.secret.arn, everywhere)
+    return {**_site(cfg, vault, db, db.secret.arn, everywhere),
+            **_recovery_points(cfg, db, primary_peer_vault_arn(cfg.aurora_backup))}
+
+
+def _recovery_points(cfg: StackConfig, db: AuroraSite, peer_vault_arn: pulumi.Input[str]) -> Outputs:
+    """Issue 16: the AWS Backup plan of the site's cluster, its copies and the locked backup-account vault."""
+    plan = AuroraBackupPlan("aurora-backup", AuroraBackupArgs(config=cfg.aurora_backup, stack=cfg.stack, region=cfg.region,
+                                                                cluster_arn=db.cluster.arn, peer_vault_arn=peer_vault_arn))
+    return plan.outputs(cfg.aurora_backup)
 
 
 def _dr(cfg: StackConfig) -> Outputs:
@@ -226,7 +236,8 @@ def _dr(cfg: StackConfig) -> Outputs:
     db = AuroraSite(
         "database",
         AuroraArgs(database=cfg.database, network=cfg.network, stack=cfg.stack,
-                   join_global_cluster_id=from_primary("global_cluster_id")),
+                   join_global_cluster_id=from_primary("global_cluster_id"),
+                   key_policy=key_policy_for_copies(cfg.aurora_backup)),
     )
     db_secret_arn = from_primary("db_secret_arn").apply(lambda arn: replica_secret_arn(arn, cfg.region))
     peer = PeerAccess(bucket_arn=from_primary("backup_bucket_arn"), health_check_id=from_primary("health_check_id"))
@@ -249,7 +260,7 @@ def _dr(cfg: StackConfig) -> Outputs:
     )
     outputs["replication_source_bucket_name"] = from_primary("backup_bucket_name")
     outputs["replication_role_arn"] = role.arn
-    return outputs
+    return {**outputs, **_recovery_points(cfg, db, from_primary("backup_vault_arn"))}
 
 
 def export(outputs: Outputs) -> None:

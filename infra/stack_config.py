@@ -119,6 +119,38 @@ class Notifications:
 
 
 @dataclass(frozen=True)
+class VaultLock:
+    """AWS Backup Vault Lock. Compliance mode: after `changeable_for_days` nobody (not the backup account's
+    root, not AWS) can shorten a recovery point's retention, delete it early or remove the lock."""
+    changeable_for_days: int
+    min_retention_days: int
+    max_retention_days: int
+
+
+@dataclass(frozen=True)
+class BackupAccount:
+    """The separate account holding the locked copies, reached through a provider of its own."""
+    account_id: str
+    deploy_role_arn: str  # what `pulumi up` assumes there (only the vault, its key, policy and lock)
+    vault_name: str
+    retention_days: int  # how long each copy is kept there
+    lock: VaultLock
+
+
+@dataclass(frozen=True)
+class AuroraBackup:
+    vault_name: str
+    # Primary only: the DR site's vault, the target of the cross-region copies. A DR site copies into the
+    # primary's vault, which it reads from the primary stack.
+    peer_vault_name: str | None
+    peer_region: str | None
+    snapshot_schedule: str
+    snapshot_retention_days: int
+    continuous_retention_days: int
+    backup_account: BackupAccount
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     region: str
@@ -133,6 +165,7 @@ class StackConfig:
     recovery: RecoveryAccess
     objectives: dict[str, Objective]
     notifications: Notifications
+    aurora_backup: AuroraBackup  # issue 16: AWS Backup of the Aurora cluster (infra/aurora_backup.py)
 
     @property
     def is_primary(self) -> bool:
@@ -334,6 +367,7 @@ def load(raw: Mapping[str, Any], *, stack: str, region: str | None) -> StackConf
     notifications = _notifications(r)
     return StackConfig(
         notifications=notifications,
+        aurora_backup=_aurora_backup(r, role, region, backup),
         stack=stack,
         region=region,
         role=role,
@@ -403,7 +437,7 @@ def from_pulumi() -> StackConfig:
 
     cfg = pulumi.Config(NAMESPACE)
     keys = ("role", "production", "peerStack", "network", "backup", "database", "cache", "dns", "recovery", "objectives",
-            "notifications")
+            "notifications", "auroraBackup")
     raw: dict[str, Any] = {}
     for key in keys:
         try:
@@ -415,3 +449,63 @@ def from_pulumi() -> StackConfig:
         if value is not None:
             raw[key] = value
     return load(raw, stack=pulumi.get_stack(), region=pulumi.Config("aws").get("region"))
+
+
+# AWS Backup keeps continuous backups (point-in-time restore) at most 35 days.
+MAX_CONTINUOUS_RETENTION_DAYS = 35
+ACCOUNT_ID = re.compile(r"\d{12}")
+
+
+def _aurora_backup(r: _Reader, role: str, region: str, backup: Backup) -> AuroraBackup:
+    """`auroraBackup`: the AWS Backup plan of the site's Aurora cluster and its two copies (docs/backups.md)."""
+    a = r.section("auroraBackup")
+    name_ok = re.compile(r"[a-zA-Z0-9_.-]{2,50}")
+    vault = r.value(a, "auroraBackup.vaultName", str, check=lambda v: name_ok.fullmatch(v) is not None,
+                    expect="a vault name of 2-50 letters, digits, - _ .")
+    peer_vault = peer_region = None
+    if role == "primary":
+        peer_vault = r.value(a, "auroraBackup.peerVaultName", str, check=lambda v: name_ok.fullmatch(v) is not None,
+                             expect="the DR site's auroraBackup.vaultName")
+        peer_region = r.value(a, "auroraBackup.peerRegion", str, check=lambda v: REGION.fullmatch(v) is not None
+                              and v != region, expect=f"the DR region, not {region}")
+    b = a.get("backupAccount")
+    if not isinstance(b, Mapping):
+        raise r.fail("auroraBackup.backupAccount", "is missing" if b is None else "must be an object",
+                     "{accountId: '210987654321', deployRoleArn: arn:aws:iam::210987654321:role/..., vaultName: ..., lock: {...}}")
+    account = r.value(b, "auroraBackup.backupAccount.accountId", str,
+                      check=lambda v: ACCOUNT_ID.fullmatch(v) is not None, expect="a 12-digit account id, quoted")
+    lock_raw = b.get("lock")
+    if not isinstance(lock_raw, Mapping):
+        raise r.fail("auroraBackup.backupAccount.lock", "is missing" if lock_raw is None else "must be an object",
+                     "{changeableForDays: 3, minRetentionDays: 30, maxRetentionDays: 365}")
+    key = "auroraBackup.backupAccount.lock"
+    lock = VaultLock(
+        # AWS's minimum grace time is 3 days; without it the lock would be governance mode.
+        changeable_for_days=r.value(lock_raw, f"{key}.changeableForDays", int, check=lambda v: v >= 3, expect="days >= 3"),
+        min_retention_days=r.value(lock_raw, f"{key}.minRetentionDays", int, check=_positive, expect="days > 0"),
+        max_retention_days=r.value(lock_raw, f"{key}.maxRetentionDays", int, check=lambda v: 1 <= v <= 36500,
+                                   expect="1..36500 days"))
+    retention = r.value(b, "auroraBackup.backupAccount.retentionDays", int, default=backup.offsite_retention_days,
+                        check=_positive, expect="days > 0")
+    if not lock.min_retention_days <= retention <= lock.max_retention_days:
+        # The lock refuses a copy kept shorter or longer than it allows: every copy job would fail.
+        raise r.fail("auroraBackup.backupAccount.retentionDays",
+                     f"({retention}) is outside the lock's {lock.min_retention_days}..{lock.max_retention_days} days",
+                     f"retentionDays: {lock.min_retention_days}")
+    return AuroraBackup(
+        vault_name=vault, peer_vault_name=peer_vault, peer_region=peer_region,
+        snapshot_schedule=r.value(a, "auroraBackup.snapshotSchedule", str, default="cron(0 5 ? * * *)",
+                                  check=lambda v: v.startswith(("cron(", "rate(")), expect="cron(...) or rate(...)"),
+        snapshot_retention_days=r.value(a, "auroraBackup.snapshotRetentionDays", int, default=backup.retention_days,
+                                        check=_positive, expect="days > 0"),
+        continuous_retention_days=r.value(
+            a, "auroraBackup.continuousRetentionDays", int, default=MAX_CONTINUOUS_RETENTION_DAYS,
+            check=lambda v: 1 <= v <= MAX_CONTINUOUS_RETENTION_DAYS, expect=f"1..{MAX_CONTINUOUS_RETENTION_DAYS} days (AWS's cap)"),
+        backup_account=BackupAccount(
+            account_id=account,
+            deploy_role_arn=r.value(b, "auroraBackup.backupAccount.deployRoleArn", str,
+                                    check=lambda v: v.startswith(f"arn:aws:iam::{account}:role/"),
+                                    expect=f"a role ARN in account {account}"),
+            vault_name=r.value(b, "auroraBackup.backupAccount.vaultName", str,
+                               check=lambda v: name_ok.fullmatch(v) is not None, expect="a vault name"),
+            retention_days=retention, lock=lock))

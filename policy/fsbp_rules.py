@@ -950,6 +950,7 @@ TRAFFIC_DATA_PLANE = _stack("XAI.Route53.traffic-moves-on-a-data-plane", "Every 
                             validate_traffic_moves_on_a_data_plane)
 
 from notification_rules import DR_EVENTS_TOPIC  # noqa: E402 - its own module; it reads the helpers above
+from backup_rules import BACKUP_ACCOUNT_VAULT_LOCKED  # noqa: E402 - likewise
 
 RESOURCE_POLICIES: List[ResourceValidationPolicy] = [
     S3_5, S3_8, S3_12, S3_13, S3_VERSIONING, S3_SSE_KMS, S3_REPLICATION,
@@ -961,6 +962,7 @@ STACK_POLICIES: List[StackValidationPolicy] = [
     S3_5_COVERAGE, S3_8_COVERAGE, S3_12_COVERAGE, S3_13_COVERAGE, S3_VERSIONING_COVERAGE, S3_SSE_KMS_COVERAGE,
     RDS_15, TRAFFIC_DATA_PLANE,
     DR_EVENTS_TOPIC,  # notification_rules.py: the DR-events topic is encrypted and someone hears it
+    BACKUP_ACCOUNT_VAULT_LOCKED,  # backup_rules.py: the Aurora cluster's copies reach a Vault-Locked vault elsewhere
 ]
 ALL_POLICIES: List[Policy] = [*RESOURCE_POLICIES, *STACK_POLICIES]
 

@@ -97,6 +97,8 @@ class Manifest:
     pg_server_version: str | None = None
     db_rows: int | None = None
     db_max_height: int | None = None
+    # Roles and database-level properties as SQL statements (recovery/pg_globals.py); None before 0.x
+    db_globals: dict[str, Any] | None = None
     file_count: int | None = None
     file_bytes: int | None = None
     timings: dict[str, float] = field(default_factory=dict)

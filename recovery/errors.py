@@ -127,6 +127,13 @@ class ChainDataError(RecoveryError):
     exit_code = 17
 
 
+class IncompleteRestoreError(RecoveryError):
+    """Every step ran, but something could not be put back (a role, a database setting...): the
+    run says what, and exits non-zero so that no script reads it as a complete restore."""
+
+    exit_code = 18
+
+
 class LocalEnvError(RecoveryError):
     """The local environment is not running, half up, a component failed to start, or the program
     declares something it cannot create."""

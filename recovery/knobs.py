@@ -63,6 +63,9 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("RECOVERY_SYNC_POLL_SECONDS", float, 5, 0.05, 300, "s"),
     Knob("RECOVERY_DRILL_TIMEOUT_SECONDS", float, 120, 1, 86400, "s"),
     Knob("RECOVERY_DRILL_BLOCKS_AFTER_BACKUP", int, 3, 0, 1000, "blocks"),
+    # The ingest rate a logical restore's RTO budget assumes when no large restore was measured here
+    # (recovery/reports/rto_budget.py); 50 MB/s is what `make bench` measured for psql.
+    Knob("RECOVERY_RESTORE_MB_PER_S", float, 50, 0.001, 100000, "MB/s"),
     # An unfinished run last active longer ago than this is history: a rerun starts afresh.
     Knob("RECOVERY_RESUME_WITHIN_HOURS", float, 24, 0, 8760, "h"),
     # issue 16: the replication RPO that `status` and `metrics` judge the database's replication lag

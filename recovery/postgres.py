@@ -74,9 +74,16 @@ def read_secret(outputs: StackOutputs, arn: str) -> str:
     return str(raw)
 
 
-def resolve(outputs: StackOutputs, dsn: str | None = None) -> ConnParams:
-    """Connection parameters: outputs, then PG* env overrides, then --dsn; the secret only if needed."""
-    params: dict[str, str] = {"host": outputs.db_endpoint, "port": str(outputs.db_port),
+ENDPOINTS = ("writer", "reader")
+
+
+def resolve(outputs: StackOutputs, dsn: str | None = None, endpoint: str = "writer") -> ConnParams:
+    """Connection parameters: outputs, then PG* env overrides, then --dsn; the secret only if needed.
+
+    ``endpoint="reader"`` starts from the cluster's reader endpoint, which Aurora routes to the writer
+    when the cluster has no replica, so it always answers."""
+    host = outputs.db_reader_endpoint if endpoint == "reader" else outputs.db_endpoint
+    params: dict[str, str] = {"host": host, "port": str(outputs.db_port),
                               "dbname": outputs.db_name, "user": outputs.db_username,
                               "connect_timeout": "10", "application_name": "recovery"}
     password: str | None = None

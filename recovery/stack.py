@@ -100,6 +100,15 @@ class StackOutputs:
     objectives: dict[str, Any]
     # The DR-events topic and webhooks (infra/notifications.py, recovery/notify.py).
     notifications: dict[str, Any]
+    # issue 16: the AWS Backup plan of the Aurora cluster (infra/aurora_backup.py), its vault, AWS Backup's
+    # service role (StartRestoreJob's IamRoleArn) and the Vault-Locked vault in the backup account.
+    backup_vault_name: str
+    backup_vault_arn: str
+    backup_plan_id: str
+    backup_role_arn: str
+    backup_account_id: str
+    backup_account_vault_name: str
+    backup_account_vault_arn: str
     replication_source_bucket_name: str | None = None
     trusted_principal_arns: list[str] = field(default_factory=list)
     replication_role_arn: str | None = None
@@ -123,6 +132,11 @@ class StackOutputs:
         key = {"db": "database", "chain": "chain"}.get(kind, kind)
         value = self.backup_interval_minutes.get(key)
         return int(value) if value is not None else None
+
+    def objective_s(self, component: str, which: str) -> float | None:
+        """The component's RTO or RPO objective (``which`` = "rto" | "rpo") in seconds, None if unset."""
+        v = ((self.objectives or {}).get(component) or {}).get(f"{which}_minutes")
+        return float(v) * 60 if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 # name -> (python type, required for every role). Types follow `pulumi stack output --json`.
@@ -165,6 +179,13 @@ _SPEC: dict[str, tuple[str, bool]] = {
     "recovery_role_arns": ("object", True),
     "objectives": ("object", True),
     "notifications": ("object", True),
+    "backup_vault_name": ("str", True),
+    "backup_vault_arn": ("str", True),
+    "backup_plan_id": ("str", True),
+    "backup_role_arn": ("str", True),
+    "backup_account_id": ("str", True),
+    "backup_account_vault_name": ("str", True),
+    "backup_account_vault_arn": ("str", True),
     "replication_source_bucket_name": ("str", False),
     "trusted_principal_arns": ("list[str]", True),
     "replication_role_arn": ("str", False),

@@ -475,7 +475,8 @@ def test_rds_15_fails(stack: list[PolicyResource], expect: str) -> None:
 
 def test_every_stack_rule_is_tested() -> None:
     tested = {p.name for p, _ in BUCKET_CHILDREN.values()} | {rules.RDS_15.name, rules.TRAFFIC_DATA_PLANE.name,
-                                                                    rules.DR_EVENTS_TOPIC.name}
+                                                                    rules.DR_EVENTS_TOPIC.name,
+                                                                    rules.BACKUP_ACCOUNT_VAULT_LOCKED.name}
     assert tested == {p.name for p in rules.STACK_POLICIES}
 
 

@@ -55,8 +55,8 @@ def test_round_trip_after_rows_are_deleted(rs: RSite, fmt: str) -> None:
     j = r.json()
     assert j["status"] == "ok" and j["runbook"] == RB
     steps = {s["name"]: s for s in j["steps"]}
-    assert list(steps) == ["preflight", "verify-backup", "stop-services", "restore-scratch", "verify-scratch",
-                           "swap", "start-services"]
+    assert list(steps) == ["preflight", "verify-backup", "stop-services", "restore-roles", "restore-scratch",
+                           "verify-scratch", "database-settings", "swap", "start-services"]
     d = steps["restore-scratch"]["detail"]
     assert {"download_s", "decompress_s", "sql_s"} <= set(d) and d["stored_bytes"] == m.stored_bytes
     assert steps["verify-backup"]["detail"]["key"] == m.key and steps["verify-backup"]["detail"]["format"] == fmt
@@ -250,7 +250,8 @@ def test_failed_load_drops_the_scratch_and_restarts_services(rs: RSite) -> None:
 # ------------------------------------------------------------------------------------ crash
 
 
-STEPS = ["preflight", "verify-backup", "stop-services", "restore-scratch", "verify-scratch", "swap", "start-services"]
+STEPS = ["preflight", "verify-backup", "stop-services", "restore-roles", "restore-scratch", "verify-scratch",
+         "database-settings", "swap", "start-services"]
 
 
 KILLS = [(step, "after") for step in STEPS]

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from recovery import __version__, redact
-from recovery import postgres
+from recovery import pg_globals, postgres
 from recovery.archive import Member, TarSource, chain_db_member, plan_tree
 from recovery.aws import aws_error, client, error_code
 from recovery.catalog import Catalog, Manifest, iso, prefix, utc_now
@@ -156,14 +156,18 @@ def _stream_backup(outputs: StackOutputs, kind: str, opts: BackupOptions, *, con
 # --------------------------------------------------------------------------------------- database
 
 
-def backup_db(outputs: StackOutputs, opts: BackupOptions | None = None, *, dsn: str | None = None) -> Manifest:
+def backup_db(outputs: StackOutputs, opts: BackupOptions | None = None, *, dsn: str | None = None,
+              endpoint: str = "reader") -> Manifest:
+    """pg_dump of the database, from the reader endpoint unless told otherwise: the dump's snapshot
+    stays open for the whole dump, and on a reader it does not hold back the writer's work."""
     opts = opts or BackupOptions()
     s3 = opts.s3 = opts.s3 or client("s3", outputs.region)
     check_bucket(s3, outputs.backup_bucket_name)
-    cp = postgres.resolve(outputs, dsn)
+    cp = postgres.resolve(outputs, dsn, endpoint)
     conn = postgres.connect(cp)
     try:
         stats = postgres.export_snapshot(conn)
+        db_globals = pg_globals.capture(cp)
         errlines: collections.deque[str] = collections.deque(maxlen=5)
         proc_box: dict[str, subprocess.Popen[bytes]] = {}
         drain_box: dict[str, threading.Thread] = {}
@@ -202,10 +206,11 @@ def backup_db(outputs: StackOutputs, opts: BackupOptions | None = None, *, dsn: 
 
         m = _stream_backup(
             outputs, "db", opts, content="sql",
-            source_desc=f"postgresql://{cp.params.get('host')}:{cp.params.get('port')}/{cp.params.get('dbname')}",
+            source_desc=f"postgresql://{cp.params.get('host')}:{cp.params.get('port')}/{cp.params.get('dbname')}"
+                        f" ({'--dsn' if dsn else endpoint + ' endpoint'})",
             open_source=open_source,
             describe=lambda: {"pg_server_version": stats.server_version, "db_rows": stats.rows,
-                              "db_max_height": stats.max_height})
+                              "db_max_height": stats.max_height, "db_globals": db_globals})
         return m
     finally:
         try:

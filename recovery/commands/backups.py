@@ -29,6 +29,9 @@ def _render_manifest(m: Any, as_json: bool, extra: dict[str, Any]) -> None:
     detail = ""
     if m.kind == "db":
         detail = f", {m.db_rows} rows, max height {m.db_max_height}, PostgreSQL {m.pg_server_version}"
+        if m.db_globals:
+            g = m.db_globals
+            detail += f", {len(g['roles'])} role and {len(g['properties'])} database statements"
     elif m.file_count is not None:
         detail = f", {m.file_count} files ({mb(m.file_bytes or 0)})"
     out(f"✓ {m.kind} backup s3://{m.bucket}/{m.key}")
@@ -53,9 +56,11 @@ def _take_over_option(f: Any) -> Any:
 @click.option("--level", type=int, help="Compression level: gzip 1..9 (default 1), zstd 1..19 (default 3).")
 @click.option("--workers", type=int, help="Compression threads, 1..64 (default: CPU count).")
 @click.option("--dsn", help="PostgreSQL connection string overriding the stack's (PG* env vars also override).")
+@click.option("--endpoint", type=click.Choice(["reader", "writer"]), default="reader", show_default=True,
+              help="Dump from the cluster's reader endpoint (the dump's long snapshot stays off the writer) or the writer's.")
 @_take_over_option
 def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, level: int | None,
-                  workers: int | None, dsn: str | None, take_over_stale: bool) -> None:
+                  workers: int | None, dsn: str | None, endpoint: str, take_over_stale: bool) -> None:
     """pg_dump of the chain database -> compression -> S3 multipart (SSE-KMS)."""
     from recovery import notify
     from recovery.backups.take import BackupOptions, backup_db
@@ -65,7 +70,7 @@ def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str,
     outputs = outputs_for(stack, outputs_file, "backup")
     with progress(interactive(as_json), "pg_dump") as cb, notify.on_failure(outputs, "backup-failed", "postgresql"):
         opts.on_bytes = cb
-        m = backup_db(outputs, opts, dsn=dsn)
+        m = backup_db(outputs, opts, dsn=dsn, endpoint=endpoint)
     _render_manifest(m, as_json, opts.extra)
 
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import click
 
 from recovery import redact
-from recovery.errors import InputError, RecoveryError, StepFailedError
+from recovery.errors import IncompleteRestoreError, InputError, RecoveryError, StepFailedError
 
 log = logging.getLogger("recovery")
 
@@ -200,5 +200,11 @@ def finish_runbook(run: Callable[[], tuple[Any, Any]], as_json: bool) -> Any:
         raise
     if as_json:
         emit_json(plan if plan is not None else journal.to_dict())
+    gaps = journal.not_restored() if journal is not None else []
+    if gaps:
+        raise IncompleteRestoreError(
+            f"{journal.runbook} finished, but {len(gaps)} item(s) were not restored: " + "; ".join(gaps[:3])
+            + (f"; and {len(gaps) - 3} more" if len(gaps) > 3 else ""),
+            f"apply them by hand; the journal lists them all ({journal.location})")
     return journal
 

@@ -36,6 +36,9 @@ DONE = (OK, HELD, SKIPPED)
 # Run states.
 RUN_RUNNING = "running"
 RUN_OK = "ok"
+# Every step ran, but some reported what they could not restore (detail key "not_restored"):
+# finished (nothing to resume), and never said to be "ok".
+RUN_PARTIAL = "partial"
 RUN_FAILED = "failed"
 
 
@@ -118,7 +121,11 @@ class Journal:
 
     @property
     def finished(self) -> bool:
-        return self.status == RUN_OK
+        return self.status in (RUN_OK, RUN_PARTIAL)
+
+    def not_restored(self) -> list[str]:
+        """What the steps said they could not restore, in step order."""
+        return [str(x) for rec in self.steps for x in (rec.detail or {}).get("not_restored") or []]
 
     def completed(self, name: str) -> bool:
         """Whether the step `name` is done in this run (ran, held, or skipped as done before)."""
@@ -156,6 +163,7 @@ class Journal:
             "elapsed_s": self.elapsed_s(),
             "error": self.error,
             "failed_step": self.failed_step,
+            "not_restored": self.not_restored(),
             "attempts": self.attempts,
             "location": self.location,
             "steps": [rec.to_dict() for rec in self.steps],

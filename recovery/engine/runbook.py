@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from recovery import knobs
-from recovery.engine.journal import (DONE, FAILED, HELD, OK, RUN_FAILED, RUN_OK, RUN_RUNNING, RUNNING, SKIPPED,
+from recovery.engine.journal import (DONE, FAILED, HELD, OK, RUN_FAILED, RUN_OK, RUN_PARTIAL, RUN_RUNNING, RUNNING, SKIPPED,
                                      Journal, JournalStore, StepRecord, _now, new_run_id)
 from recovery.engine.console import ConsoleReporter
 from recovery.engine.hooks import crash_point
@@ -86,7 +86,7 @@ class Runbook:
         """The unfinished run a real run would resume now, or None (said through `reporter`)."""
         hours = resume_within_hours()  # a bad value is refused whether or not a run is unfinished
         prev = store.latest(self.name, self.target.name)
-        if prev is None or prev.status == RUN_OK:
+        if prev is None or prev.finished:
             return None
         why = None
         if [r.name for r in prev.steps] != [s.name for s in self.steps]:
@@ -273,7 +273,7 @@ class Runbook:
             self._end(journal, rec, t0)
             store.save(journal)
             reporter.step_finished(index, total, rec)
-        journal.status = RUN_OK
+        journal.status = RUN_PARTIAL if journal.not_restored() else RUN_OK
         journal.ended_at = _now()
         store.save(journal)
 

@@ -34,6 +34,7 @@ from typing import Any, Callable
 import boto3
 
 from recovery.errors import LocalEnvError
+from recovery.local.deploy_backup import BACKUP_HANDLERS, in_account, in_account_of
 from recovery.local.deploy_sns import RECEIVER_BINDING, RECEIVER_PLACEHOLDER, SNS_HANDLERS, without_receiver
 from recovery.local.oncall import Oncall, oncall_identity  # re-exported: callers take it from here
 
@@ -61,10 +62,10 @@ NOT_EMULATED = {
 }
 
 
-def admin_client(service: str, region: str, endpoint: str, ca_bundle: str | None) -> Any:
-    """A client as the emulated account's root: only `local up` and test fixtures act as it."""
-    return boto3.client(service, region_name=region, endpoint_url=endpoint, verify=ca_bundle or None,
-                        **ADMIN_CREDENTIALS)
+def admin_client(service: str, region: str, endpoint: str, ca_bundle: str | None, account: str | None = None) -> Any:
+    """A client as the emulated account's root (or `account`'s: deploy_backup.py); only `local up` and tests act as it."""
+    return in_account(boto3.client(service, region_name=region, endpoint_url=endpoint, verify=ca_bundle or None,
+                                   **ADMIN_CREDENTIALS), account)
 
 
 @dataclass
@@ -101,13 +102,14 @@ class Deployment:
     ca_bundle: str | None = None  # the emulator's TLS certificate (moto_server.MotoServer.ca_bundle)
     rewrites: Rewrites = field(default_factory=Rewrites)
     created: list[str] = field(default_factory=list)
-    _clients: dict[tuple[str, str], Any] = field(default_factory=dict)
+    account: str | None = None  # another account's, while replaying a resource its provider pins there
+    _clients: dict[tuple[str, ...], Any] = field(default_factory=dict)
 
     def client(self, service: str, region: str) -> Any:
         # A boto3 client costs ~50 ms to build; a deploy makes ~100 calls.
-        key = (service, region)
+        key = (service, region, self.account) if self.account else (service, region)
         if key not in self._clients:
-            self._clients[key] = admin_client(service, region, self.endpoint, self.ca_bundle)
+            self._clients[key] = admin_client(service, region, self.endpoint, self.ca_bundle, self.account)
         return self._clients[key]
 
 
@@ -442,7 +444,7 @@ def _parameter(d: Deployment, r: Any, i: dict[str, Any]) -> dict[str, str]:
     return {r.outputs["arn"]: arn}
 
 
-HANDLERS.update(SNS_HANDLERS)  # the DR-events topic (deploy_sns.py)
+HANDLERS.update(SNS_HANDLERS | BACKUP_HANDLERS)  # the DR-events topic (deploy_sns.py), AWS Backup (deploy_backup.py)
 # ----------------------------------------------------------------------------------------- plan
 
 def not_emulated(typ: str) -> bool:
@@ -450,8 +452,7 @@ def not_emulated(typ: str) -> bool:
 
 
 def replay(d: Deployment, run: Any) -> None:
-    """Create every resource `run` registered, in order; LocalEnvError (before creating anything) on a
-    type with no handler."""
+    """Create every resource `run` registered, in order; LocalEnvError (before creating anything) on a type with no handler."""
     unknown = sorted({r.type for r in run.resources if r.type not in HANDLERS and not not_emulated(r.type)})
     if unknown:
         raise LocalEnvError(f"stack {run.stack} registers {unknown[0]}, which the local environment cannot create"
@@ -463,7 +464,7 @@ def replay(d: Deployment, run: Any) -> None:
             continue
         inputs = d.rewrites(r.inputs)
         try:
-            found = handler(d, r, inputs)
+            found = in_account_of(d, r, handler, inputs)  # another account's resource is made there
         except Exception as exc:  # noqa: BLE001 - one line naming the resource
             raise LocalEnvError(f"creating {r.type} {r.name} of stack {run.stack} in the emulator failed: {exc}",
                                 "see the emulator's log (aws.log) and recovery/local/deploy.py's handler") from exc
@@ -508,10 +509,8 @@ _RUNS: dict[str, tuple[Any, Any]] = {}
 
 
 def program_runs(overrides: dict[str, dict[str, Any]]) -> tuple[Any, Any]:
-    """Both local stacks run under mocks, with config `overrides` merged into the stack files.
-
-    Cached per overrides: the program is deterministic under the mocks, and a run costs ~0.5 s.
-    """
+    """Both local stacks run under mocks, with config `overrides` merged into the stack files. Cached per
+    overrides: the program is deterministic under the mocks, and a run costs ~0.5 s."""
     cache_key = json.dumps(overrides, sort_keys=True)
     if cache_key in _RUNS:
         return _RUNS[cache_key]

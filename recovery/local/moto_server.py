@@ -93,6 +93,11 @@ class MotoServer:
         from werkzeug.serving import make_server
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no per-request access log
+        # The program declares AWS Backup selections and vault policies, which moto lacks: every server
+        # the program is deployed into (the local daemon's, the tests') answers them (emulator/backup.py).
+        from recovery.local.emulator import backup
+
+        backup.install()
         self._cert_dir = tempfile.mkdtemp(prefix="moto-tls-")
         self.ca_bundle, key_path = _self_signed_certificate(self._cert_dir)
         # The certificate is public (clients of any user, e.g. a command run unprivileged, must trust

@@ -7,29 +7,40 @@ Steps (each journaled and timed; the engine resumes after a crash):
 2. ``verify-backup``    resolve the backup (``latest`` = newest with a manifest) and stream it once:
                         sha256, size, decompression and structure against the manifest. No SQL yet.
 3. ``stop-services``    stop the dependent services (``recovery.services``; stop order from config).
+   ``restore-roles``    create the roles of the backup that the server lacks (recovery/pg_globals.py:
+                        existing roles are never altered), so that owners and grants load.
 4. ``restore-scratch``  create ``<target>_restore_<run>`` on the same server and stream the backup
                         into it: S3 -> sha256 -> gunzip/zstd -> ``psql --single-transaction``.
                         Timed per phase (download, decompression, SQL). The live DB is not touched.
                         On success the scratch DB gets a COMMENT marking it complete (the step's check).
 5. ``verify-scratch``   ``count(*)`` and ``max(height)`` of ``blockchain`` equal the manifest's.
+   ``database-settings`` the database-level properties of the backup onto the scratch database:
+                        owner, COMMENT, ``ALTER DATABASE ... SET``, per-role settings, connection
+                        limit, grants (``REVOKE CONNECT ... FROM PUBLIC``).
 6. ``swap``             one transaction, after terminating other connections to both databases:
                         ``<target>`` -> ``<target>_quarantine_<run start>``, scratch -> ``<target>``.
-                        The commit point. Its check: the target carries this run's COMMENT.
+                        The commit point. Its check: the target is the scratch database (same oid).
 7. ``reindex``          only with ``--reindex`` (the plan's detection step): ``REINDEX DATABASE`` on
                         the restored database, before any service reconnects.
    ``drop-old``         only with ``--no-keep-old``: drop the quarantined database.
 8. ``start-services``   start the services again, in start order.
 
 Any failure before the swap drops the scratch database and starts the services this run stopped,
-so the live database and the services are as they were. After the swap a failure leaves the restored
+so the live database and the services are as they were (roles created by ``restore-roles`` stay:
+they are the backup's, and may own objects by then). After the swap a failure leaves the restored
 database in place (it was verified) and the old one quarantined; a rerun resumes.
+
+Whatever ``restore-roles`` or ``database-settings`` could not apply is listed in their detail under
+``not_restored``: the run ends ``partial`` (exit 18) and names each item, never ``ok``.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import queue
+import re
 import shutil
 import subprocess
 import threading
@@ -41,12 +52,13 @@ import psycopg
 from psycopg import sql
 
 from recovery import redact
-from recovery import postgres
+from recovery import knobs, pg_globals, postgres
 from recovery.aws import client
 from recovery.catalog import Catalog, Entry
 from recovery.errors import DatabaseError, InputError, IntegrityError, RefusedError
 from recovery.postgres import ConnParams
 from recovery.engine.journal import Journal, JournalStore, default_journal_dir, run_stamp
+from recovery.reports import rto_budget
 from recovery.engine.runbook import Runbook
 from recovery.engine.steps import Step, StepContext, Target
 from recovery.backups.read import BackupStream, resolve_backup, verify_backup
@@ -111,6 +123,11 @@ class Server:
         with self.connect() as c:
             return c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
 
+    def oid(self, name: str) -> int | None:
+        with self.connect() as c:
+            row = c.execute("SELECT oid FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            return None if row is None else int(row[0])
+
     def comment(self, name: str) -> str | None:
         with self.connect() as c:
             row = c.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
@@ -153,7 +170,7 @@ class Server:
             raise self._sqlerr(f"REINDEX DATABASE {name}", exc) from None
         return {"indexes": int(row[0]) if row else 0, "seconds": round(time.monotonic() - started, 3)}
 
-    def set_comment(self, name: str, text: str) -> None:
+    def set_comment(self, name: str, text: str | None) -> None:
         with self.connect() as c:
             c.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(text)))
 
@@ -296,6 +313,7 @@ class DbRestore:
     services: ServiceControl
     target: str
     backup_key: str  # what --backup resolved to when the command started (`latest` is a moving name)
+    budget: dict[str, Any] | None = None  # the RTO budget (reports/rto_budget.py), said before the run
 
     @property
     def catalog(self) -> Catalog:
@@ -306,10 +324,11 @@ class DbRestore:
 
     # -- checks (read-only)
     def swapped(self, ctx: StepContext) -> bool:
-        key = ctx.results.get("verify-backup", {}).get("key")
-        if not key:
-            return False
-        return self.server.comment(self.target) == marker(ctx.run_id, str(key))
+        # by oid, which a rename keeps: the restored database carries the backup's own COMMENT
+        return self._is_scratch(self.target, ctx.results.get("restore-scratch", {}).get("oid"))
+
+    def _is_scratch(self, name: str, oid: Any) -> bool:
+        return oid is not None and self.server.oid(name) == int(oid)
 
     def scratch_ready(self, ctx: StepContext) -> dict[str, Any] | bool:
         key = ctx.results.get("verify-backup", {}).get("key")
@@ -352,7 +371,7 @@ class DbRestore:
             raise RefusedError(f"database {self.target} is not empty ({tables} tables)",
                                "it will be quarantined, not overwritten: rerun with --force to replace it")
         return {"server": self.server.admin.target.rsplit("/", 1)[0], "server_version": version,
-                "target_exists": exists, "target_tables": tables}
+                "target_exists": exists, "target_tables": tables, "rto_budget": self.budget}
 
     def verify_backup(self, ctx: StepContext) -> dict[str, Any]:
         e = self.catalog.get(self.backup_key)
@@ -376,7 +395,7 @@ class DbRestore:
         stream = BackupStream(self.s3, e.manifest, progress=ctx.info)
         detail = psql_into(self.server, s, stream)
         self.server.set_comment(s, marker(ctx.run_id, e.manifest.key))
-        return {"scratch": s, **detail}
+        return {"scratch": s, "oid": self.server.oid(s), **detail}
 
     def verify_scratch(self, ctx: StepContext) -> dict[str, Any]:
         e = self.entry(ctx)
@@ -388,6 +407,23 @@ class DbRestore:
                                  f"{m.db_rows} rows, max(height) {m.db_max_height}",
                                  "the live database was not touched; try an older backup with --backup KEY")
         return {"rows": rows, "max_height": height}
+
+    def restore_roles(self, ctx: StepContext) -> dict[str, Any]:
+        g = self.entry(ctx).manifest.db_globals
+        if not g:
+            return {"not_restored": ["roles: the backup holds none (taken before roles were recorded)"]}
+        with self.server.connect() as c:
+            return pg_globals.apply_roles(c, g["roles"])
+
+    def database_settings(self, ctx: StepContext) -> dict[str, Any]:
+        g = self.entry(ctx).manifest.db_globals
+        if not g:
+            return {"not_restored": ["database settings, grants and comment: the backup holds none "
+                                     "(taken before they were recorded)"]}
+        s = scratch_name(self.target, ctx.run_id)
+        self.server.set_comment(s, None)  # this run's marker goes; the backup's own comment, if any, comes back
+        with self.server.connect() as c:
+            return pg_globals.apply_database(c, g, s)
 
     def swap(self, ctx: StepContext) -> dict[str, Any]:
         s = scratch_name(self.target, ctx.run_id)
@@ -409,9 +445,8 @@ class DbRestore:
             return
         error: Exception | None = None
         if journal.step("restore-scratch").status != "pending":  # a scratch database may exist
-            key = journal.step("verify-backup").detail.get("key", "?")
             try:
-                if self.server.comment(self.target) != marker(journal.run_id, key):
+                if not self._is_scratch(self.target, journal.step("restore-scratch").detail.get("oid")):
                     self.server.drop(scratch_name(self.target, journal.run_id))
             except Exception as exc:  # noqa: BLE001 - still restart the services below
                 error = exc
@@ -427,9 +462,13 @@ class DbRestore:
             Step("verify-backup", self.verify_backup,
                  touches=f"nothing (streams backup {self.backup_key} from s3://{self.outputs.backup_bucket_name}, checks sha256)"),
             Step("stop-services", self.stop_services, touches=self.services.describe_stop(), check=self.stopped_or_swapped),
+            Step("restore-roles", self.restore_roles,
+                 touches="creates the backup's roles the server lacks, without passwords (existing roles are not changed)"),
             Step("restore-scratch", self.restore_scratch, touches=f"creates database {t}_restore_<run> and loads the backup",
                  check=self.scratch_ready),
             Step("verify-scratch", self.verify_scratch, touches="nothing (counts blockchain rows in the scratch database)"),
+            Step("database-settings", self.database_settings,
+                 touches="sets the backup's owner, settings, grants and comment on the scratch database"),
             Step("swap", self.swap, touches=f"renames {t} -> {t}_quarantine_<run start> and the scratch -> {t}",
                  check=self.swapped),
         ]
@@ -464,11 +503,24 @@ def build(outputs: StackOutputs, opts: DbRestoreOptions, *, s3: Any = None,
 def restore_db(outputs: StackOutputs, opts: DbRestoreOptions, store: JournalStore, *, yes: bool = False,
                dry_run: bool = False, reporter: Any = None) -> tuple[Journal | None, dict[str, Any] | None]:
     """Run (or dry-run) the restore; returns (journal, None) or (None, plan)."""
+    knobs.value("RECOVERY_RESTORE_MB_PER_S")  # a bad value is refused before anything is read
     r = build(outputs, opts)
+    r.budget = rto_budget.estimate(outputs, r.catalog.get(r.backup_key).manifest, store, NAME, r.target)
     rb = r.runbook()
     if rb.resumable(store) is None:  # a resumed run may find its own restored database in place
         r.needs_force(reporter, dry_run)
+    if r.budget.get("exceeds_rto") and reporter is not None:
+        reporter.message(f"warning: {r.budget['advice']}")
     if dry_run:
-        return execute(rb, store, yes=yes, dry_run=True, reporter=reporter)
-    return execute(rb, store, yes=yes, dry_run=False, reporter=reporter, lock=HostLock(f"{NAME}-{r.target}", default_journal_dir(), what="restore"),
-                   on_failure=r.undo)
+        journal, plan = execute(rb, store, yes=yes, dry_run=True, reporter=reporter)
+        return journal, {**(plan or {}), "rto_budget": r.budget}
+    return execute(rb, store, yes=yes, dry_run=False, reporter=reporter, lock=lock_for(r), on_failure=r.undo)
+
+
+def lock_for(r: DbRestore) -> HostLock:
+    """One restore per database per server: same-named databases on two servers restore side by side."""
+    p = r.server.cp.params
+    where = f"{p.get('host')}:{p.get('port') or 5432}/{r.target}"
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", where)[:80]
+    return HostLock(f"{NAME}-{safe}-{hashlib.sha256(where.encode()).hexdigest()[:10]}", default_journal_dir(),
+                    what="restore")

@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from recovery.local.emulator import (cloudtrail, elasticache_auth, elasticache_failover, outage, rds_global, route53_health, s3_replication,
+from recovery.local.emulator import (backup, cloudtrail, elasticache_auth, elasticache_failover, outage, rds_global, route53_health, s3_replication,
                                      secrets_replica)
 from recovery.local.emulator import rds_replication_lag
 from recovery.local.emulator.rds_replication_lag import (set_replication_probe, start_publisher as start_lag_publisher,
@@ -78,6 +78,9 @@ EXTENSIONS: tuple[Extension, ...] = (
     Extension("rds-replication-lag", rds_replication_lag.install,
               "AuroraGlobalDBRPOLag published for each standby from its real replay lag; a lagging standby's "
               "LatestRestorableTime is its last replayed commit"),
+    Extension("backup-selections-and-vault-policies", backup.install,
+              "AWS Backup selections and vault access policies (moto has plans, vaults and Vault Lock); "
+              "adds operations only, so it stays after uninstall()"),
     Extension("region-outage", outage.install,
               "requests signed for a region in outage get no answer (POST /xai-local/outage)"),
     Extension("reset-clears-records", install_reset_hook,
