@@ -31,11 +31,13 @@ class NotificationsArgs:
     stack: str
 
 
-def topic_policy(topic_arn: str, publisher_arns: list[str]) -> str:
-    """Only the publishing job roles may publish, and nobody over plain HTTP."""
+def topic_policy(topic_arn: str, publisher_arns: list[str], extra: list[dict[str, Any]] | None = None) -> str:
+    """Only the publishing job roles may publish (and, ``extra``, this stack's CloudWatch alarms:
+    infra/replication_alarms.py), and nobody over plain HTTP."""
     return json.dumps({"Version": "2012-10-17", "Statement": [
         {"Sid": "JobRolesPublish", "Effect": "Allow", "Principal": {"AWS": sorted(publisher_arns)},
          "Action": "sns:Publish", "Resource": topic_arn},
+        *(extra or []),
         {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "sns:Publish",
          "Resource": topic_arn, "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
     ]}, sort_keys=True)
@@ -68,12 +70,16 @@ class DrEvents(pulumi.ComponentResource):
                                 "its value is the operator's", recovery_window_in_days=30, opts=child)
         self.register_outputs({"topic_arn": self.topic.arn})
 
-    def allow_publishers(self, role_arns: dict[str, pulumi.Output[str]]) -> aws.sns.TopicPolicy:
-        """The topic policy, once the job roles exist (infra/recovery_access.py grants them the same)."""
+    def allow_publishers(self, role_arns: dict[str, pulumi.Output[str]],
+                         alarms: pulumi.Output[dict[str, Any]] | None = None) -> aws.sns.TopicPolicy:
+        """The topic policy, once the job roles exist (infra/recovery_access.py grants them the same);
+        ``alarms``: the statement that lets the stack's CloudWatch alarms publish."""
         publishers = [role_arns[j] for j in PUBLISHING_JOBS]
+        extra = [alarms] if alarms is not None else []
         return aws.sns.TopicPolicy(
             "events-policy", arn=self.topic.arn,
-            policy=pulumi.Output.all(self.topic.arn, *publishers).apply(lambda v: topic_policy(v[0], list(v[1:]))),
+            policy=pulumi.Output.all(self.topic.arn, *extra, *publishers).apply(
+                lambda v: topic_policy(v[0], list(v[1 + len(extra):]), list(v[1:1 + len(extra)]))),
             opts=pulumi.ResourceOptions(parent=self))
 
     def output(self, cfg: Notifications) -> pulumi.Output[dict[str, Any]]:

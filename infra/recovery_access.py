@@ -146,6 +146,11 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
             # Route 53 health checks are global resources: this site's check and the traffic checks.
             statement("HealthStatus", ["route53:GetHealthCheckStatus"],
                       f"arn:aws:route53:::healthcheck/{v['health_check_id']}"),
+            # issue 16: `status` and `metrics` read the global database's replication lag (the secondary's
+            # AuroraGlobalDBRPOLag; CloudWatch metric reads have no resource-level permissions: AWS requires
+            # "*") and this site's cluster's LatestRestorableTime.
+            statement("ReplicationLag", ["cloudwatch:GetMetricStatistics"], "*"),
+            statement("RestorableTime", ["rds:DescribeDBClusters"], v["cluster_arn"]),
         ] + ([
             # A DR site's verification checks that the primary bucket replicates into this one.
             statement("PrimaryReplication", ["s3:GetReplicationConfiguration"], v["peer_bucket_arn"]),

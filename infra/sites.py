@@ -23,6 +23,7 @@ from recovery_access import PeerAccess, RecoveryAccess, RecoveryAccessArgs, peer
 from redis_cache import PORT as CACHE_PORT
 from redis_cache import RedisCache, RedisCacheArgs
 from replication import CrossRegionReplication, ReplicationArgs, replication_role
+from replication_alarms import ReplicationAlarms, ReplicationAlarmsArgs, topic_statement
 from secrets_store import generated_password, managed_secret
 from stack_config import StackConfig
 
@@ -152,7 +153,15 @@ def _site(cfg: StackConfig, vault: BackupVault, db: AuroraSite, db_secret_arn: p
             webhook_secret_arns=[s.arn for s in events.webhook_secrets.values()],
         ),
     )
-    events.allow_publishers({job: role.arn for job, role in access.roles.items()})
+    # issue 16: the replication lag alarm, notifying this topic
+    account = db.cluster.arn.apply(lambda arn: str(arn).split(":")[4])
+    ReplicationAlarms("replication-alarms", ReplicationAlarmsArgs(
+        stack=cfg.stack, region=cfg.region, cluster_identifier=db.cluster.cluster_identifier,
+        rpo_minutes=cfg.objectives["postgresql"].rpo_minutes, events_topic_arn=events.topic.arn,
+        events_key_id=events.key.key_id, account=account))
+    events.allow_publishers({job: role.arn for job, role in access.roles.items()},
+                            pulumi.Output.all(events.topic.arn, account).apply(
+                                lambda v: topic_statement(v[0], cfg.region, v[1], cfg.stack)))
     return {
         **_common_outputs(cfg),
         "backup_bucket_name": vault.bucket.bucket,

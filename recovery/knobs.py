@@ -68,6 +68,10 @@ KNOBS: dict[str, Knob] = {k.name: k for k in (
     Knob("RECOVERY_RESTORE_MB_PER_S", float, 50, 0.001, 100000, "MB/s"),
     # An unfinished run last active longer ago than this is history: a rerun starts afresh.
     Knob("RECOVERY_RESUME_WITHIN_HOURS", float, 24, 0, 8760, "h"),
+    # issue 16: the replication RPO that `status` and `metrics` judge the database's replication lag
+    # against; 0 = the stack's postgresql rpoMinutes objective. Tighter values let a test see
+    # green -> yellow -> red in seconds.
+    Knob("RECOVERY_DB_RPO_SECONDS", float, 0, 0, 86400, "s"),
 )}
 
 

@@ -62,7 +62,8 @@ def test_all_green_on_a_healthy_environment(env: dict[str, str]) -> None:
     got = lines(r)
     assert set(got) == {"node height", "node peers", "node mining", "database reachable", "database rows",
                         "cache reachable", "explorer health", "monitoring health", "backup db", "backup chain",
-                        "backup config", "site role", "traffic dns", "health route53", "replication bucket"}
+                        "backup config", "site role", "traffic dns", "health route53", "replication bucket",
+                        "database replication", "database restorable"}
     not_green = {k: (v["level"], v["detail"]) for k, v in got.items() if v["level"] != "green"}
     # The cache may be skipped with a note when no Redis runs locally; nothing else may be off.
     assert set(not_green) <= {"cache reachable"} and all(lv == "skip" for lv, _ in not_green.values()), not_green
@@ -79,7 +80,7 @@ def test_all_green_on_a_healthy_environment(env: dict[str, str]) -> None:
     plain = status(env)  # not a TTY: plain marks, one line per check, a summary line
     assert plain.returncode == 0
     out = plain.stdout.splitlines()
-    assert len(out) == 16 and out[-1].startswith("✓ stack 'local': green")
+    assert len(out) == 18 and out[-1].startswith("✓ stack 'local': green")
     assert all(ln[0] in "✓-" for ln in out) and "\x1b[" not in plain.stdout
 
 

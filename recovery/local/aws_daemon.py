@@ -15,6 +15,9 @@ backends live. They make control-plane calls act on the real local services:
   replica, stop its nodes, start a fresh pair (recovery/local/redis_group.py).
 - failover_global_cluster / switchover_global_cluster fence the old writer and promote the
   target cluster's real PostgreSQL (the DR site's hot standby), see recovery/local/dr_site.py.
+- issue 16: every few seconds each standby's real replication lag (recovery/local/replication_lag.py)
+  is published as CloudWatch ``AuroraGlobalDBRPOLag`` in its region, as RDS does, and a lagging
+  standby's LatestRestorableTime follows its last replayed commit (emulator/rds_replication_lag.py).
 
 The hooks read `hooks.json` from the state directory at call time, so `local up` can start
 this daemon first and describe the services once they run.
@@ -38,13 +41,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from recovery.local import dr_site, emulator, redis_group
+from recovery.local import dr_site, emulator, redis_group, replication_lag
 from recovery.local.moto_server import MotoServer
 from recovery.local.paths import HOOKS_FILE, read_hooks
 from recovery.local.redis_cache import apply_auth_token
 
 AWS_FILE = "aws.json"
 AUTHORIZATION_FILE = "authorization.jsonl"
+LAG_PUBLISH_SECONDS = 2.0  # RDS publishes each minute; more often here, so the newest minute is current
 
 
 def set_master_password(state_dir: Path, cluster_id: str, password: str) -> None:
@@ -125,6 +129,8 @@ def serve(state_dir: Path) -> None:
     emulator.set_auth_token_hook(lambda group, token, strategy: apply_auth_token(state_dir, group, token, strategy))
     emulator.set_promotion_hook(lambda cluster: _promote(state_dir, cluster))
     _cache_group_hooks(state_dir)
+    emulator.set_replication_probe(lambda: replication_lag.measure(state_dir))
+    emulator.start_lag_publisher(LAG_PUBLISH_SECONDS)
     server = MotoServer().start()
     # Route 53's data plane: DNS answers from the zones above, through any outage of the HTTP API
     from recovery.local.emulator.route53_dns import DnsServer
@@ -147,6 +153,7 @@ def serve(state_dir: Path) -> None:
         if mtime != seen:
             seen = mtime
             _register_health_probes(state_dir)
+    emulator.stop_lag_publisher()
     dns.stop()
     server.stop()
     (state_dir / AWS_FILE).unlink(missing_ok=True)

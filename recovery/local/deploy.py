@@ -425,7 +425,7 @@ def _metric_alarm(d: Deployment, r: Any, i: dict[str, Any]) -> dict[str, str]:
              "metricName": "MetricName", "statistic": "Statistic", "period": "Period",
              "evaluationPeriods": "EvaluationPeriods", "threshold": "Threshold",
              "comparisonOperator": "ComparisonOperator", "treatMissingData": "TreatMissingData",
-             "actionsEnabled": "ActionsEnabled"}
+             "actionsEnabled": "ActionsEnabled", "alarmActions": "AlarmActions", "okActions": "OKActions"}
     kw = {api: _ints(i[k]) for k, api in names.items() if i.get(k) is not None}
     kw["Dimensions"] = [{"Name": k, "Value": v} for k, v in (i.get("dimensions") or {}).items()]
     cw = d.client("cloudwatch", r.region)

@@ -35,7 +35,15 @@ def _subscription(d: Any, r: Any, i: dict[str, Any]) -> dict[str, str]:
     return {r.id: arn, r.outputs["arn"]: arn}
 
 
+def _key_policy(d: Any, r: Any, i: dict[str, Any]) -> dict[str, str]:
+    """issue 16: the DR-events key's policy (infra/replication_alarms.py: CloudWatch alarms publish to the
+    encrypted topic), put on the key as declared."""
+    d.client("kms", r.region).put_key_policy(KeyId=i["keyId"], PolicyName="default", Policy=i["policy"])
+    return {}
+
+
 SNS_HANDLERS = {
+    "aws:kms/keyPolicy:KeyPolicy": _key_policy,
     "aws:sns/topic:Topic": _topic,
     "aws:sns/topicPolicy:TopicPolicy": _topic_policy,
     "aws:sns/topicSubscription:TopicSubscription": _subscription,

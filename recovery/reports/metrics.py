@@ -23,6 +23,9 @@ Drill success rate: passed / decided drill records under drills/ (the DrillRun r
 Recovery time (mean, p95 nearest-rank) per component and source:
     source=drill    scenario rto_seconds (detection -> verified service, the measured RTO)
     source=restore  elapsed_s of successful restore journals (runbook wall time, a lower bound of RTO)
+Database replication (issue 16): the Aurora global replication lag of the secondary and the age of this
+    cluster's LatestRestorableTime, judged by recovery/reports/replication_rpo.py (the rule `status`
+    applies too); an unknown value is left out and its level gauge says 1 (yellow).
 RTO / RPO compliance per component: drill scenarios whose rto_met / rpo_met is true, over those
     where it was decided.
 
@@ -81,8 +84,13 @@ METRICS: dict[str, tuple[str, str]] = {
     "xai_dr_rpo_objective_seconds": ("gauge", "The stack's RPO objective per component."),
     "xai_dr_rto_compliance_ratio": ("gauge", "Drill scenarios that met the RTO objective / scenarios where it was decided."),
     "xai_dr_rpo_compliance_ratio": ("gauge", "Drill scenarios that met the RPO objective / scenarios where it was decided."),
+    "xai_dr_db_replication_lag_seconds": ("gauge", "AuroraGlobalDBRPOLag of the global database's secondary cluster, in seconds."),
+    "xai_dr_db_latest_restorable_age_seconds": ("gauge", "Age of this cluster's LatestRestorableTime, in seconds."),
+    "xai_dr_db_replication_rpo_seconds": ("gauge", "The RPO the replication lag is judged against."),
+    "xai_dr_db_rpo_level": ("gauge", "The continuous RPO's judgment per check: 0 green, 1 yellow (or unknown), 2 red."),
     "xai_dr_metrics_generated_timestamp_seconds": ("gauge", "When these metrics were computed."),
 }
+LEVEL_VALUE = {"green": 0, "yellow": 1, "red": 2}
 
 
 @dataclass
@@ -361,6 +369,23 @@ def _compliance_metrics(outputs: StackOutputs, compliance: Compliance, out: _Sam
     return comp_doc
 
 
+def _replication_metrics(outputs: StackOutputs, now: datetime, out: _Samples) -> dict[str, Any]:
+    """The continuous RPO (issue 16), judged as `status` judges it."""
+    from recovery.reports import replication_rpo
+
+    r = replication_rpo.read(outputs, now=now)
+    lag, rest = r.lag, r.restorable
+    out.add("xai_dr_db_replication_lag_seconds", lag.seconds, secondary_cluster=str(lag.data.get("secondary_cluster", "")),
+            region=str(lag.data.get("region", "")))
+    out.add("xai_dr_db_latest_restorable_age_seconds", rest.seconds, cluster=outputs.db_cluster_id)
+    out.add("xai_dr_db_replication_rpo_seconds", r.rpo_s)
+    out.add("xai_dr_db_rpo_level", LEVEL_VALUE[lag.level], check="replication")
+    out.add("xai_dr_db_rpo_level", LEVEL_VALUE[rest.level], check="restorable")
+    return {"rpo_seconds": r.rpo_s, "rpo_source": r.rpo_source,
+            "replication": {"level": lag.level, "detail": lag.detail, **lag.data},
+            "restorable": {"level": rest.level, "detail": rest.detail, **rest.data}}
+
+
 def collect(outputs: StackOutputs, *, s3: Any = None, now: datetime | None = None) -> MetricsReport:
     s3 = s3 or client("s3", outputs.region)
     now = now or utc_now()
@@ -386,6 +411,7 @@ def collect(outputs: StackOutputs, *, s3: Any = None, now: datetime | None = Non
     doc["drills"] = _drill_metrics(cat, out, recovery_times, compliance)
     doc["recovery_time"] = _recovery_time_metrics(recovery_times, out)
     doc["compliance"] = _compliance_metrics(outputs, compliance, out)
+    doc["database_replication"] = _replication_metrics(outputs, now, out)
     out.add("xai_dr_metrics_generated_timestamp_seconds", now.timestamp())
     return MetricsReport(outputs.stack, now, doc, out.samples)
 

@@ -15,6 +15,11 @@ database  rows        count(*), max(height) of `blockchain`. red: table missing 
                       more than `max_lag` blocks behind the node, or the node more than `max_lag`
                       blocks behind the index (red beyond `red_lag`: e.g. a DR node restored from an
                       old chain backup that never caught up).
+database  replication the Aurora global replication lag (AuroraGlobalDBRPOLag of the secondary, in its
+                      region) against the PostgreSQL RPO: yellow beyond half of it or unknown, red
+                      beyond it (recovery/reports/replication_rpo.py holds the rule).
+database  restorable  LatestRestorableTime of this site's cluster: yellow beyond 5 min + RPO/2 or
+                      unknown, red beyond 5 min + RPO (the same rule).
 site      role        this site's database: writer, standby (replicating) or fenced (refusing writes,
                       replicating from nothing: an old primary back after a failover; yellow, until
                       `recovery failback` rejoins it). red when it does not answer.
@@ -55,7 +60,7 @@ from recovery.adapters import traffic
 from recovery.node import NodeClient
 from recovery.reports.metrics import KIND_COMPONENT, backup_rpo_limit_seconds
 from recovery.reports.sites import database_role
-from recovery.reports import service_health
+from recovery.reports import replication_rpo, service_health
 from recovery.stack import StackOutputs
 
 GREEN, YELLOW, RED, SKIP = "green", "yellow", "red", "skip"
@@ -490,6 +495,9 @@ def run_status(outputs: StackOutputs, opts: StatusOptions, *, s3: Any = None, no
         backup_lines, latest = [Line("backup", "catalogue", RED, f"cannot read the catalogue: {_err(exc)}")], {}
     add(backup_lines)
     add(site_line)
+    rpo = replication_rpo.read(outputs, role, now)  # issue 16: the continuous RPO
+    add([Line("database", "replication", rpo.lag.level, rpo.lag.detail, rpo.lag.data),
+         Line("database", "restorable", rpo.restorable.level, rpo.restorable.detail, rpo.restorable.data)])
     add(check_traffic(outputs, role))
     add(check_health(outputs))
     try:

@@ -21,6 +21,8 @@ Usage (the local environment's daemon, recovery/local/aws_daemon.py; tests)::
     emulator.set_master_password_hook(fn)  # fn(cluster_id, new_password)
     emulator.set_auth_token_hook(fn)       # fn(replication_group_id, token, strategy)
     emulator.set_health_probe(hc_id, url_or_callable)
+    emulator.set_replication_probe(fn)     # fn() -> {cluster_id: {"lag_s", "restorable_at"}}
+    emulator.start_lag_publisher(2.0)      # AuroraGlobalDBRPOLag from that probe, every 2 s
 
 Inspectable records (cleared by ``reset_records()`` and by ``POST /moto-api/reset``; hooks and
 probes survive a reset): ``promotion_calls()``, ``master_password_calls()``,
@@ -34,6 +36,9 @@ from typing import Callable
 
 from recovery.local.emulator import (backup, cloudtrail, elasticache_auth, elasticache_failover, outage, rds_global, route53_health, s3_replication,
                                      secrets_replica)
+from recovery.local.emulator import rds_replication_lag
+from recovery.local.emulator.rds_replication_lag import (set_replication_probe, start_publisher as start_lag_publisher,
+                                                         stop_publisher as stop_lag_publisher)
 from recovery.local.emulator.records import (
     LOCK, auth_token_calls, cache_auth_tokens, cloudtrail_events, configure, fingerprint,
     install_reset_hook, master_password_calls, promotion_calls, read_record_file, reset_records,
@@ -70,6 +75,9 @@ EXTENSIONS: tuple[Extension, ...] = (
               "every API call recorded as a management event; LookupEvents answers from them"),
     Extension("secrets-stop-replication", secrets_replica.install,
               "StopReplicationToReplica promotes a replica secret in its region (writable there)"),
+    Extension("rds-replication-lag", rds_replication_lag.install,
+              "AuroraGlobalDBRPOLag published for each standby from its real replay lag; a lagging standby's "
+              "LatestRestorableTime is its last replayed commit"),
     Extension("backup-selections-and-vault-policies", backup.install,
               "AWS Backup selections and vault access policies (moto has plans, vaults and Vault Lock); "
               "adds operations only, so it stays after uninstall()"),
@@ -113,4 +121,5 @@ __all__ = [
     "set_auth_token_hook", "auth_token_calls", "cache_auth_tokens",
     "set_health_probe", "health_check_healthy",
     "cloudtrail_events",
+    "set_replication_probe", "start_lag_publisher", "stop_lag_publisher",
 ]
