@@ -28,7 +28,7 @@ JOBS = ("backup", "restore", "failover", "rotate", "contain")
 # each job writes only its own. A failover runs against the DR stack (and restores the chain there),
 # a failback against the primary.
 JOURNALS = {
-    "restore": ("restore-*",),  # restore-db, restore-chain, restore-pitr, restore-cache-failover|recreate
+    "restore": ("restore-*",),  # restore-db, -chain, -pitr, -snapshot, restore-cache-failover|recreate
     "failover-primary": ("failback", "partition-rejoin"),
     "failover-dr": ("failover", "restore-chain", "partition-rejoin"),
     "rotate": ("rotate-*",),  # rotate-db, -cache, -app, -all
@@ -172,6 +172,12 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
                       [f"{here}:cluster:*", f"{here}:db:*", f"{here}:subgrp:*", v["cluster_arn"]]),
             statement("DescribeDatabases", ["rds:DescribeDBClusters", "rds:DescribeDBInstances"],
                       [f"{here}:cluster:*", f"{here}:db:*"]),
+            # `restore snapshot` (issue 16): lists this site's cluster's snapshots (AWS Backup's recovery
+            # points among them) and restores one of this account and region into a new cluster; its first
+            # instance and the tags are granted above.
+            statement("ListClusterSnapshots", ["rds:DescribeDBClusterSnapshots"], v["cluster_arn"]),
+            statement("SnapshotRestore", ["rds:RestoreDBClusterFromSnapshot"],
+                      [f"{here}:cluster:*", f"{here}:cluster-snapshot:*", f"{here}:subgrp:*"]),
             # `cache failover|recreate` (issue 15): this site's group only, its members and its subnet group;
             # the current auth token to verify with and to recreate the group with.
             statement("CacheRecovery", ["elasticache:DescribeReplicationGroups", "elasticache:TestFailover",

@@ -336,6 +336,35 @@ def test_rds_point_in_time_restore_of_a_global_member_is_standalone(server: Moto
     assert restored_dr["MasterUsername"] == "xaiadmin" and not restored_dr.get("GlobalClusterIdentifier")
 
 
+def test_rds_restore_from_a_snapshot_arn_of_a_global_member_is_standalone(server: MotoServer) -> None:
+    east, west, gid, primary, secondary = _global_cluster(server)
+    snap = east.create_db_cluster_snapshot(DBClusterIdentifier=primary,
+                                           DBClusterSnapshotIdentifier=uid("snap"))["DBClusterSnapshot"]
+    restored = uid("from-snap")
+    # by ARN, as a snapshot shared from another account can only be named (moto finds only identifiers)
+    east.restore_db_cluster_from_snapshot(DBClusterIdentifier=restored, SnapshotIdentifier=snap["DBClusterSnapshotArn"],
+                                          Engine="aurora-postgresql")
+    copy_ = east.describe_db_clusters(DBClusterIdentifier=restored)["DBClusters"][0]
+    assert not copy_.get("GlobalClusterIdentifier") and "ReplicationSourceIdentifier" not in copy_
+    assert copy_["MasterUsername"] == "xaiadmin" and not copy_["DBClusterMembers"]
+    members = east.describe_global_clusters(GlobalClusterIdentifier=gid)["GlobalClusters"][0][
+        "GlobalClusterMembers"]
+    assert sorted(m["DBClusterArn"].rsplit(":", 1)[-1] for m in members) == sorted([primary, secondary])
+    # a secondary's snapshot restores too, with the primary's master user (moto keeps none for it)
+    dr_snap = west.create_db_cluster_snapshot(DBClusterIdentifier=secondary,
+                                              DBClusterSnapshotIdentifier=uid("snap-dr"))["DBClusterSnapshot"]
+    dr_copy = uid("from-snap-dr")
+    west.restore_db_cluster_from_snapshot(DBClusterIdentifier=dr_copy,
+                                          SnapshotIdentifier=dr_snap["DBClusterSnapshotIdentifier"],
+                                          Engine="aurora-postgresql")
+    restored_dr = west.describe_db_clusters(DBClusterIdentifier=dr_copy)["DBClusters"][0]
+    assert restored_dr["MasterUsername"] == "xaiadmin" and not restored_dr.get("GlobalClusterIdentifier")
+    with pytest.raises(ClientError) as err:
+        east.restore_db_cluster_from_snapshot(DBClusterIdentifier=uid("none"), Engine="aurora-postgresql",
+                                              SnapshotIdentifier=snap["DBClusterSnapshotArn"] + "-gone")
+    assert err.value.response["Error"]["Code"] == "DBClusterSnapshotNotFoundFault"
+
+
 # ------------------------------------------------------------------- Route 53 health checks
 
 class _Health(http.server.BaseHTTPRequestHandler):

@@ -1,4 +1,4 @@
-"""`recovery restore db|pitr|chain|config`: the DR plan's scenarios 1 and 2, and containment's
+"""`recovery restore db|pitr|snapshot|chain|config`: the DR plan's scenarios 1 and 2, and containment's
 "redeploy from known-good state", as runbooks.
 
 Thin: parse options, build the runbook, hand it to the engine with a ConsoleReporter (plan,
@@ -17,7 +17,7 @@ from recovery.commands.params import DURATION, URL
 
 @click.group()
 def restore() -> None:
-    """Restore the database (from a dump or to a point in time), the node's chain data, or configuration."""
+    """Restore the database (from a dump, to a point in time or from a snapshot), the node's chain data, or configuration."""
 
 
 @restore.command("db")
@@ -90,6 +90,31 @@ def restore_pitr_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: b
     journal = finish_runbook(lambda: restore_pitr(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
     if journal is not None and not as_json:
         for line in next_steps(outputs, journal.step("report").detail, fmt(opts.to_time)):
+            out(line)
+
+
+@restore.command("snapshot")
+@runbook_options
+@click.option("--snapshot", default="latest", show_default=True,
+              help="Cluster snapshot identifier or ARN (an AWS Backup recovery point's ARN), or 'latest'.")
+@click.option("--new-cluster", help="Identifier of the new cluster (default: <source>-snap-<snapshot time>).")
+@click.option("--instance-class", help="Instance class of the new cluster's instance (default: the source's).")
+@click.option("--wait-timeout", type=DURATION, default="60m", show_default=True, help="How long to wait for the new cluster.")
+def restore_snapshot_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, snapshot: str,
+                         new_cluster: str | None, instance_class: str | None, wait_timeout: float) -> None:
+    """Restore an Aurora cluster snapshot into a NEW cluster; the source cluster is never modified."""
+    from recovery.engine.console import ConsoleReporter
+    from recovery.runbooks.restore_snapshot import SnapshotOptions, next_steps, restore_snapshot
+
+    opts = SnapshotOptions(snapshot=snapshot, new_cluster=new_cluster, instance_class=instance_class,
+                           wait_timeout_s=wait_timeout)  # checks them before anything happens
+    outputs = outputs_for(stack, outputs_file, "restore")
+    reporter = ConsoleReporter()
+    store = journal_store_for(outputs, reporter)
+    journal = finish_runbook(lambda: restore_snapshot(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter),
+                             as_json)
+    if journal is not None and not as_json:
+        for line in next_steps(outputs, journal):
             out(line)
 
 

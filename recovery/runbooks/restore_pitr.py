@@ -22,19 +22,18 @@ anything, because the emulator does not check it.
 
 from __future__ import annotations
 
-import re
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from recovery import knobs
-from recovery.adapters import aurora
 from recovery.aws import aws_error, client
-from recovery.errors import AwsAccessError, DeadlineError, InputError
+from recovery.errors import InputError
 from recovery.engine.journal import Journal, JournalStore
 from recovery.engine.runbook import Runbook, execute
 from recovery.engine.steps import Step, StepContext, Target
+from recovery.runbooks import new_cluster
+from recovery.runbooks.new_cluster import NewClusterRestore, check_cluster_id, name_with_suffix
 from recovery.stack import StackOutputs
 
 NAME = "restore-pitr"
@@ -67,21 +66,8 @@ def fmt(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-MAX_CLUSTER_ID = 63
-_CLUSTER_ID = re.compile(r"[A-Za-z](?:-?[A-Za-z0-9])*")  # RDS: letter first, no "--", no trailing "-"
-
-
-def check_cluster_id(name: str) -> str:
-    if len(name) > MAX_CLUSTER_ID or not _CLUSTER_ID.fullmatch(name):
-        raise InputError(f"--new-cluster '{name[:70]}' is not a valid RDS cluster identifier",
-                         f"use 1..{MAX_CLUSTER_ID} letters, digits and single hyphens, starting with a letter")
-    return name
-
-
 def default_name(source: str, t: datetime) -> str:
-    # the time suffix tells restores apart, so the source's name is what gets cut
-    suffix = f"-pitr-{t.strftime('%Y%m%d%H%M%S')}"
-    return re.sub(r"-+", "-", source)[:MAX_CLUSTER_ID - len(suffix)].rstrip("-") + suffix
+    return name_with_suffix(source, f"-pitr-{t.strftime('%Y%m%d%H%M%S')}")
 
 
 def restorable_window(cluster: dict[str, Any], now: datetime | None = None) -> tuple[datetime, datetime, str]:
@@ -101,35 +87,14 @@ def restorable_window(cluster: dict[str, Any], now: datetime | None = None) -> t
 
 
 @dataclass
-class PitrRestore:
+class PitrRestore(NewClusterRestore):
     outputs: StackOutputs
     opts: PitrOptions
     rds: Any
 
     @property
-    def source(self) -> str:
-        return self.outputs.db_cluster_id
-
-    @property
     def new(self) -> str:
         return self.opts.new_cluster or default_name(self.source, self.opts.to_time)
-
-    @property
-    def instance(self) -> str:
-        return f"{self.new}-1"[:63]
-
-    def _cluster(self, ident: str) -> dict[str, Any] | None:
-        return aurora.describe_cluster(self.rds, ident)
-
-    def _instance(self, ident: str) -> dict[str, Any] | None:
-        return aurora.describe_instance(self.rds, ident)
-
-    def source_cluster(self) -> dict[str, Any]:
-        c = self._cluster(self.source)
-        if c is None:
-            raise AwsAccessError(f"source cluster {self.source} not found in {self.outputs.region}",
-                                 "check the stack's db_cluster_id output and the region")
-        return c
 
     def check_window(self, ctx: StepContext | None = None) -> dict[str, Any]:
         c = self.source_cluster()
@@ -138,82 +103,17 @@ class PitrRestore:
         if not earliest <= t <= latest:
             raise InputError(f"--to-time {fmt(t)} is outside the restorable window of {self.source}: "
                              f"[{fmt(earliest)}, {fmt(latest)}] ({how})", "pick a time inside that window")
-        existing = self._cluster(self.new)
-        tag = (existing or {}).get("TagList") or []
-        ours = ctx is not None and {"Key": "xai-recovery-run", "Value": ctx.run_id} in tag
-        if existing is not None and not ours:
-            raise InputError(f"cluster {self.new} already exists", "pass another --new-cluster name")
+        self.check_name_free(ctx)
         return {"source": self.source, "to_time": fmt(t), "window": [fmt(earliest), fmt(latest)], "window_source": how}
 
-    # -- actions and checks
-    def restored(self, ctx: StepContext) -> dict[str, Any] | bool:
-        c = self._cluster(self.new)
-        return {"cluster": self.new, "status": c.get("Status")} if c else False
-
     def restore_cluster(self, ctx: StepContext) -> dict[str, Any]:
-        src = self.source_cluster()
-        kw: dict[str, Any] = {
-            "DBClusterIdentifier": self.new, "SourceDBClusterIdentifier": self.source,
-            "RestoreToTime": self.opts.to_time, "RestoreType": "full-copy",
-            "Tags": [{"Key": "xai-recovery-run", "Value": ctx.run_id},
-                     {"Key": "xai-recovery-restored-from", "Value": f"{self.source}@{fmt(self.opts.to_time)}"}],
-        }
-        if src.get("DBSubnetGroup"):
-            kw["DBSubnetGroupName"] = src["DBSubnetGroup"]
-        groups = [g["VpcSecurityGroupId"] for g in src.get("VpcSecurityGroups", []) if g.get("VpcSecurityGroupId")]
-        if groups:
-            kw["VpcSecurityGroupIds"] = groups
-        if src.get("Port"):
-            kw["Port"] = int(src["Port"])
+        kw = self.placement(self.source_cluster(), ctx, f"{self.source}@{fmt(self.opts.to_time)}")
+        kw.update(SourceDBClusterIdentifier=self.source, RestoreToTime=self.opts.to_time, RestoreType="full-copy")
         try:
             c = self.rds.restore_db_cluster_to_point_in_time(**kw)["DBCluster"]
         except Exception as exc:  # noqa: BLE001
             raise aws_error(exc, f"restoring {self.source} to {fmt(self.opts.to_time)}") from None
         return {"cluster": self.new, "status": c.get("Status"), "engine": c.get("Engine")}
-
-    def has_instance(self, ctx: StepContext) -> dict[str, Any] | bool:
-        i = self._instance(self.instance)
-        return {"instance": self.instance} if i else False
-
-    def create_instance(self, ctx: StepContext) -> dict[str, Any]:
-        src = self.source_cluster()
-        cls = self.opts.instance_class
-        if not cls:
-            for m in src.get("DBClusterMembers", []):
-                inst = self._instance(m["DBInstanceIdentifier"])
-                if inst and (m.get("IsClusterWriter") or not cls):
-                    cls = inst.get("DBInstanceClass")
-        cls = cls or "db.r6g.large"
-        try:
-            self.rds.create_db_instance(DBInstanceIdentifier=self.instance, DBClusterIdentifier=self.new,
-                                        Engine=src.get("Engine", "aurora-postgresql"), DBInstanceClass=cls,
-                                        Tags=[{"Key": "xai-recovery-run", "Value": ctx.run_id}])
-        except Exception as exc:  # noqa: BLE001
-            raise aws_error(exc, f"creating instance {self.instance} in {self.new}") from None
-        return {"instance": self.instance, "class": cls}
-
-    def wait_available(self, ctx: StepContext) -> dict[str, Any]:
-        t0 = time.monotonic()
-        last = ""
-        while True:
-            c = self._cluster(self.new) or {}
-            i = self._instance(self.instance) or {}
-            cs, is_ = c.get("Status", "missing"), i.get("DBInstanceStatus", "missing")
-            state = f"cluster {cs}, instance {is_}"
-            if state != last:
-                ctx.info(f"{self.new}: {state} after {time.monotonic() - t0:.0f}s")
-                last = state
-            if cs == "available" and is_ == "available":
-                return {"cluster_status": cs, "instance_status": is_, "waited_s": round(time.monotonic() - t0, 3)}
-            if time.monotonic() - t0 >= self.opts.wait_timeout_s:
-                raise DeadlineError(f"{self.new} is not available after {self.opts.wait_timeout_s:g}s ({state})",
-                                    "rerun the same command to keep waiting; check the RDS console for events")
-            time.sleep(self.opts.poll_s)
-
-    def report(self, ctx: StepContext) -> dict[str, Any]:
-        c = self._cluster(self.new) or {}
-        return {"cluster": self.new, "endpoint": c.get("Endpoint"), "reader_endpoint": c.get("ReaderEndpoint"),
-                "port": c.get("Port") or self.outputs.db_port, "source_endpoint": self.source_cluster().get("Endpoint")}
 
     def runbook(self) -> Runbook:
         steps = [
@@ -221,9 +121,7 @@ class PitrRestore:
                  touches=f"nothing (describes {self.source})"),
             Step("restore-cluster", self.restore_cluster,
                  touches=f"creates cluster {self.new} from {self.source} at {fmt(self.opts.to_time)}", check=self.restored),
-            Step("create-instance", self.create_instance, touches=f"creates instance {self.instance}", check=self.has_instance),
-            Step("wait-available", self.wait_available, touches=f"nothing (waits up to {self.opts.wait_timeout_s:g}s)"),
-            Step("report", self.report, touches="nothing (prints the endpoint and the repoint steps)"),
+            *self.common_steps(),
         ]
         return Runbook(NAME, steps,
                        Target(self.new, production=self.outputs.production), destructive=False,
@@ -233,22 +131,7 @@ class PitrRestore:
 
 def next_steps(outputs: StackOutputs, detail: dict[str, Any], to_time: str) -> list[str]:
     """What the operator does next, from the report step's detail."""
-    ep, rep, port, new = detail.get("endpoint"), detail.get("reader_endpoint"), detail.get("port"), detail.get("cluster")
-    o = outputs
-    return [
-        f"New cluster {new} (restored to {to_time}) is available:",
-        f"  writer endpoint {ep}:{port}",
-        f"  reader endpoint {rep}:{port}",
-        "To repoint clients:",
-        f"  1. check the data: psql -h {ep} -p {port} -U {o.db_username} -d {o.db_name} "
-        "-c 'SELECT count(*), max(height) FROM blockchain'",
-        "  2. stop the dependents: systemctl stop xai-node; systemctl stop xai-explorer",
-        f"  3. point the database host at {ep} (service config or the DB DNS name; it replaces "
-        f"{detail.get('source_endpoint')}); the master password is unchanged (secret {o.db_secret_arn})",
-        "  4. start the dependents: systemctl start xai-node; systemctl start xai-explorer",
-        f"  5. make the infra config adopt {new}; the source cluster {o.db_cluster_id} was not modified - "
-        "delete it only once the new one is verified",
-    ]
+    return new_cluster.next_steps(outputs, detail, f"restored to {to_time}")
 
 
 def restore_pitr(outputs: StackOutputs, opts: PitrOptions, store: JournalStore, *, yes: bool = False,

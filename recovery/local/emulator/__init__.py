@@ -34,8 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from recovery.local.emulator import (backup, cloudtrail, elasticache_auth, elasticache_failover, outage, rds_global, route53_health, s3_replication,
-                                     secrets_replica)
+from recovery.local.emulator import (backup, cloudtrail, elasticache_auth, elasticache_failover, outage, rds_global,
+                                     rds_snapshot, route53_health, s3_replication, secrets_replica)
 from recovery.local.emulator import rds_replication_lag
 from recovery.local.emulator.rds_replication_lag import (set_replication_probe, start_publisher as start_lag_publisher,
                                                          stop_publisher as stop_lag_publisher)
@@ -61,6 +61,8 @@ EXTENSIONS: tuple[Extension, ...] = (
               "S3 copies new versions (and delete markers) per the bucket's replication rules"),
     Extension("rds-global-failover", rds_global.install_global_failover,
               "RDS global cluster failover/switchover, cross-region detach, describe by id"),
+    Extension("rds-restore-from-snapshot", rds_snapshot.install,
+              "RestoreDBClusterFromSnapshot by identifier or ARN, into a standalone cluster"),
     Extension("route53-health-status", route53_health.install,
               "Route 53 health check status from a real probe, Inverted and Disabled; CALCULATED and "
               "CLOUDWATCH_METRIC (the alarm's state) checks, AlarmIdentifier kept"),

@@ -123,17 +123,23 @@ def _restore_db_cluster_to_point_in_time(orig: Callable[..., Any], backend: Any,
     kwargs["replication_source_identifier"] = None
     source_id = kwargs.get("source_db_cluster_identifier") or (args[1] if len(args) > 1 else None)
     source = backend.clusters.get(str(source_id or "").lower())
-    if source is not None and not source.master_username:
+    if source is not None:
+        standalone_credentials(backend, source, kwargs)
+    return orig(backend, *args, **kwargs)
+
+
+def standalone_credentials(backend: Any, source: Any, kwargs: dict[str, Any]) -> None:
+    """The master user a standalone copy of ``source`` gets (restores: PITR here, snapshots in rds_snapshot)."""
+    if not source.master_username:
         # moto keeps no master user for a secondary created as a global member and refuses a
         # standalone cluster without one; on AWS every member has the primary's master user.
         with LOCK:
             gc = _global_of(backend.account_id, source)
             users = [m.master_username for m in (gc.members if gc else []) if m.master_username]
         kwargs.setdefault("master_username", users[0] if users else "postgres")
-    if source is not None and not getattr(source, "_master_user_password", None):
+    if not getattr(source, "_master_user_password", None):
         # Likewise for the password, which moto never stores for a global member.
         kwargs.setdefault("master_user_password", "carried-over-from-source")
-    return orig(backend, *args, **kwargs)
 
 
 def _delete_db_cluster(orig: Callable[..., Any], backend: Any, cluster_identifier: str,

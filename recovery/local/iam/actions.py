@@ -103,6 +103,15 @@ def _rds_restore_pitr(call: _Call) -> list[_Check]:
                                   "OptionGroupName": "og"})]
 
 
+@_maps("rds", "RestoreDBClusterFromSnapshot")
+def _rds_restore_snapshot(call: _Call) -> list[_Check]:
+    # the identifier may be an ARN (a snapshot shared from another account can only be named so)
+    return [call.check(_rds(call, "cluster", call.param("DBClusterIdentifier"))),
+            call.check(_rds(call, "cluster-snapshot", call.param("SnapshotIdentifier"))),
+            *_rds_optional(call, {"DBClusterParameterGroupName": "cluster-pg", "DBSubnetGroupName": "subgrp",
+                                  "OptionGroupName": "og"})]
+
+
 @_maps("rds", "CreateDBInstance")
 def _rds_create_instance(call: _Call) -> list[_Check]:
     return [call.check(_rds(call, "db", call.param("DBInstanceIdentifier"))),
