@@ -11,7 +11,8 @@ Steps:
 4. ``wait-available``  poll until the cluster and the instance are ``available`` (deadline).
 5. ``report``          the new endpoints and the steps to repoint clients (printed and journaled).
 
-The source cluster is only ever *described*: nothing here modifies or deletes it.
+The source cluster is only ever *described*: nothing here modifies or deletes it. Steps 3-5 and the
+placement of the new cluster are shared with `restore snapshot` (runbooks/new_cluster.py).
 
 The restorable window: RDS returns both bounds in DescribeDBClusters. When a bound is missing (the
 emulator may omit them), it is computed as AWS defines it: earliest = max(cluster creation time,
