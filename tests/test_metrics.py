@@ -208,7 +208,7 @@ def test_rates_ages_p95_and_compliance_are_exact(known: dict[str, Any]) -> None:
 
     assert doc["verifications"] == {"window": "7d", "runs": 3, "ok": 2, "success_ratio": 2 / 3}
     r = doc["restores"]
-    assert r["by_kind"]["db"] == {"ok": 3, "failed": 1, "running": 1, "component": "postgresql", "success_ratio": 0.75}
+    assert r["by_kind"]["db"] == {"ok": 3, "failed": 1, "partial": 0, "running": 1, "component": "postgresql", "success_ratio": 0.75}
     assert r["by_kind"]["chain"]["success_ratio"] == 0.5
     assert r["success_ratio"] == 4 / 6
 

@@ -49,7 +49,7 @@ from botocore.exceptions import ClientError
 from recovery.aws import aws_error, client
 from recovery.catalog import KINDS, Catalog, Entry, parse_iso, utc_now
 from recovery.errors import InputError
-from recovery.engine.journal import RUN_FAILED, RUN_OK, S3JournalStore
+from recovery.engine.journal import RUN_FAILED, RUN_OK, RUN_PARTIAL, S3JournalStore
 from recovery.stack import StackOutputs
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -57,7 +57,7 @@ WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 # Configuration backups carry the explorer's state (its configuration and cache): their RPO is its.
 KIND_COMPONENT = {"db": "postgresql", "chain": "node", "config": "explorer"}
 RESTORE_RUNBOOKS = {"restore-db": ("db", "postgresql"), "restore-chain": ("chain", "node"),
-                    "restore-pitr": ("pitr", "postgresql")}
+                    "restore-pitr": ("pitr", "postgresql"), "restore-snapshot": ("snapshot", "postgresql")}
 DRILL_PREFIX = "drills/"
 
 # name -> (type, help). Every sample's name must be here; the exposition writes HELP/TYPE from it.
@@ -72,8 +72,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "xai_dr_backup_rpo_compliant": ("gauge", "1 if the newest good backup is younger than the RPO limit, else 0."),
     "xai_dr_verification_runs": ("gauge", "Verification runs recorded in the window, by result."),
     "xai_dr_verification_success_ratio": ("gauge", "Verification runs ok / runs in the window."),
-    "xai_dr_restore_runs": ("gauge", "Restore run journals kept in the bucket, by result (ok, failed, running)."),
-    "xai_dr_restore_success_ratio": ("gauge", "Restore runs ok / (ok + failed), journals kept in the bucket."),
+    "xai_dr_restore_runs": ("gauge", "Restore run journals kept in the bucket, by result (ok, failed, partial, running)."),
+    "xai_dr_restore_success_ratio": ("gauge", "Restore runs ok / (ok + failed + partial), journals kept in the bucket."),
     "xai_dr_drill_runs": ("gauge", "Drill records kept in the bucket, by result (passed, failed)."),
     "xai_dr_drill_success_ratio": ("gauge", "Drills passed / drills decided, records kept in the bucket."),
     "xai_dr_drill_last_timestamp_seconds": ("gauge", "End time of the newest drill record."),
@@ -276,22 +276,23 @@ def _verification_metrics(cat: Catalog, now: datetime, out: _Samples) -> dict[st
 def _restore_metrics(s3: Any, bucket: str, out: _Samples, recovery_times: RecoveryTimes) -> dict[str, Any]:
     """Restore journals by kind and result; successful runs' wall times go to `recovery_times`."""
     restores: dict[str, Any] = {}
-    by_kind: dict[str, dict[str, int]] = {k: {"ok": 0, "failed": 0, "running": 0} for k, _c in RESTORE_RUNBOOKS.values()}
+    by_kind: dict[str, dict[str, int]] = {k: {"ok": 0, "failed": 0, "partial": 0, "running": 0}
+                                          for k, _c in RESTORE_RUNBOOKS.values()}
     for runbook, j in restore_journals(s3, bucket):
         kind, component = RESTORE_RUNBOOKS[runbook]
-        result = "ok" if j.status == RUN_OK else "failed" if j.status == RUN_FAILED else "running"
+        result = {RUN_OK: "ok", RUN_FAILED: "failed", RUN_PARTIAL: "partial"}.get(j.status, "running")
         by_kind[kind][result] += 1
         if j.status == RUN_OK and j.elapsed_s() is not None:
             recovery_times.setdefault((component, "restore"), []).append(float(j.elapsed_s()))
     for kind, counts in sorted(by_kind.items()):
         component = next(c for k, c in RESTORE_RUNBOOKS.values() if k == kind)
-        rate = ratio(counts["ok"], counts["ok"] + counts["failed"])
+        rate = ratio(counts["ok"], counts["ok"] + counts["failed"] + counts["partial"])  # partial is no success
         restores[kind] = {**counts, "component": component, "success_ratio": rate}
         for result, n in counts.items():
             out.add("xai_dr_restore_runs", n, kind=kind, component=component, result=result)
         out.add("xai_dr_restore_success_ratio", rate, kind=kind, component=component)
     tot_ok = sum(c["ok"] for c in by_kind.values())
-    tot_failed = sum(c["failed"] for c in by_kind.values())
+    tot_failed = sum(c["failed"] + c["partial"] for c in by_kind.values())
     out.add("xai_dr_restore_success_ratio", ratio(tot_ok, tot_ok + tot_failed), kind="all", component="all")
     return {"by_kind": restores, "ok": tot_ok, "failed": tot_failed, "success_ratio": ratio(tot_ok, tot_ok + tot_failed)}
 
