@@ -96,6 +96,20 @@ def role_arn(account: str, stack: str, job: str) -> str:
     return f"arn:aws:iam::{account}:role/{role_name(stack, job)}"
 
 
+def _repoint_clients(v: dict[str, Any], dr: bool) -> list[dict[str, Any]]:
+    """Where clients find the database (recovery/adapters/endpoints.py): the DB secret (written through its
+    primary region) and this site's endpoints parameter; the failover's and the restore cutover's."""
+    return [
+        statement("RepointClients", ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
+                                     "secretsmanager:PutSecretValue"], v["db_secret_arns"]),
+        statement("EndpointParameter", ["ssm:GetParameter", "ssm:PutParameter"], v["endpoint_parameter_arn"]),
+    ] + ([
+        # With the primary region gone the DB secret's replica here is promoted to write it; the
+        # replica only, never the primary's secret.
+        statement("PromoteSecretReplica", ["secretsmanager:StopReplicationToReplica"], v["db_secret_arn"]),
+    ] if dr else [])
+
+
 def _journals(bucket: str, job: str) -> list[dict[str, Any]]:
     keys = [f"{bucket}/runs/{rb}/*" for rb in JOURNALS[job]]
     return [statement("WriteJournals", ["s3:PutObject"], keys),
@@ -164,7 +178,10 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
             statement("ArchiveReplaced", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
                       f"{bucket}/quarantine/*"),
             _vault_key(key, region),
-            statement("ReadDatabaseSecret", ["secretsmanager:GetSecretValue"], v["db_secret_arn"]),
+            # `restore db` reads the DB secret's password; `restore pitr|snapshot --cutover` (issue 16) moves
+            # the clients to the new cluster as a failover moves them to the other site: the DB secret's
+            # host/port and the endpoints parameter.
+            *_repoint_clients(v, dr),
             # A point-in-time restore creates a new cluster (any name: the operator picks it) from this
             # site's cluster, and its first instance; it never modifies the source.
             statement("PointInTimeRestore", ["rds:RestoreDBClusterToPointInTime", "rds:CreateDBInstance",
@@ -218,14 +235,8 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
                       {"StringEquals": {"cloudwatch:namespace": TRAFFIC_NAMESPACE}}),
             statement("TrafficFlagAlarm", ["cloudwatch:SetAlarmState", "cloudwatch:DescribeAlarms"],
                       alarm_arn(tc["region"], account, tc["alarm_name"])),
-            statement("RepointClients", ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
-                                         "secretsmanager:PutSecretValue"], v["db_secret_arns"]),
-            statement("EndpointParameter", ["ssm:GetParameter", "ssm:PutParameter"], v["endpoint_parameter_arn"]),
-        ] + ([
-            # With the primary region gone the DB secret's replica here is promoted to write it
-            # (recovery/adapters/endpoints.py); the replica only, never the primary's secret.
-            statement("PromoteSecretReplica", ["secretsmanager:StopReplicationToReplica"], v["db_secret_arn"]),
-        ] if dr else [
+            *_repoint_clients(v, dr),
+        ] + ([] if dr else [
             # ... and a failback replicates the primary's secret over that copy again
             statement("RejoinSecretReplica", ["secretsmanager:ReplicateSecretToRegions"], v["db_secret_arn"]),
         ]),

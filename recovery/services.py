@@ -11,6 +11,10 @@ File format (TOML shown; JSON has the same keys)::
 
     timeout_seconds = 60               # default per command
     start_order = ["xai-node", "xai-explorer"]   # optional; default: reverse of the stop order
+    # optional, top level: the libpq service file (pg_service.conf) these services find the database
+    # in (they connect with service=NAME); a `restore pitr|snapshot --cutover` rewrites its host/port
+    database_service_file = "/etc/xai/pg_service.conf"
+    database_service = "xai-db"        # the section in it (default xai-db)
 
     [[services]]                       # listed in STOP order
     name = "xai-node"
@@ -73,6 +77,8 @@ class ServicesConfig:
     services: tuple[Service, ...]  # in stop order
     start_order: tuple[str, ...]
     source: str  # the file it came from, or "defaults"
+    database_service_file: str | None = None  # pg_service.conf the services read their DB host from
+    database_service: str = "xai-db"
 
     @property
     def stop_order(self) -> tuple[str, ...]:
@@ -171,7 +177,12 @@ class ServicesConfig:
             if not isinstance(start_order, list) or sorted(start_order) != sorted(names):
                 raise bad(f"'start_order' must list exactly these services: {names}")
             order = tuple(start_order)
-        return cls(tuple(services), order, source)
+        db_file, db_service = data.get("database_service_file"), data.get("database_service", "xai-db")
+        if db_file is not None and (not isinstance(db_file, str) or not os.path.isabs(db_file)):
+            raise bad("'database_service_file' must be an absolute path")
+        if not isinstance(db_service, str) or not db_service:
+            raise bad("'database_service' must be a section name")
+        return cls(tuple(services), order, source, db_file, db_service)
 
 
 def _url(value: Any, what: str, bad: Callable[[str], InputError]) -> str | None:

@@ -76,20 +76,22 @@ def restore_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: 
 @click.option("--new-cluster", help="Identifier of the new cluster (default: <source>-pitr-<time>).")
 @click.option("--instance-class", help="Instance class of the new cluster's instance (default: the source's).")
 @click.option("--wait-timeout", type=DURATION, default="60m", show_default=True, help="How long to wait for the new cluster.")
+@click.option("--cutover", is_flag=True, help="Then verify the new cluster and repoint the clients to it: stops and "
+              "starts the services, rewrites the DB secret's host/port and the endpoints parameter.")
 def restore_pitr_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, to_time: str,
-                     new_cluster: str | None, instance_class: str | None, wait_timeout: float) -> None:
+                     new_cluster: str | None, instance_class: str | None, wait_timeout: float, cutover: bool) -> None:
     """Aurora point-in-time restore into a NEW cluster; the source cluster is never modified."""
     from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.restore_pitr import PitrOptions, fmt, next_steps, parse_time, restore_pitr
 
     opts = PitrOptions(to_time=parse_time(to_time), new_cluster=new_cluster, instance_class=instance_class,
-                       wait_timeout_s=wait_timeout)  # checks them before anything happens
+                       wait_timeout_s=wait_timeout, cutover=cutover)  # checks them before anything happens
     outputs = outputs_for(stack, outputs_file, "restore")
     reporter = ConsoleReporter()
     store = journal_store_for(outputs, reporter)
     journal = finish_runbook(lambda: restore_pitr(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
     if journal is not None and not as_json:
-        for line in next_steps(outputs, journal.step("report").detail, fmt(opts.to_time)):
+        for line in next_steps(outputs, journal, fmt(opts.to_time)):
             out(line)
 
 
@@ -100,14 +102,16 @@ def restore_pitr_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: b
 @click.option("--new-cluster", help="Identifier of the new cluster (default: <source>-snap-<snapshot time>).")
 @click.option("--instance-class", help="Instance class of the new cluster's instance (default: the source's).")
 @click.option("--wait-timeout", type=DURATION, default="60m", show_default=True, help="How long to wait for the new cluster.")
+@click.option("--cutover", is_flag=True, help="Then verify the new cluster and repoint the clients to it: stops and "
+              "starts the services, rewrites the DB secret's host/port and the endpoints parameter.")
 def restore_snapshot_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, snapshot: str,
-                         new_cluster: str | None, instance_class: str | None, wait_timeout: float) -> None:
+                         new_cluster: str | None, instance_class: str | None, wait_timeout: float, cutover: bool) -> None:
     """Restore an Aurora cluster snapshot into a NEW cluster; the source cluster is never modified."""
     from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.restore_snapshot import SnapshotOptions, next_steps, restore_snapshot
 
     opts = SnapshotOptions(snapshot=snapshot, new_cluster=new_cluster, instance_class=instance_class,
-                           wait_timeout_s=wait_timeout)  # checks them before anything happens
+                           wait_timeout_s=wait_timeout, cutover=cutover)  # checks them before anything happens
     outputs = outputs_for(stack, outputs_file, "restore")
     reporter = ConsoleReporter()
     store = journal_store_for(outputs, reporter)

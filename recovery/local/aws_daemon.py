@@ -15,6 +15,8 @@ backends live. They make control-plane calls act on the real local services:
   replica, stop its nodes, start a fresh pair (recovery/local/redis_group.py).
 - failover_global_cluster / switchover_global_cluster fence the old writer and promote the
   target cluster's real PostgreSQL (the DR site's hot standby), see recovery/local/dr_site.py.
+- issue 16: restore_db_cluster_to_point_in_time / restore_db_cluster_from_snapshot start a real
+  server with the source's data as of the restore time (recovery/local/restored_clusters.py).
 - issue 16: every few seconds each standby's real replication lag (recovery/local/replication_lag.py)
   is published as CloudWatch ``AuroraGlobalDBRPOLag`` in its region, as RDS does, and a lagging
   standby's LatestRestorableTime follows its last replayed commit (emulator/rds_replication_lag.py).
@@ -41,7 +43,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from recovery.local import dr_site, emulator, redis_group, replication_lag
+from recovery.local import dr_site, emulator, redis_group, replication_lag, restored_clusters
 from recovery.local.moto_server import MotoServer
 from recovery.local.paths import HOOKS_FILE, read_hooks
 from recovery.local.redis_cache import apply_auth_token
@@ -76,7 +78,7 @@ def _write_pgpass(db: dict[str, Any], password: str) -> None:
         tmp = Path(pgpass + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(f"{db['host']}:{db['port']}:*:{db['master_user']}:{password}\n")
+            f.write(f"*:{db['port']}:*:{db['master_user']}:{password}\n")  # any host: see environment.py
         tmp.replace(pgpass)
 
 
@@ -130,6 +132,8 @@ def serve(state_dir: Path) -> None:
     emulator.set_promotion_hook(lambda cluster: _promote(state_dir, cluster))
     _cache_group_hooks(state_dir)
     emulator.set_replication_probe(lambda: replication_lag.measure(state_dir))
+    # issue 16: a restored cluster answers SQL with its restore time's data (restored_clusters.py)
+    emulator.set_restore_backing_hook(lambda src, new, when: restored_clusters.materialise(state_dir, src, new, when))
     emulator.start_lag_publisher(LAG_PUBLISH_SECONDS)
     server = MotoServer().start()
     # Route 53's data plane: DNS answers from the zones above, through any outage of the HTTP API

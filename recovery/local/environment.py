@@ -41,7 +41,7 @@ from urllib.parse import quote
 from psycopg import sql
 
 from recovery.errors import InputError, LocalEnvError
-from recovery.local import deploy, dr_site, site_services
+from recovery.local import deploy, dr_site, restored_clusters, site_services
 from recovery.local.aws_daemon import set_master_password
 from recovery.local.node_process import NodeProcess, start_node
 # local_dir and read_state live in paths.py (a leaf, so the daemon, the DR site and the cache need
@@ -54,6 +54,7 @@ from recovery.processes import pid_alive, stop_pid
 
 PROJECT = "xai-dr"
 MAINT_USER = "xai_control_plane"
+PG_SERVICE = "xai-db"  # the section of the site's libpq service file the node and explorer connect through
 # Written first into every directory `up` makes. `down` deletes a directory only when it carries
 # this marker: `--dir` is user input, and a typo must never remove someone's files.
 MARKER = ".xai-recovery-local"
@@ -121,12 +122,13 @@ def _node_services_config(d: Path, node: dict[str, Any], others: list[dict[str, 
     py = sys.executable
     start = [py, "-m", "recovery.local.node_process", "start", "--data-dir", node["data_dir"], "--run-dir",
              node["run_dir"], "--name", node["name"], "--port", str(node["port"]), "--pg-dsn", node["pg_dsn"],
-             "--mine-interval", str(node["mine_interval"])]
+             "--pg-service-file", node["pg_service_file"], "--mine-interval", str(node["mine_interval"])]
     stop = [py, "-m", "recovery.local.node_process", "stop", "--run-dir", node["run_dir"], "--name", node["name"]]
     status = [py, "-m", "recovery.local.node_process", "status", "--run-dir", node["run_dir"], "--name", node["name"]]
     path = d / "services.json"
     entries = [{"name": "xai-node", "stop": stop, "start": start, "status": status}, *(others or [])]
-    write_json(path, {"timeout_seconds": 60, "services": entries, "start_order": [e["name"] for e in entries]})
+    write_json(path, {"timeout_seconds": 60, "services": entries, "start_order": [e["name"] for e in entries],
+                      "database_service_file": node["pg_service_file"], "database_service": PG_SERVICE})
     return path
 
 
@@ -154,7 +156,8 @@ def up(path: str | os.PathLike[str] | None = None, *, mine_interval: float = 1.0
         pg = _start_postgres(d, state, say)
         services = _start_node(d, state, pg, mine_interval, say)
         # issue 15: the explorer (after the node) and the monitoring
-        state["site_services"] = site_services.start(d, state["node"]["pg_dsn"], free_port, say)
+        state["site_services"] = site_services.start(d, state["node"]["pg_dsn"], free_port, say,
+                                                     state["node"]["pg_service_file"])
         services = _node_services_config(d, state["node"], site_services.service_entries(d, state["site_services"]["ports"]))
         write_json(d / "state.json", state)
         # DR site (issue 6, recovery/local/dr_site.py): hot standby + DR node
@@ -212,7 +215,9 @@ def _start_postgres(d: Path, state: dict[str, Any], say: Any) -> PostgresCluster
     state["postgres"] = {"base": str(pg_base), "datadir": str(pg_base / "data"), "run_as": "postgres" if os.geteuid() == 0 else None}
     write_json(d / "state.json", state)
     try:
-        pg = PostgresCluster(pg_base, password=secrets.token_urlsafe(24)).start()
+        run_as = "postgres" if os.geteuid() == 0 else None
+        pg = PostgresCluster(pg_base, password=secrets.token_urlsafe(24),
+                             extra_opts=restored_clusters.archive_opts(pg_base, run_as)).start()
     except subprocess.CalledProcessError as exc:
         detail = (exc.stderr or exc.stdout or "").strip().splitlines()
         raise LocalEnvError(f"PostgreSQL failed to start: {detail[-1] if detail else exc}",
@@ -224,10 +229,13 @@ def _start_postgres(d: Path, state: dict[str, Any], say: Any) -> PostgresCluster
     state["postgres"] = {"base": str(pg_base), "host": pg.host, "port": pg.port, "datadir": str(pg.datadir), "user": pg.user,
                          "password": pg.password, "dbname": pg.dbname, "maint_user": MAINT_USER,
                          "maint_password": maint_password, "run_as": pg._run_as}
+    # issue 16: what `restore pitr` and `restore snapshot` restore from (restored_clusters.py)
+    state["postgres"]["pitr"] = restored_clusters.take_base(state["postgres"])
     write_json(d / "state.json", state)
     fd = os.open(d / "pgpass", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(f"{pg.host}:{pg.port}:*:{pg.user}:{pg.password}\n")
+        # any host: after a `restore pitr --cutover` the clients reach a restored cluster on another address
+        f.write(f"*:{pg.port}:*:{pg.user}:{pg.password}\n")
     return pg
 
 
@@ -237,11 +245,15 @@ def _start_node(d: Path, state: dict[str, Any], pg: PostgresCluster, mine_interv
     data_dir = d / "node" / "var" / "lib" / "xai" / "blockchain"
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     node_port = free_port()
-    pg_dsn = f"host={pg.host} port={pg.port} user={pg.user} dbname={pg.dbname} passfile={d / 'pgpass'}"
+    # The host and port live in this site's libpq service file, as on a real node host, so that a
+    # cutover to a restored cluster (runbooks/cutover.py) repoints the node and the explorer there.
+    service_file = d / "pg_service.conf"
+    service_file.write_text(f"[{PG_SERVICE}]\nhost={pg.host}\nport={pg.port}\ndbname={pg.dbname}\nuser={pg.user}\n")
+    pg_dsn = f"service={PG_SERVICE} passfile={d / 'pgpass'}"
     node = start_node(data_dir, node_port, pg_dsn, init=True, mine_interval=mine_interval, name="xai-node",
-                      run_dir=d / "node", log_path=d / "node.log")
+                      run_dir=d / "node", log_path=d / "node.log", pg_service_file=service_file)
     state["node"] = {"pid": node.pid, "url": node.url, "port": node_port, "data_dir": str(data_dir),
-                     "run_dir": str(d / "node"), "name": "xai-node", "pg_dsn": pg_dsn,
+                     "run_dir": str(d / "node"), "name": "xai-node", "pg_dsn": pg_dsn, "pg_service_file": str(service_file),
                      "mine_interval": mine_interval}
     services = _node_services_config(d, state["node"])
     write_json(d / "state.json", state)
@@ -308,6 +320,7 @@ def down(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     stopped += site_services.stop(state.get("site_services"))
     if state.get("dr"):  # DR site (issue 6)
         stopped += dr_site.stop(state["dr"])
+    stopped += restored_clusters.stop_all(d)  # issue 16
     pg = state.get("postgres") or {}
     datadir = pg.get("datadir") or str(d / "pg" / "data")
     if Path(datadir, "postmaster.pid").exists():

@@ -37,10 +37,11 @@ HEALTH = "/health"
 MAX_LAG_BLOCKS = 10
 
 
-def write_config(data_dir: Path, pg_dsn: str, *, cache_blocks: int = 20, refresh_seconds: float = 1.0) -> Path:
+def write_config(data_dir: Path, pg_dsn: str, *, cache_blocks: int = 20, refresh_seconds: float = 1.0,
+                 pg_service_file: str | None = None) -> Path:
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / CONFIG
-    path.write_text(json.dumps({"pg_dsn": pg_dsn, "cache_blocks": cache_blocks,
+    path.write_text(json.dumps({"pg_dsn": pg_dsn, "pg_service_file": pg_service_file, "cache_blocks": cache_blocks,
                                 "refresh_seconds": refresh_seconds}, indent=2) + "\n")
     return path
 
@@ -56,6 +57,8 @@ class Explorer:
     def __init__(self, data_dir: Path, config: dict[str, Any]) -> None:
         self.data_dir = data_dir
         self.config = config
+        if config.get("pg_service_file"):  # libpq finds a DSN's "service=NAME" there (a cutover rewrites its host)
+            os.environ["PGSERVICEFILE"] = str(config["pg_service_file"])
         self.db_height: int | None = None
         self.db_error: str | None = None
         self.stop = threading.Event()

@@ -129,6 +129,7 @@ def start_node(
     name: str = "xai-node",
     run_dir: str | os.PathLike[str] | None = None,
     log_path: str | os.PathLike[str] | None = None,
+    pg_service_file: str | os.PathLike[str] | None = None,
     extra_args: list[str] | None = None,
     timeout: float = 20.0,
 ) -> NodeProcess:
@@ -167,6 +168,8 @@ def start_node(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH", "")) if p)
     if pg_password is not None:
         env["PGPASSWORD"] = pg_password
+    if pg_service_file is not None:  # a DSN "service=NAME" is looked up there (a cutover rewrites its host)
+        env["PGSERVICEFILE"] = str(pg_service_file)
     with open(logp, "ab") as log:
         popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                  start_new_session=True)
@@ -210,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--name", default="xai-node")
     st.add_argument("--run-dir")
     st.add_argument("--pg-dsn")
+    st.add_argument("--pg-service-file", help="the libpq service file a --pg-dsn 'service=NAME' names (PGSERVICEFILE)")
     st.add_argument("--init", action="store_true")
     st.add_argument("--mine-interval", type=float, default=1.0)
     st.add_argument("--reference-url")
@@ -226,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             node = start_node(args.data_dir, args.port, args.pg_dsn, init=args.init, mine_interval=args.mine_interval,
                               reference_url=args.reference_url, name=args.name, run_dir=args.run_dir,
-                              extra_args=extra, timeout=args.timeout)
+                              pg_service_file=args.pg_service_file, extra_args=extra, timeout=args.timeout)
         except RuntimeError as exc:
             print(str(exc), file=sys.stderr)
             return 1

@@ -170,7 +170,7 @@ def heal(path: str | Path | None = None) -> dict[str, Any]:
     node = site["node"]
     if "node" in held["stopped"]:
         n = start_node(node["data_dir"], int(node["port"]), node["pg_dsn"], mine_interval=float(node["mine_interval"]),
-                       name=node["name"], run_dir=node["run_dir"],
+                       name=node["name"], run_dir=node["run_dir"], pg_service_file=node.get("pg_service_file"),
                        log_path=d / ("node.log" if site["stack"] == "local" else "node-dr.log"))
         node["pid"] = n.pid
         started.append("node")

@@ -79,7 +79,7 @@ def free_port() -> int:
 
 class PostgresCluster:
     def __init__(self, base_dir: str | os.PathLike[str] | None = None, *, user: str = "xaiadmin",
-                 password: str = "local-secret", dbname: str = "xai_blockchain") -> None:
+                 password: str = "local-secret", dbname: str = "xai_blockchain", extra_opts: str = "") -> None:
         self._own_dir = base_dir is None
         self.base = Path(base_dir or tempfile.mkdtemp(prefix="xai-pg-"))
         self.datadir = self.base / "data"
@@ -89,6 +89,7 @@ class PostgresCluster:
         self.dbname = dbname
         self.host = "127.0.0.1"
         self.port = 0
+        self.extra_opts = extra_opts  # more server options (the local primary's WAL archiving)
         self._run_as: str | None = "postgres" if os.geteuid() == 0 else None
 
     # -- process control
@@ -108,7 +109,7 @@ class PostgresCluster:
         pwfile.unlink()
         self.port = free_port()
         opts = (f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                f"-c synchronous_commit=off -c full_page_writes=off -c max_wal_size=2GB")
+                f"-c synchronous_commit=off -c full_page_writes=off -c max_wal_size=2GB {self.extra_opts}")
         self._run(pg_bin("pg_ctl"), "-D", str(self.datadir), "-o", opts, "-l", str(self.base / "log"),
                   "-w", "-t", "60", "start")
         with self.connect("postgres") as conn:

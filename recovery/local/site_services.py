@@ -49,10 +49,10 @@ def service_entries(d: Path, ports: dict[str, int]) -> list[dict[str, Any]]:
     ]
 
 
-def start(d: Path, pg_dsn: str, free_port: Any, say: Any) -> dict[str, Any]:
+def start(d: Path, pg_dsn: str, free_port: Any, say: Any, pg_service_file: str | None = None) -> dict[str, Any]:
     """Write both configurations, start both (the explorer after the node, which already runs)."""
     p = paths(d)
-    explorer.write_config(p["explorer"], pg_dsn)
+    explorer.write_config(p["explorer"], pg_dsn, pg_service_file=pg_service_file)
     p["textfile"].parent.mkdir(parents=True, exist_ok=True)
     monitoring.write_config(p["monitoring"], p["textfile"])
     ports = {"explorer": free_port(), "monitoring": free_port()}

@@ -1,6 +1,7 @@
 """What every Aurora restore into a NEW cluster shares (`restore pitr`, `restore snapshot`).
 
-Both are: check the source -> restore-cluster -> create-instance -> wait-available -> report. Only
+Both are: check the source -> restore-cluster -> create-instance -> wait-available -> report, and
+with ``--cutover`` verify-new -> stop-services -> repoint -> start-services (runbooks/cutover.py). Only
 the first two differ (what is checked, which RDS restore call is made); this base holds the rest:
 the new cluster's name rules, the refusal of a name that is taken by anything but this run, the
 placement the new cluster inherits from the source (subnet group, security groups, port), its
@@ -19,6 +20,8 @@ from recovery.adapters import aurora
 from recovery.aws import aws_error
 from recovery.errors import AwsAccessError, DeadlineError, InputError
 from recovery.engine.steps import Step, StepContext
+from recovery.runbooks.cutover import Cutover
+from recovery.services import ServiceControl
 from recovery.stack import StackOutputs
 
 RUN_TAG = "xai-recovery-run"
@@ -46,11 +49,13 @@ class NewClusterOptions(Protocol):
 
 
 class NewClusterRestore:
-    """Subclasses set ``outputs``, ``opts`` and ``rds`` and define ``new`` (the new cluster's name)."""
+    """Subclasses set ``outputs``, ``opts`` and ``rds`` and define ``new`` (the new cluster's name);
+    ``services`` is set for a cutover (the dependents it stops and starts)."""
 
     outputs: StackOutputs
     opts: NewClusterOptions
     rds: Any
+    services: ServiceControl | None
 
     @property
     def new(self) -> str:
@@ -150,20 +155,49 @@ class NewClusterRestore:
         return {"cluster": self.new, "endpoint": c.get("Endpoint"), "reader_endpoint": c.get("ReaderEndpoint"),
                 "port": c.get("Port") or self.outputs.db_port, "source_endpoint": self.source_cluster().get("Endpoint")}
 
+    def new_endpoint(self) -> tuple[str, int]:
+        c = self._cluster(self.new) or {}
+        if not c.get("Endpoint"):
+            raise AwsAccessError(f"{self.new} reports no endpoint", "check the cluster in the RDS console, then rerun")
+        return str(c["Endpoint"]), int(c.get("Port") or self.outputs.db_port)
+
+    def cutover(self) -> Cutover | None:
+        return Cutover(self.outputs, self.services, self.new, self.new_endpoint) if self.services else None
+
     def common_steps(self) -> list[Step]:
-        """create-instance, wait-available, report: the steps after the restore call."""
+        """create-instance, wait-available, report: the steps after the restore call; then the cutover's."""
+        cut = self.cutover()
         return [
             Step("create-instance", self.create_instance, touches=f"creates instance {self.instance}", check=self.has_instance),
             Step("wait-available", self.wait_available, touches=f"nothing (waits up to {self.opts.wait_timeout_s:g}s)"),
-            Step("report", self.report, touches="nothing (prints the endpoint and the repoint steps)"),
+            Step("report", self.report, touches="nothing (prints the endpoint" + ("s)" if cut else " and the repoint steps)")),
+            *(cut.steps() if cut else []),
         ]
 
 
-def next_steps(outputs: StackOutputs, detail: dict[str, Any], restored_what: str, password: str = "") -> list[str]:
+def cutover_detail(journal: Any) -> dict[str, Any] | None:
+    """verify-new's and repoint's details merged, when the run cut over; else None."""
+    if not journal.completed("repoint"):
+        return None
+    return {**journal.step("verify-new").detail, **journal.step("repoint").detail}
+
+
+def next_steps(outputs: StackOutputs, detail: dict[str, Any], restored_what: str, password: str = "",
+               cutover: dict[str, Any] | None = None) -> list[str]:
     """What the operator does next, from the report step's detail (``restored_what``: e.g. 'restored to T';
-    ``password``: what to say about the master password, default: unchanged, in the stack's secret)."""
+    ``password``: what to say about the master password, default: unchanged, in the stack's secret;
+    ``cutover``: the verify-new and repoint details of a cutover run)."""
     ep, rep, port, new = detail.get("endpoint"), detail.get("reader_endpoint"), detail.get("port"), detail.get("cluster")
     o = outputs
+    if cutover is not None:
+        lost = cutover.get("blocks_rolled_back")
+        return [
+            f"Clients now use {new} ({restored_what}): {cutover.get('now')}, was {cutover.get('previous')}; "
+            f"{cutover.get('rows')} blocks up to height {cutover.get('max_height')}"
+            + (f", {lost} blocks rolled back" if lost is not None else ", the source did not answer"),
+            f"  next: make the infra config adopt {new}; the source cluster {o.db_cluster_id} was not modified - "
+            "delete it only once the new one is verified",
+        ]
     return [
         f"New cluster {new} ({restored_what}) is available:",
         f"  writer endpoint {ep}:{port}",

@@ -35,6 +35,7 @@ from recovery.engine.runbook import Runbook, execute
 from recovery.engine.steps import Step, StepContext, Target
 from recovery.runbooks import new_cluster
 from recovery.runbooks.new_cluster import NewClusterRestore, check_cluster_id, name_with_suffix
+from recovery.services import ServiceControl, ServicesConfig
 from recovery.stack import StackOutputs
 
 NAME = "restore-pitr"
@@ -48,6 +49,7 @@ class PitrOptions:
     instance_class: str | None = None
     wait_timeout_s: float = 3600.0
     poll_s: float = field(default_factory=lambda: knobs.value("RECOVERY_RDS_POLL_SECONDS"))
+    cutover: bool = False  # then verify the new cluster and repoint the clients (runbooks/cutover.py)
 
     def __post_init__(self) -> None:
         if self.new_cluster is not None:  # before anything is read
@@ -92,6 +94,7 @@ class PitrRestore(NewClusterRestore):
     outputs: StackOutputs
     opts: PitrOptions
     rds: Any
+    services: ServiceControl | None = None
 
     @property
     def new(self) -> str:
@@ -125,21 +128,25 @@ class PitrRestore(NewClusterRestore):
             *self.common_steps(),
         ]
         return Runbook(NAME, steps,
-                       Target(self.new, production=self.outputs.production), destructive=False,
+                       Target(self.new, production=self.outputs.production), destructive=self.opts.cutover,
                        params={"stack": self.outputs.stack, "source": self.source, "to_time": fmt(self.opts.to_time),
-                               "new_cluster": self.new})
+                               "new_cluster": self.new, "cutover": self.opts.cutover})
 
 
-def next_steps(outputs: StackOutputs, detail: dict[str, Any], to_time: str) -> list[str]:
-    """What the operator does next, from the report step's detail."""
-    return new_cluster.next_steps(outputs, detail, f"restored to {to_time}")
+def next_steps(outputs: StackOutputs, journal: Journal, to_time: str) -> list[str]:
+    """What the operator does next, from the journal's report (and cutover) details."""
+    return new_cluster.next_steps(outputs, journal.step("report").detail, f"restored to {to_time}",
+                                  cutover=new_cluster.cutover_detail(journal))
 
 
 def restore_pitr(outputs: StackOutputs, opts: PitrOptions, store: JournalStore, *, yes: bool = False,
                  dry_run: bool = False, reporter: Any = None) -> tuple[Journal | None, dict[str, Any] | None]:
-    r = PitrRestore(outputs, opts, client("rds", outputs.region))
+    # a bad services config is refused before anything is read
+    services = ServiceControl(ServicesConfig.for_stack(outputs)) if opts.cutover else None
+    r = PitrRestore(outputs, opts, client("rds", outputs.region), services)
     rb = r.runbook()
     prev = rb.resumable(store)  # a rerun of an unfinished restore may find its own cluster
     if prev is None:
         r.check_window()  # refuse a bad time before anything, dry run included
-    return execute(rb, store, yes=yes, dry_run=dry_run, reporter=reporter)
+    cut = r.cutover()
+    return execute(rb, store, yes=yes, dry_run=dry_run, reporter=reporter, on_failure=cut.undo if cut else None)

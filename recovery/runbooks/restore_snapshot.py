@@ -39,6 +39,7 @@ from recovery.engine.runbook import Runbook, execute
 from recovery.engine.steps import Step, StepContext, Target
 from recovery.runbooks import new_cluster
 from recovery.runbooks.new_cluster import NewClusterRestore, check_cluster_id, name_with_suffix
+from recovery.services import ServiceControl, ServicesConfig
 from recovery.stack import StackOutputs
 
 NAME = "restore-snapshot"
@@ -55,6 +56,7 @@ class SnapshotOptions:
     instance_class: str | None = None
     wait_timeout_s: float = 3600.0
     poll_s: float = field(default_factory=lambda: knobs.value("RECOVERY_RDS_POLL_SECONDS"))
+    cutover: bool = False  # then verify the new cluster and repoint the clients (runbooks/cutover.py)
 
     def __post_init__(self) -> None:  # before anything is read
         if self.new_cluster is not None:
@@ -147,6 +149,7 @@ class SnapshotRestore(NewClusterRestore):
     opts: SnapshotOptions
     rds: Any
     snap: dict[str, Any]  # the resolved DescribeDBClusterSnapshots entry
+    services: ServiceControl | None = None
 
     @property
     def new(self) -> str:
@@ -190,9 +193,9 @@ class SnapshotRestore(NewClusterRestore):
                  touches=f"creates cluster {self.new} from snapshot {snap_id}", check=self.restored),
             *self.common_steps(),
         ]
-        return Runbook(NAME, steps, Target(self.new, production=self.outputs.production), destructive=False,
+        return Runbook(NAME, steps, Target(self.new, production=self.outputs.production), destructive=self.opts.cutover,
                        params={"stack": self.outputs.stack, "source": self.source, "snapshot": self.arn,
-                               "new_cluster": self.new})
+                               "new_cluster": self.new, "cutover": self.opts.cutover})
 
 
 def next_steps(outputs: StackOutputs, journal: Journal) -> list[str]:
@@ -200,15 +203,19 @@ def next_steps(outputs: StackOutputs, journal: Journal) -> list[str]:
     return new_cluster.next_steps(
         outputs, journal.step("report").detail, f"from snapshot {s.get('snapshot')} of {s.get('created')}",
         password="the master password is the one the cluster had when the snapshot was taken (after a rotation "
-                 f"since, set the current one from secret {outputs.db_secret_arn} with modify-db-cluster)")
+                 f"since, set the current one from secret {outputs.db_secret_arn} with modify-db-cluster)",
+        cutover=new_cluster.cutover_detail(journal))
 
 
 def restore_snapshot(outputs: StackOutputs, opts: SnapshotOptions, store: JournalStore, *, yes: bool = False,
                      dry_run: bool = False, reporter: Any = None) -> tuple[Journal | None, dict[str, Any] | None]:
+    # a bad services config is refused before anything is read
+    services = ServiceControl(ServicesConfig.for_stack(outputs)) if opts.cutover else None
     rds = client("rds", outputs.region)
-    r = SnapshotRestore(outputs, opts, rds, resolve(outputs, rds, opts.snapshot))
+    r = SnapshotRestore(outputs, opts, rds, resolve(outputs, rds, opts.snapshot), services)
     rb = r.runbook()
     prev = rb.resumable(store)  # a rerun of an unfinished restore may find its own cluster
     if prev is None:
         r.check_snapshot()  # refuse a snapshot that is not available, or a taken name, before anything
-    return execute(rb, store, yes=yes, dry_run=dry_run, reporter=reporter)
+    cut = r.cutover()
+    return execute(rb, store, yes=yes, dry_run=dry_run, reporter=reporter, on_failure=cut.undo if cut else None)

@@ -36,7 +36,8 @@ from typing import Callable
 
 from recovery.local.emulator import (backup, cloudtrail, elasticache_auth, elasticache_failover, outage, rds_global,
                                      rds_snapshot, route53_health, s3_replication, secrets_replica)
-from recovery.local.emulator import rds_replication_lag
+from recovery.local.emulator import rds_replication_lag, rds_restore_backing
+from recovery.local.emulator.rds_restore_backing import set_restore_backing_hook
 from recovery.local.emulator.rds_replication_lag import (set_replication_probe, start_publisher as start_lag_publisher,
                                                          stop_publisher as stop_lag_publisher)
 from recovery.local.emulator.records import (
@@ -63,6 +64,9 @@ EXTENSIONS: tuple[Extension, ...] = (
               "RDS global cluster failover/switchover, cross-region detach, describe by id"),
     Extension("rds-restore-from-snapshot", rds_snapshot.install,
               "RestoreDBClusterFromSnapshot by identifier or ARN, into a standalone cluster"),
+    Extension("rds-restore-backing", rds_restore_backing.install,
+              "a restored cluster (point in time or snapshot) is backed by a real server with the data of its "
+              "restore time (runs a hook); its endpoints and port are that server's"),
     Extension("route53-health-status", route53_health.install,
               "Route 53 health check status from a real probe, Inverted and Disabled; CALCULATED and "
               "CLOUDWATCH_METRIC (the alarm's state) checks, AlarmIdentifier kept"),
@@ -117,7 +121,7 @@ def uninstall() -> None:
 
 __all__ = [
     "EXTENSIONS", "Extension", "install", "uninstall", "installed", "configure", "reset_records",
-    "fingerprint", "read_record_file",
+    "fingerprint", "read_record_file", "set_restore_backing_hook",
     "set_promotion_hook", "promotion_calls",
     "set_master_password_hook", "master_password_calls",
     "set_auth_token_hook", "auth_token_calls", "cache_auth_tokens",

@@ -1,0 +1,154 @@
+"""The cutover that ends `restore pitr --cutover` and `restore snapshot --cutover`: clients move to the new cluster.
+
+Steps, after the new cluster's ``report``:
+
+1. ``verify-new``     connect to the new cluster's writer endpoint as the stack's user, with the DB
+                      secret's password, and check the ``blockchain`` table: rows present, heights
+                      contiguous. The source's max(height), when it still answers, gives the blocks
+                      the restore rolled back (journaled; the loss is the restore's point).
+2. ``stop-services``  stop the dependents (``recovery.services``), as `restore db` does.
+3. ``repoint``        the DB secret's host/port, the endpoints parameter's db_host/db_port (its cache
+                      fields kept), and this host's database service file when the services config
+                      names one. The old host/port are journaled, never the password. All or nothing:
+                      a failure part-way puts back what this step had already written.
+4. ``start-services`` start them again; they now read the new endpoint.
+
+A failure before ``repoint`` completes starts the services this run stopped, against the source,
+as they were. The source cluster is still never modified: the cutover only changes where clients go.
+
+Secrets Manager and SSM are regional data-plane calls in the stack's own region; the DB secret may
+be a replica, whose writes go through its primary region (adapters/endpoints.py), as in the failover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from recovery import postgres
+from recovery.adapters import endpoints, pg_service_file
+from recovery.engine.journal import Journal
+from recovery.engine.steps import Step, StepContext
+from recovery.errors import DatabaseError, VerificationFailed, one_line
+from recovery.services import ServiceControl
+from recovery.stack import StackOutputs
+
+STEPS = ("verify-new", "stop-services", "repoint", "start-services")
+
+
+@dataclass
+class Cutover:
+    outputs: StackOutputs
+    services: ServiceControl
+    new_cluster: str
+    endpoint: Callable[[], tuple[str, int]]  # the new cluster's writer endpoint and port, as RDS reports them
+
+    def _conn(self, host: str, port: int, password: str, timeout: int) -> postgres.ConnParams:
+        o = self.outputs
+        return postgres.ConnParams({"host": host, "port": str(port), "dbname": o.db_name, "user": o.db_username,
+                                    "connect_timeout": str(timeout), "application_name": "recovery"}, password)
+
+    def _password(self) -> str:
+        return str(endpoints.read_secret_doc(self.outputs).get("password", ""))
+
+    @staticmethod
+    def _heights(cp: postgres.ConnParams) -> tuple[int, int | None, int | None]:
+        with postgres.connect(cp) as c:
+            row = c.execute("SELECT count(*), min(height), max(height) FROM blockchain").fetchone()
+        assert row is not None
+        return int(row[0]), row[1], row[2]
+
+    # 1
+    def verify_new(self, ctx: StepContext) -> dict[str, Any]:
+        host, port = self.endpoint()
+        password = self._password()
+        try:
+            rows, lo, hi = self._heights(self._conn(host, port, password, 10))
+        except DatabaseError as exc:
+            raise DatabaseError(f"the new cluster {self.new_cluster} does not accept the stack's credentials or "
+                                f"connections: {exc.args[0]}",
+                                "if the master password was rotated after the recovery point, set the current one: "
+                                f"aws rds modify-db-cluster --db-cluster-identifier {self.new_cluster} "
+                                "--master-user-password ... (from the DB secret), then rerun") from None
+        if rows == 0 or lo is None or hi is None:
+            raise VerificationFailed(f"the new cluster {self.new_cluster} has no blockchain rows",
+                                     "restore to a later time or another snapshot; clients were not repointed")
+        if hi - lo + 1 != rows:
+            raise VerificationFailed(f"the new cluster's blockchain heights {lo}..{hi} have gaps ({rows} rows)",
+                                     "restore to another point; clients were not repointed")
+        detail: dict[str, Any] = {"cluster": self.new_cluster, "endpoint": f"{host}:{port}", "rows": rows,
+                                  "min_height": lo, "max_height": hi}
+        src = endpoints.read_secret_doc(self.outputs)
+        try:
+            _, _, src_hi = self._heights(self._conn(str(src.get("host") or self.outputs.db_endpoint),
+                                                    int(src.get("port") or self.outputs.db_port), password, 3))
+            detail.update(source_max_height=src_hi, blocks_rolled_back=max(0, (src_hi or 0) - hi))
+        except DatabaseError as exc:  # the source may be what the disaster took: the loss is then unknown
+            detail["source"] = f"unreachable ({exc.args[0][:160]})"
+        return detail
+
+    # 3
+    def _now_at(self) -> tuple[str, int]:
+        host, port = self.endpoint()
+        return host, int(port)
+
+    def repointed(self, ctx: StepContext) -> bool:
+        host, port = self._now_at()
+        try:
+            doc, param = endpoints.read_secret_doc(self.outputs), endpoints.read_parameter(self.outputs)
+        except Exception:  # noqa: BLE001 - unreadable: not done (the action reports why)
+            return False
+        cfg = self.services.config
+        file_ok = cfg.database_service_file is None or pg_service_file.read(
+            cfg.database_service_file, cfg.database_service).get("host") == host
+        return (doc.get("host") == host and int(doc.get("port") or 0) == port and param.get("db_host") == host
+                and int(param.get("db_port") or 0) == port and file_ok)
+
+    def repoint(self, ctx: StepContext) -> dict[str, Any]:
+        host, port = self._now_at()
+        o, cfg = self.outputs, self.services.config
+        doc = endpoints.read_secret_doc(o)
+        param = endpoints.read_parameter(o)
+        old_doc, old_param = dict(doc), dict(param)
+        undo: list[Callable[[], Any]] = []
+        try:
+            how = endpoints.write_secret_doc(o, {**doc, "host": host, "port": port}, on_primary_down=ctx.info)
+            undo.append(lambda: endpoints.write_secret_doc(o, old_doc))
+            endpoints.write_parameter(o, {**param, "db_host": host, "db_port": port})
+            undo.append(lambda: endpoints.write_parameter(o, old_param))
+            service_file = None
+            if cfg.database_service_file:
+                kept = f"{cfg.database_service_file}.pre-{ctx.run_id}"
+                pg_service_file.repoint(cfg.database_service_file, cfg.database_service, host, port, kept)
+                service_file = f"{cfg.database_service_file} (previous kept as {kept})"
+        except Exception:
+            for put_back in reversed(undo):
+                try:
+                    put_back()
+                except Exception as exc:  # noqa: BLE001 - the first failure is the one reported
+                    ctx.info(f"could not put the previous endpoint back: {one_line(exc)}")
+            raise
+        if service_file is None:
+            ctx.info(f"no database_service_file in {cfg.source}: services configured with a host of their own keep it")
+        return {"previous": f"{old_doc.get('host')}:{old_doc.get('port')}", "now": f"{host}:{port}", "db_secret": how,
+                "parameter": o.endpoint_parameter_name, "service_file": service_file}
+
+    def steps(self) -> list[Step]:
+        return [
+            Step("verify-new", self.verify_new,
+                 touches=f"nothing (reads blockchain on {self.new_cluster}, and on the source if it answers)", rerun=True),
+            self.services.stop_step(),
+            Step("repoint", self.repoint, check=self.repointed,
+                 touches=f"DB secret host/port and parameter {self.outputs.endpoint_parameter_name} -> {self.new_cluster}"
+                         + (f"; {self.services.config.database_service_file}"
+                            if self.services.config.database_service_file else "")),
+            self.services.start_step(),
+        ]
+
+    def undo(self, journal: Journal) -> None:
+        """After a failure: before the repoint completed, the services go back to running on the source."""
+        if journal.completed("stop-services") and not journal.completed("repoint"):
+            self.services.start_all()
+
+
+__all__ = ["Cutover", "STEPS"]
