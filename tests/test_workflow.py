@@ -29,7 +29,7 @@ PREVIEW = WORKFLOWS / "preview.yml"
 NODE24_SINCE = {
     "actions/checkout": (5, 0, 0),
     "actions/setup-python": (6, 0, 0),
-    "aws-actions/configure-aws-credentials": (5, 0, 0),
+    "aws-actions/configure-aws-credentials": (6, 0, 0),
     "pulumi/actions": (7, 0, 0),
 }
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?:\s+#\s*(?P<comment>.*))?$")
