@@ -96,12 +96,13 @@ def role_arn(account: str, stack: str, job: str) -> str:
     return f"arn:aws:iam::{account}:role/{role_name(stack, job)}"
 
 
-def _repoint_clients(v: dict[str, Any], dr: bool) -> list[dict[str, Any]]:
+def _repoint_clients(v: dict[str, Any], dr: bool, secrets: Any = None) -> list[dict[str, Any]]:
     """Where clients find the database (recovery/adapters/endpoints.py): the DB secret (written through its
-    primary region) and this site's endpoints parameter; the failover's and the restore cutover's."""
+    primary region) and this site's endpoints parameter; the failover's and the restore cutover's.
+    ``secrets``: the DB secret's ARNs it may use (default: every region's)."""
     return [
         statement("RepointClients", ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
-                                     "secretsmanager:PutSecretValue"], v["db_secret_arns"]),
+                                     "secretsmanager:PutSecretValue"], secrets or v["db_secret_arns"]),
         statement("EndpointParameter", ["ssm:GetParameter", "ssm:PutParameter"], v["endpoint_parameter_arn"]),
     ] + ([
         # With the primary region gone the DB secret's replica here is promoted to write it; the
@@ -180,8 +181,9 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
             _vault_key(key, region),
             # `restore db` reads the DB secret's password; `restore pitr|snapshot --cutover` (issue 16) moves
             # the clients to the new cluster as a failover moves them to the other site: the DB secret's
-            # host/port and the endpoints parameter.
-            *_repoint_clients(v, dr),
+            # host/port and the endpoints parameter. A DR site's secret is a replica, written through the
+            # primary's region; the primary site's is its own.
+            *_repoint_clients(v, dr, None if dr else [v["db_secret_arn"]]),
             # A point-in-time restore creates a new cluster (any name: the operator picks it) from this
             # site's cluster, and its first instance; it never modifies the source.
             statement("PointInTimeRestore", ["rds:RestoreDBClusterToPointInTime", "rds:CreateDBInstance",

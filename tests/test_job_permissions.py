@@ -69,6 +69,10 @@ SITE_NOT_EXERCISED = {
        "statements are exercised on local" for sid in ("RotateSecrets", "SetDatabasePassword", "SetCacheToken")},
     **{("local-dr", "restore", sid): "no redis-server backs the DR group, so the redis drills run on local only; "
        "the same statements are exercised there" for sid in ("CacheRecovery", "CacheRecreate", "CacheToken")},
+    **{("local-dr", "restore", sid): "the DR cluster has no WAL archive locally, so its restored clusters answer no "
+       "SQL and a cutover stops at verify-new (tests/test_restore_cutover.py); the primary's cutover exercises "
+       "the same repoint, and the DR failover's role the same calls on this site"
+       for sid in ("RepointClients", "EndpointParameter", "PromoteSecretReplica")},
 }
 
 
@@ -184,6 +188,14 @@ def _exercise(b: Battery, tmp: Path) -> None:
     b.run("restore chain dr", "restore", "chain", *dr, "--yes", "--archive-current")
     b.run("rotate app dr", "rotate", "app", *dr, "--yes")
     b.run("failback", "failback", *local, "--yes")
+    # The failback's promotion took a new base on the primary (restored_clusters.renew_base), so a
+    # restore there is a real server again: the cutover moves the clients to it, as the restore role
+    # allows. Last of the database commands: the clients stay on the restored cluster.
+    time.sleep(1.1)
+    cut_to = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    time.sleep(1.1)
+    b.run("restore pitr --cutover", "restore", "pitr", *local, "--to-time", cut_to, "--new-cluster", "xai-local-cut",
+          "--cutover", "--yes")
     for stack, site in (("local", local), ("local-dr", dr)):
         iid = _instance(b, stack)
         b.admin("cloudtrail", b.outputs[stack]["region"]).stop_logging(Name=b.outputs[stack]["trail_name"])

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from cli_env import isolated_env, run_cli
+from polling import wait_for
 
 RPO_S = 20.0
 
@@ -82,23 +83,12 @@ def admin(env: dict[str, str], service: str, region: str) -> Any:
     return admin_client(service, region, aws["endpoint"], aws["ca_bundle"])
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"{what} did not happen within {timeout:g}s (last: {last})")
-
-
 def test_green_while_the_standby_keeps_up(env: dict[str, str]) -> None:
     def lag_known() -> Any:
         _r, got = status(env)
         return got if got["database replication"]["data"].get("lag_seconds") is not None else None
 
-    got = wait_for("a first lag datapoint", lag_known, 30)
+    got = wait_for("a first lag datapoint", lag_known, 30, interval=1)
     rep, rest = got["database replication"], got["database restorable"]
     assert rep["level"] == "green", rep
     # the primary's status asks the secondary's metric in the secondary's region
@@ -144,8 +134,8 @@ def test_paused_replay_turns_status_yellow_then_red_and_resuming_heals_it(env: d
                 return (r, got) if rep["level"] == want else None
             return check
 
-        wait_for("yellow", level("yellow"), 60)
-        _r, got = wait_for("red", level("red"), 60)
+        wait_for("yellow", level("yellow"), 60, interval=1)
+        _r, got = wait_for("red", level("red"), 60, interval=1)
         rep = got["database replication"]
         assert rep["data"]["lag_seconds"] > RPO_S and "over the RPO" in rep["detail"], rep
         m = metrics(env)
@@ -161,7 +151,7 @@ def test_paused_replay_turns_status_yellow_then_red_and_resuming_heals_it(env: d
     levels = [lv for _t, lv, _lag in seen]
     assert levels.index("yellow") < levels.index("red"), seen
     # back to green once the newest minute's maximum is below half the RPO again
-    wait_for("green after resuming", lambda: status(env)[1]["database replication"]["level"] == "green", 100)
+    wait_for("green after resuming", lambda: status(env)[1]["database replication"]["level"] == "green", 100, interval=1)
 
 
 def test_primary_region_outage_the_dr_stack_still_measures_from_its_own_region(env: dict[str, str]) -> None:

@@ -99,6 +99,7 @@ def _promote(state_dir: Path, target_cluster_id: str) -> None:
     if target_cluster_id not in sites:
         return  # a cluster with no local backing: moving the writer flag is all there is
     dr_site.promote(sites, target_cluster_id, switchover=_promotion_mode(target_cluster_id) == "switchover")
+    restored_clusters.renew_base(state_dir, target_cluster_id)
 
 
 def _register_health_probes(state_dir: Path) -> None:

@@ -165,7 +165,7 @@ def _pg_start(site: dict[str, Any]) -> None:
     if site.get("run_as"):
         pw = pwd.getpwnam(site["run_as"])
         os.chown(Path(site["base"], "sock"), pw.pw_uid, pw.pw_gid)
-    opts = f"-p {site['port']} -k {Path(site['base'], 'sock')} {PG_OPTS}"
+    opts = f"-p {site['port']} -k {Path(site['base'], 'sock')} {PG_OPTS} {site.get('extra_opts', '')}"
     _run(site, _bin("pg_ctl"), "-D", site["datadir"], "-o", opts, "-l", str(Path(site["base"], "log")),
          "-w", "-t", "60", "start")
 

@@ -216,8 +216,8 @@ def _start_postgres(d: Path, state: dict[str, Any], say: Any) -> PostgresCluster
     write_json(d / "state.json", state)
     try:
         run_as = "postgres" if os.geteuid() == 0 else None
-        pg = PostgresCluster(pg_base, password=secrets.token_urlsafe(24),
-                             extra_opts=restored_clusters.archive_opts(pg_base, run_as)).start()
+        archiving = restored_clusters.archive_opts(pg_base, run_as)
+        pg = PostgresCluster(pg_base, password=secrets.token_urlsafe(24), extra_opts=archiving).start()
     except subprocess.CalledProcessError as exc:
         detail = (exc.stderr or exc.stdout or "").strip().splitlines()
         raise LocalEnvError(f"PostgreSQL failed to start: {detail[-1] if detail else exc}",
@@ -228,7 +228,8 @@ def _start_postgres(d: Path, state: dict[str, Any], say: Any) -> PostgresCluster
             sql.Identifier(MAINT_USER), sql.Literal(maint_password)))
     state["postgres"] = {"base": str(pg_base), "host": pg.host, "port": pg.port, "datadir": str(pg.datadir), "user": pg.user,
                          "password": pg.password, "dbname": pg.dbname, "maint_user": MAINT_USER,
-                         "maint_password": maint_password, "run_as": pg._run_as}
+                         "maint_password": maint_password, "run_as": pg._run_as,
+                         "extra_opts": archiving}  # dr_site restarts it with them (a failback's rebuild)
     # issue 16: what `restore pitr` and `restore snapshot` restore from (restored_clusters.py)
     state["postgres"]["pitr"] = restored_clusters.take_base(state["postgres"])
     write_json(d / "state.json", state)

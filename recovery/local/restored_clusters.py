@@ -36,10 +36,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import psycopg
 
 from recovery.local import dr_site
-from recovery.local.paths import read_hooks, write_json
+from recovery.local.paths import HOOKS_FILE, read_hooks, write_json
 from recovery.local.postgres_cluster import pg_bin
 
 ARCHIVE, BASE, RESTORED = "wal-archive", "pitr-base", "restored"
@@ -66,11 +65,25 @@ def take_base(site: dict[str, Any]) -> dict[str, Any]:
     """A base backup of the running primary (as the control plane's superuser); the ``pitr`` entry
     that hooks.json carries for it."""
     base = Path(site["base"]) / BASE
+    shutil.rmtree(base, ignore_errors=True)
     user, password = site["maint_user"], site["maint_password"]
     dr_site._run(site, pg_bin("pg_basebackup"), "-h", site["host"], "-p", str(site["port"]), "-U", user,
                  "-D", str(base), "-X", "stream", "--checkpoint=fast", "--no-sync", env={"PGPASSWORD": password})
     return {"base": str(base), "archive": str(Path(site["base"]) / ARCHIVE),
             "base_time": datetime.now(timezone.utc).isoformat()}
+
+
+def renew_base(state_dir: Path, cluster_id: str) -> None:
+    """After ``cluster_id``'s server was promoted (a failback): a new base backup on its new timeline,
+    as Aurora's continuous backup goes on after a failover. The history before it cannot be replayed
+    any more (the promoted DR site's WAL is not in this archive), so restores to earlier times stay
+    records (``materialise`` checks the timeline)."""
+    hooks = read_hooks(state_dir)
+    site = dr_site.sites_from_hooks(hooks).get(cluster_id)
+    if not site or not site.get("pitr"):
+        return
+    hooks["pg_sites"][cluster_id]["pitr"] = take_base(site)
+    write_json(state_dir / HOOKS_FILE, hooks)
 
 
 def _flush_archive(site: dict[str, Any], timeout: float = 30.0) -> None:
@@ -89,6 +102,18 @@ def _flush_archive(site: dict[str, Any], timeout: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"WAL segment {wanted} was not archived within {timeout:g}s")
             time.sleep(0.1)
+
+
+def _archive_continues(site: dict[str, Any], base: Path) -> bool:
+    """Whether the source still archives the history that starts at the base: archiving on, and the
+    same timeline. A failback rebuilds the primary from the promoted DR site (a new timeline whose
+    WAL is not in this archive); a restore past that cannot be replayed, so it stays a record."""
+    label = (base / "backup_label").read_text() if (base / "backup_label").exists() else ""
+    started = next((ln.split(":", 1)[1].strip() for ln in label.splitlines() if ln.startswith("START TIMELINE:")), "1")
+    with dr_site.connect(site) as conn:
+        mode = conn.execute("SHOW archive_mode").fetchone()
+        tli = conn.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()
+    return bool(mode and mode[0] == "on" and tli and str(tli[0]) == started)
 
 
 def _address(port: int, taken: set[str]) -> str:
@@ -137,6 +162,8 @@ def materialise(state_dir: Path, source_id: str, new_id: str, target: datetime) 
     source = dr_site.sites_from_hooks(hooks).get(source_id)
     pitr = (source or {}).get("pitr")
     if source is None or not pitr or target < datetime.fromisoformat(pitr["base_time"]):
+        return None
+    if not _archive_continues(source, Path(pitr["base"])):
         return None
     known = restored(state_dir)
     if new_id in known:  # the same restore asked again (a retried request): the same server

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from recovery import postgres
 from recovery.adapters import endpoints, pg_service_file
+from recovery.aws import aws_error
 from recovery.engine.journal import Journal
 from recovery.engine.steps import Step, StepContext
 from recovery.errors import DatabaseError, VerificationFailed, one_line
@@ -57,6 +58,12 @@ class Cutover:
             row = c.execute("SELECT count(*), min(height), max(height) FROM blockchain").fetchone()
         assert row is not None
         return int(row[0]), row[1], row[2]
+
+    def preflight(self) -> None:
+        """Before anything: the host's database service file, when configured, has its section."""
+        cfg = self.services.config
+        if cfg.database_service_file:
+            pg_service_file.read(cfg.database_service_file, cfg.database_service)
 
     # 1
     def verify_new(self, ctx: StepContext) -> dict[str, Any]:
@@ -93,14 +100,14 @@ class Cutover:
         return host, int(port)
 
     def repointed(self, ctx: StepContext) -> bool:
-        host, port = self._now_at()
-        try:
-            doc, param = endpoints.read_secret_doc(self.outputs), endpoints.read_parameter(self.outputs)
-        except Exception:  # noqa: BLE001 - unreadable: not done (the action reports why)
-            return False
         cfg = self.services.config
-        file_ok = cfg.database_service_file is None or pg_service_file.read(
-            cfg.database_service_file, cfg.database_service).get("host") == host
+        try:
+            host, port = self._now_at()
+            doc, param = endpoints.read_secret_doc(self.outputs), endpoints.read_parameter(self.outputs)
+            file_ok = cfg.database_service_file is None or pg_service_file.read(
+                cfg.database_service_file, cfg.database_service).get("host") == host
+        except Exception:  # noqa: BLE001 - no cluster yet, or unreadable: not done (the action reports why)
+            return False
         return (doc.get("host") == host and int(doc.get("port") or 0) == port and param.get("db_host") == host
                 and int(param.get("db_port") or 0) == port and file_ok)
 
@@ -121,13 +128,13 @@ class Cutover:
                 kept = f"{cfg.database_service_file}.pre-{ctx.run_id}"
                 pg_service_file.repoint(cfg.database_service_file, cfg.database_service, host, port, kept)
                 service_file = f"{cfg.database_service_file} (previous kept as {kept})"
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 - put back, then report it as one line (exit 5 for AWS)
             for put_back in reversed(undo):
                 try:
                     put_back()
-                except Exception as exc:  # noqa: BLE001 - the first failure is the one reported
-                    ctx.info(f"could not put the previous endpoint back: {one_line(exc)}")
-            raise
+                except Exception as again:  # noqa: BLE001 - the first failure is the one reported
+                    ctx.info(f"could not put the previous endpoint back: {one_line(again)}")
+            raise aws_error(exc, f"repointing the clients to {self.new_cluster}") from None
         if service_file is None:
             ctx.info(f"no database_service_file in {cfg.source}: services configured with a host of their own keep it")
         return {"previous": f"{old_doc.get('host')}:{old_doc.get('port')}", "now": f"{host}:{port}", "db_secret": how,

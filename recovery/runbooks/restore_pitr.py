@@ -149,4 +149,6 @@ def restore_pitr(outputs: StackOutputs, opts: PitrOptions, store: JournalStore, 
     if prev is None:
         r.check_window()  # refuse a bad time before anything, dry run included
     cut = r.cutover()
+    if cut is not None:
+        cut.preflight()
     return execute(rb, store, yes=yes, dry_run=dry_run, reporter=reporter, on_failure=cut.undo if cut else None)

@@ -218,4 +218,6 @@ def restore_snapshot(outputs: StackOutputs, opts: SnapshotOptions, store: Journa
     if prev is None:
         r.check_snapshot()  # refuse a snapshot that is not available, or a taken name, before anything
     cut = r.cutover()
+    if cut is not None:
+        cut.preflight()
     return execute(rb, store, yes=yes, dry_run=dry_run, reporter=reporter, on_failure=cut.undo if cut else None)

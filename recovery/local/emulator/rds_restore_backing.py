@@ -13,16 +13,20 @@ environment's daemon, recovery/local/restored_clusters.py) is called after moto 
 server holding that data, or None (no backing: the cluster stays a record, as without the hook).
 A backed cluster's Endpoint and ReaderEndpoint are that host and its Port that port. The hook runs
 inside the call (the server is up when the call returns; AWS's cluster is "creating" for minutes,
-which the runbooks wait out anyway). A hook that raises makes the call fail with a 500, recorded.
+which the runbooks wait out anyway). A hook that raises leaves the cluster a record (logged): the
+restore call itself succeeded, as on AWS, and failing it would only make the client's retry meet the
+cluster moto already made.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
 from recovery.local.emulator.records import LOCK, patch, wrap
 
+log = logging.getLogger(__name__)
 Backing = Callable[[str, str, datetime], Optional[tuple[str, int]]]
 _HOOK: dict[str, Optional[Backing]] = {"fn": None}
 _BACKED: dict[str, str] = {}  # new cluster id -> the host that backs it
@@ -46,7 +50,11 @@ def _back(cluster: Any, source_id: str, when: datetime) -> Any:
     fn = _HOOK["fn"]
     if fn is None:
         return cluster
-    where = fn(source_id, cluster.db_cluster_identifier, when.astimezone(timezone.utc))
+    try:
+        where = fn(source_id, cluster.db_cluster_identifier, when.astimezone(timezone.utc))
+    except Exception:  # noqa: BLE001 - see the module docstring
+        log.exception("no server backs restored cluster %s", cluster.db_cluster_identifier)
+        return cluster
     if where is not None:
         with LOCK:
             _BACKED[cluster.db_cluster_identifier] = where[0]
