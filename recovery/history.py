@@ -26,10 +26,10 @@ UNFINISHED = "unfinished"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def check_name(value: str, option: str) -> str:
+def check_name(value: str, what: str) -> str:
     """A runbook name or run id as the engine makes them: never a path (the local store joins it into one)."""
     if not _NAME_RE.match(value):
-        raise InputError(f"{option} {value!r} is not a runbook name or run id",
+        raise InputError(f"{value!r} is not a {what} as the engine names them",
                          "use letters, digits, '.', '_' and '-' as `recovery runs list` shows them")
     return value
 

@@ -101,7 +101,7 @@ def test_unknown_run_id_is_one_line_exit_4_naming_stack(rs: RSite) -> None:
                    "--stack")
     r = rec(rs, "runs", "show", "20200101T000000Z-000000", "--json")
     assert r.code == 4 and json.loads(r.out)["exit_code"] == 4
-    one_line_error(rec(rs, "runs", "show", "../../etc/passwd"), 4, "is not a runbook name or run id")
+    one_line_error(rec(rs, "runs", "show", "../../etc/passwd"), 4, "is not a run id as the engine names them")
     one_line_error(rec(rs, "runs", "list", "--runbook", "../x"), 4, "--runbook")
     one_line_error(rec(rs, "runs", "list", "--limit", "0"), 4, "--limit")
     assert rec(rs, "runs", "list").out.strip() == f"no runs recorded for stack {rs.stack}"

@@ -18,13 +18,13 @@ from recovery.errors import InputError
 HISTORY_JOB = "backup"
 
 
-def _name(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+def _runbook(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     from recovery.history import check_name
 
     if value is None:
         return None
     try:
-        return check_name(value, f"--{param.name}")
+        return check_name(value, "runbook")
     except InputError as err:
         raise click.BadParameter(f"{err.problem} ({err.fix})") from None
 
@@ -36,7 +36,7 @@ def runs() -> None:
 
 @runs.command("list")
 @stack_options
-@click.option("--runbook", callback=_name, help="Only this runbook's runs, e.g. restore-db.")
+@click.option("--runbook", callback=_runbook, help="Only this runbook's runs, e.g. restore-db.")
 @click.option("--limit", type=click.IntRange(1, 10000), default=20, show_default=True, help="At most this many runs.")
 @click.option("--unfinished", is_flag=True, help="Only runs that never ended (running, or their process is gone).")
 def runs_list_cmd(stack: str, outputs_file: str | None, as_json: bool, runbook: str | None, limit: int,
