@@ -2,8 +2,8 @@
 
 Journals are read where the engine wrote them: the stack's bucket under ``runs/<runbook>/`` and the
 local fallback directory (``FallbackJournalStore`` reads both and keeps the newer copy of a run).
-The local directory is shared by every stack this host ran against, so a journal whose params name
-another stack is left out.
+The local directory is shared by every stack this host ran against, and a DR bucket may hold the
+primary's journals by replication, so a journal whose params name another stack is left out.
 """
 
 from __future__ import annotations
@@ -95,8 +95,10 @@ class RunRow:
 
 
 def _of_stack(j: Journal, stack: str) -> bool:
-    named = j.params.get("stack")
-    return named is None or named == stack  # journals that do not say are the bucket's own
+    # restores name the stack, a failover its target stack; the other runbooks (cache, contain, partition,
+    # rotate) do not, so a local fallback journal of theirs from another stack cannot be told apart
+    named = j.params.get("stack") or (j.params.get("target") if j.runbook in ("failover", "failback") else None)
+    return named is None or named == stack
 
 
 def _newest_first(store: JournalStore, runbooks: list[str]) -> Iterator[tuple[str, str]]:

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from recovery.commands.common import (confirm, emit_json, human_bytes, human_seconds, journal_store_for, node_data_dir,
-                                      out, outputs_for, stack_options, table)
+from recovery.commands.common import (confirm, emit_json, human_bytes, human_seconds, journal_store_for, out,
+                                      outputs_for, stack_options, table)
 from recovery.commands.params import Duration
 from recovery.errors import InputError
 
@@ -113,7 +113,7 @@ def _find(stack: str, outputs_file: str | None, dsn: str | None, data_dir: str |
 
     # the restore job's role: it made them, and reads the DB secret and lists the vault already
     outputs = outputs_for(stack, outputs_file, "restore")
-    data_dir = data_dir or (node_data_dir(outputs, None) if outputs.node_data_dir else None)
+    data_dir = data_dir or outputs.node_data_dir  # the local environment's node; elsewhere only if given
     cp = postgres.resolve(outputs, dsn)
     s3 = client("s3", outputs.region)
     return outputs, find(outputs, s3=s3, cp=cp, data_dir=data_dir), (s3, cp), data_dir
