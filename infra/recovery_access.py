@@ -178,6 +178,9 @@ def job_policies(v: dict[str, Any], a: RecoveryAccessArgs) -> dict[str, str]:
             # --archive-current uploads the replaced data once (it looks first: a resumed run does not repeat it).
             statement("ArchiveReplaced", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
                       f"{bucket}/quarantine/*"),
+            # `quarantine prune` deletes the archives --archive-current made (their exact name is checked
+            # by the tool; this is the shape's bound): a delete marker in the versioned vault.
+            statement("PruneQuarantine", ["s3:DeleteObject"], f"{bucket}/quarantine/chain/corrupted-blockchain-*"),
             _vault_key(key, region),
             # `restore db` reads the DB secret's password; `restore pitr|snapshot --cutover` (issue 16) moves
             # the clients to the new cluster as a failover moves them to the other site: the DB secret's

@@ -233,11 +233,16 @@ class Catalog:
     def get(self, key_or_name: str) -> Entry:
         """A backup by key or by file name; InputError if it is not a catalogued backup."""
         key = key_or_name
+        parsed = parse_name(key.rsplit("/", 1)[-1])
+        if not parsed:
+            raise InputError(f"'{key_or_name}' is not a backup name", "use `recovery list` to see them")
         if "/" not in key:
-            parsed = parse_name(key)
-            if not parsed:
-                raise InputError(f"'{key_or_name}' is not a backup name", "use `recovery list` to see them")
             key = prefix(parsed[0]) + key
+        elif key != prefix(parsed[0]) + key.rsplit("/", 1)[-1]:
+            # only keys the catalogue writes: anything else would read outside backups/ (which no
+            # reading role may) and fail as a denial instead of as the typo it is
+            raise InputError(f"'{key_or_name}' is not a backup key", f"use {prefix(parsed[0])}{key.rsplit('/', 1)[-1]} "
+                             "or the file name alone; `recovery list` shows them")
         d = self._get_json(key + MANIFEST_SUFFIX)
         if d is None:
             raise InputError(f"no catalogued backup {key} in s3://{self.bucket}",

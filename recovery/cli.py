@@ -11,7 +11,7 @@ import signal
 import click
 
 from recovery import __version__, knobs
-from recovery.commands import backups, cache, contain, drill, failover, local, observe, partition, restore, rotate
+from recovery.commands import backups, cache, contain, drill, failover, history, local, observe, partition, restore, rotate
 from recovery.commands.common import Main, setup_logging, terminate
 
 
@@ -30,7 +30,7 @@ def main(ctx: click.Context, debug: bool, verbose: int) -> None:
 
 
 for command in (backups.backup, backups.list_cmd, backups.verify_cmd, backups.offsite, restore.restore, local.local, rotate.rotate, contain.contain, contain.investigate, observe.metrics_cmd, observe.status_cmd, observe.sites_cmd, drill.drill, failover.failover, failover.failback, partition.partition,
-                cache.cache):
+                cache.cache, history.runs, history.quarantine):
     main.add_command(command)
 
 

@@ -59,7 +59,7 @@ def doc_cases() -> list[Case]:
 
 CASES = doc_cases()
 COMMANDS = {"backup", "list", "verify", "offsite", "restore", "failover", "failback", "partition", "rotate",
-            "contain", "investigate", "drill", "status", "sites", "metrics", "local", "cache"}
+            "contain", "investigate", "drill", "status", "sites", "metrics", "local", "cache", "runs", "quarantine"}
 
 
 def bad_outputs(outputs: dict[str, Any]) -> dict[str, bytes]:

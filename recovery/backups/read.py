@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from recovery.catalog import Catalog, Entry, Manifest
+from recovery.catalog import KINDS, Catalog, Entry, Manifest
 from recovery.backups.verify import check_backup_entry
 from recovery.errors import InputError, IntegrityError
 from recovery.stream import decompressor
@@ -45,6 +45,23 @@ def resolve_backup(cat: Catalog, kind: str, backup: str) -> Entry:
         raise InputError(f"{backup} is a {e.manifest.kind} backup, not a {kind} backup",
                          f"use `recovery list --kind {kind}`")
     return e
+
+
+def resolve_any(cat: Catalog, backup: str) -> Entry:
+    """Any kind: ``latest-db`` / ``latest-chain`` / ``latest-config`` (``latest`` of that kind, as the
+    restores' ``--backup latest`` means it), ``latest`` (the newest of every kind), or a key / file name."""
+    kind = backup[len("latest-"):] if backup.startswith("latest-") else None
+    if kind is not None:
+        if kind not in KINDS:
+            raise InputError(f"{backup!r} names no kind of backup", "use latest, " + ", ".join(f"latest-{k}" for k in KINDS))
+        return resolve_backup(cat, kind, "latest")
+    if backup == "latest":
+        newest = [e for k in KINDS if (e := cat.latest(k)) is not None]
+        if not newest:
+            raise InputError(f"no backup in s3://{cat.bucket} (a backup without a manifest does not count)",
+                             "take one with `recovery backup db|chain|config`")
+        return max(newest, key=lambda e: (e.manifest.ended_at, e.manifest.key))
+    return cat.get(backup)
 
 
 @dataclass

@@ -6,8 +6,9 @@ from typing import Any
 
 import click
 
-from recovery.commands.common import (emit_json, interactive, mb, node_data_dir, out, outputs_for, progress,
-                                      stack_options)
+from recovery.commands.common import (emit_json, human_bytes, human_seconds, interactive, mb, node_data_dir, out,
+                                      outputs_for, progress, stack_options)
+from recovery.commands.common import table as columns
 from recovery.commands.params import check_writable_dir
 from recovery.errors import InputError, IntegrityError, VerificationFailed
 
@@ -124,6 +125,43 @@ def backup_config_cmd(stack: str, outputs_file: str | None, as_json: bool, paths
     _render_manifest(m, as_json, opts.extra)
 
 
+@backup.command("describe")
+@stack_options
+@click.argument("key")
+def backup_describe_cmd(stack: str, outputs_file: str | None, as_json: bool, key: str) -> None:
+    """One catalogued backup's manifest, and whether a verification is recorded for it.
+
+    KEY: a key (backups/db/database-....sql.gz), a file name, latest-db, latest-chain, latest-config, or
+    latest (the newest of any kind)."""
+    from recovery.aws import client
+    from recovery.backups.read import resolve_any
+    from recovery.catalog import Catalog
+
+    outputs = outputs_for(stack, outputs_file, "restore")  # the role that reads backups to restore them
+    e = resolve_any(Catalog(client("s3", outputs.region), outputs.backup_bucket_name), key)
+    m, ver = e.manifest, e.verification
+    if as_json:
+        emit_json({**m.to_json(), "verification": ver})
+        return
+    level = f", level {m.compression_level}" if m.compression_level is not None else ""
+    rows = [("backup", f"s3://{m.bucket}/{m.key}"), ("kind", m.kind),
+            ("when", f"{m.started_at} -> {m.ended_at} ({human_seconds(m.duration_seconds)})"),
+            ("size", f"{human_bytes(m.raw_bytes)} raw, {human_bytes(m.stored_bytes)} stored"),
+            ("format", f"{m.format}{level}" + (f" ({m.compressor})" if m.compressor else "") + f", {m.content}"),
+            ("sha256", m.sha256)]
+    if m.kind == "db":
+        rows.append(("rows", f"{m.db_rows}, max height {m.db_max_height}, PostgreSQL {m.pg_server_version}"))
+    elif m.file_count is not None:
+        rows.append(("files", f"{m.file_count} ({human_bytes(m.file_bytes)})"))
+    rows += [("source", m.source), ("kms key", m.kms_key_id), ("version", m.version_id or "-")]
+    if m.source_bucket:
+        rows.append(("written to", f"s3://{m.source_bucket} (this is its replica)"))
+    verdict = {True: "✓ yes", False: "✗ FAILED", None: "- never"}[e.verified]
+    rows.append(("verified", verdict + (f" at {ver.get('at')}" if ver and ver.get("at") else "")))
+    for name, value in rows:
+        out(f"{name:<10}  {value}")
+
+
 @click.command("list")
 @stack_options
 @click.option("--kind", type=click.Choice(["db", "chain", "config"]), help="Only this kind.")
@@ -156,9 +194,7 @@ def list_cmd(stack: str, outputs_file: str | None, as_json: bool, kind: str | No
             t.add_row(*row)
         Console().print(t)
         return
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        out("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    columns(table)
 
 
 @click.command("verify")

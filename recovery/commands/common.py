@@ -177,6 +177,55 @@ def mb(n: int | float) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
+def human_bytes(n: int | float | None) -> str:
+    """1536 -> '1.5 kB', decimal units as `mb` uses; '?' when unknown."""
+    if n is None:
+        return "?"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def human_seconds(s: float | None) -> str:
+    """12.3 -> '12.3s', 754 -> '12m34s', 93784 -> '1d02h'; '-' when unknown."""
+    if s is None:
+        return "-"
+    if s < 60:
+        return f"{s:.1f}s"
+    m, sec = divmod(int(s), 60)
+    h, m = divmod(m, 60)
+    d, h = divmod(h, 24)
+    return f"{d}d{h:02d}h" if d else f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
+
+
+def table(rows: list[tuple[str, ...]]) -> None:
+    """Plain columns on stdout (the first row is the header): greppable, no terminal needed."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def confirm(prompt_what: str, target: str, production: bool, yes: bool) -> None:
+    """Ask before deleting: RefusedError without a terminal unless --yes; production asks for its name."""
+    from recovery.errors import RefusedError
+
+    if yes:
+        return
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise RefusedError(f"{prompt_what} and needs confirmation, but there is no terminal",
+                           "check the list with --dry-run, then rerun with --yes")
+    if production:
+        answer = click.prompt(f"{target} is a PRODUCTION stack. Type its name to go ahead", default="",
+                              show_default=False, err=True)
+        if answer != target:
+            raise RefusedError(f"confirmation did not match {target!r}; nothing was deleted",
+                               "rerun and type the stack's name exactly")
+    elif not click.confirm(f"{prompt_what}. Go ahead?", default=False, err=True):
+        raise RefusedError("cancelled by the operator; nothing was deleted")
+
+
 def runbook_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")(f)
     f = click.option("--dry-run", is_flag=True, help="Show the plan and change nothing.")(f)

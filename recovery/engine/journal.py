@@ -210,6 +210,10 @@ class JournalStore(ABC):
     def load(self, runbook: str, run_id: str) -> Journal | None: ...
 
     @abstractmethod
+    def runbooks(self) -> list[str]:
+        """Every runbook name with a folder of journals here, any order (for `recovery runs`)."""
+
+    @abstractmethod
     def describe(self, runbook: str, run_id: str) -> str:
         """Where this journal is (s3://... or a path), for messages."""
 
@@ -263,6 +267,10 @@ class LocalJournalStore(JournalStore):
         if not folder.is_dir():
             return []
         return [p.stem for p in folder.glob("*.json") if not p.name.startswith(".")]
+
+    def runbooks(self) -> list[str]:
+        folder = self.root / self.prefix.strip("/")
+        return [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")] if folder.is_dir() else []
 
     def load(self, runbook: str, run_id: str) -> Journal | None:
         path = self._path(runbook, run_id)
@@ -323,6 +331,17 @@ class S3JournalStore(JournalStore):
         except Exception as exc:  # noqa: BLE001 - as in save()
             raise self._fail("list", exc) from exc
         return ids
+
+    def runbooks(self) -> list[str]:
+        folder = self.prefix.strip("/") + "/" if self.prefix.strip("/") else ""
+        names: list[str] = []
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=folder, Delimiter="/"):
+                names += [p["Prefix"][len(folder):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+        except Exception as exc:  # noqa: BLE001 - as in save()
+            raise self._fail("list", exc) from exc
+        return names
 
     def load(self, runbook: str, run_id: str) -> Journal | None:
         key = self._key(runbook, run_id)
@@ -387,6 +406,9 @@ class FallbackJournalStore(JournalStore):
         ids = set(self._safe(lambda: self.primary.run_ids(runbook), []))
         ids.update(self.fallback.run_ids(runbook))
         return list(ids)
+
+    def runbooks(self) -> list[str]:
+        return sorted(set(self._safe(self.primary.runbooks, [])) | set(self.fallback.runbooks()))
 
     def load(self, runbook: str, run_id: str) -> Journal | None:
         candidates: list[Journal | None] = [

@@ -183,6 +183,11 @@ def run_paths(data_dir: Path, run_id: str) -> tuple[Path, Path, Path]:
             data_dir.parent / f"{data_dir.name}.quarantine-{run_stamp(run_id)}")
 
 
+def archive_key(run_id: str) -> str:
+    """Where --archive-current puts the replaced data dir of run `run_id` (`quarantine prune` parses it back)."""
+    return f"quarantine/chain/corrupted-blockchain-{run_stamp(run_id)}.tar.gz"
+
+
 def raw_members(root: Path) -> list[Member]:
     """Every directory and regular file under root, archived raw (no SQLite snapshot: the node is
     stopped and the point is to keep the damaged state exactly as it is)."""
@@ -225,7 +230,7 @@ class ChainRestore:
         return run_paths(self.data_dir, run_id)[2]
 
     def archive_key(self, run_id: str) -> str:
-        return f"quarantine/chain/corrupted-blockchain-{run_stamp(run_id)}.tar.gz"
+        return archive_key(run_id)
 
     @property
     def catalog(self) -> Catalog:
