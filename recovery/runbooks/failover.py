@@ -480,7 +480,7 @@ class Failover:
                  touches=f"{self.mode}_global_cluster -> {self.t.db_cluster_id} becomes the writer"),
             Step("repoint-clients", self.repoint, check=self.repointed,
                  touches=f"DB secret host/port and SSM {self._param_name()} -> {self.t.stack}"),
-            Step("resume-peer", self.resume_peer, check=self.peer_resumed,
+            Step("resume-peer", self.resume_peer, check=self.peer_resumed, undone_by=("quiesce-writers",),
                  touches=f"switchover: starts {self.t.peer_stack}'s services again, now a secondary site"),
             Step("start-services", self.start_target_services, check=self.target_services_running,
                  touches=f"starts {self.t.stack}'s node if it is down"),

@@ -431,7 +431,7 @@ class ChainRestore:
             Step("swap-in", self.swap_in, touches=f"moves {d} to {d}.quarantine-<run start>, staging to {d}",
                  check=self.swap_done),
             Step("start-services", self.start_services, touches=self.services.describe_start(),
-                 check=lambda ctx: self.services.all_running()),
+                 check=lambda ctx: self.services.all_running(), undone_by=("stop-services",)),
             Step("wait-sync", self.wait_sync, touches=f"nothing (polls {self.opts.node_url}, up to {self.opts.sync_timeout_s:g}s)"),
             Step("verify-node", self.verify_node, touches=f"nothing (GET {self.opts.node_url}/api/v1/blockchain/verify)"),
         ]

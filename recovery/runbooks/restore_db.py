@@ -483,7 +483,8 @@ class DbRestore:
         if not self.opts.keep_old:
             steps.append(Step("drop-old", self.drop_old, touches=f"drops {t}_quarantine_<run start>", check=self.old_dropped))
         steps.append(Step("start-services", lambda ctx: self.services.start_step().action(ctx),
-                          touches=self.services.describe_start(), check=lambda ctx: self.services.all_running()))
+                          touches=self.services.describe_start(), check=lambda ctx: self.services.all_running(),
+                          undone_by=("stop-services",)))
         return Runbook(NAME, steps,
                        Target(t, production=self.outputs.production), destructive=True,
                        params={"stack": self.outputs.stack, "backup": self.opts.backup, "backup_key": self.backup_key,
