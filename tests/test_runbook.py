@@ -23,6 +23,7 @@ from _engine_fixtures import (  # noqa: F401 - fixtures
     subprocess_env,
 )
 
+from cli_env import run_on_a_terminal
 from recovery.errors import InputError, LockHeldError, RefusedError, StepFailedError
 from recovery.engine.console import ConsoleReporter
 from recovery.engine.journal import FallbackJournalStore, journal_store, LocalJournalStore, S3JournalStore
@@ -439,44 +440,13 @@ def test_ctrl_c_mid_step_marks_it_failed_and_rerun_resumes(tmp_path: Path) -> No
     assert (work / "actions.log").read_text().split() == ["prepare", "copy", "copy", "finish"]
 
 
-def _run_on_a_terminal(cmd: list[str], typed: str, env: dict[str, str]) -> tuple[int, str]:
-    """Run cmd with stdin/stdout/stderr on a real pseudo-terminal; type `typed` at the prompt."""
-    import pty
-    import select
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
-    os.close(slave)
-    seen = b""
-    answered = False
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        ready, _, _ = select.select([master], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-        if not answered and (b"Type its name" in seen or b"[y/N]" in seen):
-            os.write(master, typed.encode() + b"\n")
-            answered = True
-        if proc.poll() is not None and not ready:
-            break
-    proc.wait(timeout=30)
-    os.close(master)
-    return proc.returncode, seen.decode(errors="replace")
-
-
 @pytest.mark.parametrize("typed, code", [("wrong-name", 9), ("<target>", 0)])
 def test_production_target_must_be_retyped_on_a_real_terminal(tmp_path: Path, typed: str, code: int) -> None:
     work = tmp_path / "work"
     work.mkdir()
     typed = typed.replace("<target>", str(work))
     cmd = [PYTHON, SCRIPT, str(work), "--production", "--journal-dir", str(tmp_path / "state")]
-    rc, screen = _run_on_a_terminal(cmd, typed, subprocess_env({"TERM": "xterm", "COLUMNS": "200"}))
+    rc, screen = run_on_a_terminal(cmd, typed, subprocess_env({"TERM": "xterm", "COLUMNS": "200"}))
     assert rc == code, screen
     assert "PRODUCTION" in screen and "replaces" in screen  # the plan was shown before the question
     if code:
