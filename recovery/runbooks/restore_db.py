@@ -301,9 +301,9 @@ def psql_into(server: Server, dbname: str, stream: BackupStream) -> dict[str, An
     return ph.as_detail("sql")
 
 
-def rollback_text(target: str, live: tuple[int | None, int | None] | None, backup_height: int | None) -> str:
+def rollback_text(target: str, live: tuple[int | None, int | None], backup_height: int | None) -> str:
     """How far the swap takes the live database back: its max(height) now against the backup's."""
-    if live is None or live[1] is None:
+    if live[1] is None:
         return f"nothing: {target} has no blockchain rows now (the backup's max(height) is {backup_height})"
     if backup_height is None:
         return f"unknown: the backup records no max(height) ({target} is at {live[1]})"
@@ -373,13 +373,14 @@ class DbRestore:
         back, the live max(height) against the backup's. Read-only; an unreachable server is "unknown"."""
         m = self.catalog.get(self.backup_key).manifest
         try:
-            live = self.server.blockchain_stats(self.target) if self.server.exists(self.target) else None
+            if self.server.exists(self.target):
+                rolls = rollback_text(self.target, self.server.blockchain_stats(self.target), m.db_max_height)
+            else:
+                rolls = f"nothing: {self.target} does not exist"
         except (DatabaseError, psycopg.Error) as exc:
-            live, unknown = None, f"unknown ({one_line(exc)})"
-        else:
-            unknown = f"nothing: {self.target} does not exist" if live is None else None
+            rolls = f"unknown ({one_line(exc)})"
         return {"backup": self.backup_key + (" (latest)" if self.opts.backup == "latest" else ""),
-                "backup taken": m.ended_at, "rolls back": unknown or rollback_text(self.target, live, m.db_max_height),
+                "backup taken": m.ended_at, "rolls back": rolls,
                 "current database": (f"kept as {self.target}_quarantine_<run start>" if self.opts.keep_old
                                      else "dropped after the swap (--no-keep-old)")}
 
