@@ -385,14 +385,16 @@ class ServiceControl:
 
         return Step(name, action, touches=self.describe_stop(), check=lambda ctx: self.all_stopped())
 
-    def start_step(self, name: str = "start-services") -> Step:
-        """A runbook step that starts every service; it holds when all report running."""
+    def start_step(self, name: str = "start-services", undone_by: tuple[str, ...] = ("stop-services",)) -> Step:
+        """A runbook step that starts every service; it holds when all report running. It follows
+        its stop step (``undone_by``), so a dry run plans it to run even while they run now."""
 
         def action(ctx: StepContext) -> dict[str, Any]:
             done = self.start_all()
             return {"started": [r.service for r in done], "seconds": round(sum(r.duration_s for r in done), 3)}
 
-        return Step(name, action, touches=self.describe_start(), check=lambda ctx: self.all_running())
+        return Step(name, action, touches=self.describe_start(), check=lambda ctx: self.all_running(),
+                    undone_by=undone_by)
 
 
 __all__ = [

@@ -23,6 +23,7 @@ from _engine_fixtures import (  # noqa: F401 - fixtures
     subprocess_env,
 )
 
+from cli_env import run_on_a_terminal
 from recovery.errors import InputError, LockHeldError, RefusedError, StepFailedError
 from recovery.engine.console import ConsoleReporter
 from recovery.engine.journal import FallbackJournalStore, journal_store, LocalJournalStore, S3JournalStore
@@ -439,44 +440,13 @@ def test_ctrl_c_mid_step_marks_it_failed_and_rerun_resumes(tmp_path: Path) -> No
     assert (work / "actions.log").read_text().split() == ["prepare", "copy", "copy", "finish"]
 
 
-def _run_on_a_terminal(cmd: list[str], typed: str, env: dict[str, str]) -> tuple[int, str]:
-    """Run cmd with stdin/stdout/stderr on a real pseudo-terminal; type `typed` at the prompt."""
-    import pty
-    import select
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
-    os.close(slave)
-    seen = b""
-    answered = False
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        ready, _, _ = select.select([master], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-        if not answered and (b"Type its name" in seen or b"[y/N]" in seen):
-            os.write(master, typed.encode() + b"\n")
-            answered = True
-        if proc.poll() is not None and not ready:
-            break
-    proc.wait(timeout=30)
-    os.close(master)
-    return proc.returncode, seen.decode(errors="replace")
-
-
 @pytest.mark.parametrize("typed, code", [("wrong-name", 9), ("<target>", 0)])
 def test_production_target_must_be_retyped_on_a_real_terminal(tmp_path: Path, typed: str, code: int) -> None:
     work = tmp_path / "work"
     work.mkdir()
     typed = typed.replace("<target>", str(work))
     cmd = [PYTHON, SCRIPT, str(work), "--production", "--journal-dir", str(tmp_path / "state")]
-    rc, screen = _run_on_a_terminal(cmd, typed, subprocess_env({"TERM": "xterm", "COLUMNS": "200"}))
+    rc, screen = run_on_a_terminal(cmd, typed, subprocess_env({"TERM": "xterm", "COLUMNS": "200"}))
     assert rc == code, screen
     assert "PRODUCTION" in screen and "replaces" in screen  # the plan was shown before the question
     if code:
@@ -552,3 +522,75 @@ def test_a_check_that_raises_fails_its_step_without_running_the_action(tmp_path:
         rb.run(LocalJournalStore(tmp_path), RecordingReporter())
     assert "step 'probe'" in str(err.value) and "database unreachable" in str(err.value)
     assert ran == [] and err.value.journal.step("probe").status == "failed"  # type: ignore[attr-defined]
+
+
+class Switch:
+    """A service that is running or not: stop, work and start steps over it, as a restore has."""
+
+    def __init__(self) -> None:
+        self.running = True
+
+    def steps(self, undone: bool = True) -> list[Step]:
+        return [
+            Step("stop", lambda ctx: setattr(self, "running", False), check=lambda ctx: not self.running),
+            Step("work", lambda ctx: None),
+            Step("start", lambda ctx: setattr(self, "running", True), check=lambda ctx: self.running,
+                 undone_by=("stop",) if undone else ()),
+        ]
+
+
+def _will_run(plan: Any) -> list[str]:
+    return [s.name for s in plan.steps if s.will_run]
+
+
+def test_a_step_undone_by_an_earlier_one_is_planned_to_run_as_it_will(tmp_path: Path) -> None:
+    store = LocalJournalStore(tmp_path)
+    sw = Switch()
+    plan = Runbook("svc", sw.steps(), "t").plan(store, RecordingReporter())
+    start = plan.steps[2]
+    assert (start.check, start.will_run, start.undone_by) == ("holds", True, "stop")
+    j = Runbook("svc", sw.steps(), "t").run(store, RecordingReporter())
+    assert _will_run(plan) == [s.name for s in j.steps if s.status == "ok"] == ["stop", "work", "start"]
+    # without the declaration the plan would say "start: skip", which the run then contradicts
+    assert _will_run(Runbook("svc", Switch().steps(undone=False), "t").plan(store, RecordingReporter())) == [
+        "stop", "work"]
+
+
+def test_undone_by_counts_only_when_the_undoing_step_runs(tmp_path: Path) -> None:
+    """Stopped already: stop holds, start's check is false now anyway; both plans match the run."""
+    sw = Switch()
+    sw.running = False
+    store = LocalJournalStore(tmp_path)
+    plan = Runbook("svc", sw.steps(), "t").plan(store, RecordingReporter())
+    assert _will_run(plan) == ["work", "start"] and plan.steps[2].undone_by is None
+    j = Runbook("svc", sw.steps(), "t").run(store, RecordingReporter())
+    assert [s.name for s in j.steps if s.status == "ok"] == ["work", "start"]
+
+
+def test_undone_by_must_name_an_earlier_step() -> None:
+    sw = Switch()
+    stop, work, start = sw.steps()
+    with pytest.raises(ValueError, match="undone_by"):
+        Runbook("svc", [start, stop, work], "t")
+    with pytest.raises(ValueError, match="undone_by"):
+        Runbook("svc", [stop, Step("start", start.action, check=start.check, undone_by=("stpo",))], "t")
+
+
+def test_plain_plan_line_says_which_step_undoes_a_check(tmp_path: Path) -> None:
+    buf = io.StringIO()
+    Runbook("svc", Switch().steps(), "t").dry_run(LocalJournalStore(tmp_path), ConsoleReporter(stream=buf, color=False))
+    assert "3. start [run] touches: - (holds now; stop runs first and undoes it)" in buf.getvalue()
+
+
+@pytest.mark.parametrize("production", [False, True])
+def test_the_prompt_and_the_plan_restate_the_stakes(tmp_path: Path, production: bool) -> None:
+    stakes = {"mode": "switchover", "new writer": "db-dr", "expected loss": "none"}
+    rep = RecordingReporter(interactive=True, answers=["n"])
+    rb = Runbook("move", Switch().steps(), Target("site", production=production), destructive=True, stakes=stakes)
+    with pytest.raises(RefusedError):
+        rb.run(LocalJournalStore(tmp_path), rep)
+    assert "mode: switchover; new writer: db-dr; expected loss: none" in rep.prompts[0]
+    assert rep.plans[0].to_dict()["stakes"] == stakes
+    buf = io.StringIO()
+    rb.dry_run(LocalJournalStore(tmp_path), ConsoleReporter(stream=buf, color=False))
+    assert "  mode: switchover; new writer: db-dr; expected loss: none" in buf.getvalue()

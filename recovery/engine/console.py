@@ -6,7 +6,7 @@ import sys
 from typing import Any, Mapping, TextIO
 
 from recovery.engine.journal import Journal, StepRecord
-from recovery.engine.steps import Plan
+from recovery.engine.steps import Plan, stakes_text
 from recovery.errors import RefusedError
 
 def _fmt_s(seconds: float | None) -> str:
@@ -65,11 +65,14 @@ class ConsoleReporter:
         for i, s in enumerate(plan.steps, 1):
             state = "run" if s.will_run else "skip"
             why = s.check or (f"journal: {s.journal_status}" if s.journal_status else "")
+            if s.undone_by:
+                why = f"holds now; {s.undone_by} runs first and undoes it"
             rows.append((str(i), s.name, state, s.touches or "-", why))
+        stakes = stakes_text(plan.stakes)
         if self._console is not None:
             from rich.table import Table
 
-            table = Table(title=head, title_justify="left")
+            table = Table(title=head, title_justify="left", caption=stakes or None, caption_justify="left")
             for col in ("#", "step", "action", "touches", "state"):
                 table.add_column(col)
             for row in rows:
@@ -79,6 +82,8 @@ class ConsoleReporter:
             self._out(head + ":")
             for num, name, state, touches, why in rows:
                 self._out(f"  {num}. {name} [{state}] touches: {touches}" + (f" ({why})" if why else ""))
+            if stakes:
+                self._out(f"  {stakes}")
 
     def step_started(self, index: int, total: int, record: StepRecord) -> None:
         self._out(f"[{index}/{total}] {record.name} ...")

@@ -32,7 +32,7 @@ from recovery.engine.journal import (DONE, FAILED, HELD, OK, RUN_FAILED, RUN_OK,
 from recovery.engine.console import ConsoleReporter
 from recovery.engine.hooks import crash_point
 from recovery.engine.locks import Lock
-from recovery.engine.steps import Plan, PlannedStep, Reporter, Step, StepContext, Target
+from recovery.engine.steps import Plan, PlannedStep, Reporter, Step, StepContext, Target, stakes_text
 from recovery.errors import RecoveryError, RefusedError, StepFailedError, one_line
 
 RESUME_WITHIN_ENV = "RECOVERY_RESUME_WITHIN_HOURS"  # recovery/knobs.py: default 24 h
@@ -58,6 +58,10 @@ class Runbook:
 
     ``params`` are recorded in the journal; an unfinished run is resumed only by a rerun with the
     same runbook, target, step names and params.
+
+    ``stakes`` says what the run does to the target in the operator's words (the backup it restores,
+    the new writer, where DNS goes, the data it rolls back or may lose). The plan shows it and the
+    confirmation prompt restates it, so nobody agrees to a run without seeing what it costs.
     """
 
     def __init__(
@@ -68,10 +72,15 @@ class Runbook:
         *,
         destructive: bool = False,
         params: Mapping[str, Any] | None = None,
+        stakes: Mapping[str, Any] | None = None,
     ) -> None:
         names = [s.name for s in steps]
         if len(set(names)) != len(names):
             raise ValueError(f"runbook {name}: step names must be unique: {names}")
+        for i, step in enumerate(steps):
+            if set(step.undone_by) - set(names[:i]):  # a typo would silently make the plan lie again
+                raise ValueError(f"runbook {name}: step {step.name} is undone_by {list(step.undone_by)}, "
+                                 f"which must name steps before it")
         if "/" in name or not name:
             raise ValueError(f"runbook name {name!r} must be non-empty and contain no '/'")
         self.name = name
@@ -79,6 +88,7 @@ class Runbook:
         self.target = target if isinstance(target, Target) else Target(target)
         self.destructive = destructive
         self.params = dict(params or {})
+        self.stakes = dict(stakes or {})
 
     # -- resume -------------------------------------------------------------------------------
 
@@ -114,14 +124,19 @@ class Runbook:
     # -- dry run ------------------------------------------------------------------------------
 
     def plan(self, store: JournalStore | None, reporter: Reporter, evaluate_checks: bool = True) -> Plan:
-        """What a run would do now. Reads the journal and calls checks; writes nothing."""
+        """What a run would do now. Reads the journal and calls checks; writes nothing.
+
+        Checks see the world as it is now, before any step ran. A step whose check holds now but
+        that an earlier step of this run undoes (``Step.undone_by``) will find its check false at
+        run time, so it is planned to run, and the plan names the step that undoes it."""
         prev = self.resumable(store) if store is not None else None
         ctx = self._ctx(prev.run_id if prev else "dry-run", reporter, prev)
-        planned = []
+        planned: list[PlannedStep] = []
         for step in self.steps:
             jstatus = prev.step(step.name).status if prev else None
             check_text = None
             will_run = True
+            undone = None
             if step.check is not None and evaluate_checks:
                 try:
                     holds = bool(step.check(ctx))
@@ -129,13 +144,16 @@ class Runbook:
                     will_run = not holds
                 except Exception as exc:  # noqa: BLE001 - a failing check is shown in the plan, not raised
                     check_text = f"check error: {one_line(exc)}"
+                if not will_run:
+                    undone = next((p.name for p in planned if p.will_run and p.name in step.undone_by), None)
+                    will_run = undone is not None
             elif step.check is None and jstatus in DONE and not step.rerun:
                 will_run = False
             planned.append(
-                PlannedStep(step.name, step.touches, step.check is not None, jstatus, check_text, will_run)
+                PlannedStep(step.name, step.touches, step.check is not None, jstatus, check_text, will_run, undone)
             )
         return Plan(self.name, self.target, self.destructive, self.params, tuple(planned),
-                    prev.run_id if prev else None)
+                    prev.run_id if prev else None, self.stakes)
 
     def dry_run(self, store: JournalStore | None, reporter: Reporter) -> Plan:
         """Show the plan through the reporter and return it. Changes nothing, journal included."""
@@ -154,9 +172,11 @@ class Runbook:
                 f"{self.name} changes {self.target.name} and needs confirmation, but there is no terminal",
                 "check the plan with --dry-run, then rerun with --yes",
             )
+        stakes = stakes_text(self.stakes)
         if self.target.production:
             answer = reporter.ask(
-                f"{self.target.name} is a PRODUCTION target. Type its name to go ahead: "
+                f"{self.target.name} is a PRODUCTION target: {self.name}{f' ({stakes})' if stakes else ''}. "
+                "Type its name to go ahead: "
             )
             if answer != self.target.name:
                 raise RefusedError(
@@ -164,7 +184,7 @@ class Runbook:
                     "rerun and type the target's name exactly",
                 )
         else:
-            answer = reporter.ask(f"Run {self.name} on {self.target.name}? [y/N] ")
+            answer = reporter.ask(f"Run {self.name} on {self.target.name}{f' ({stakes})' if stakes else ''}? [y/N] ")
             if answer.lower() not in ("y", "yes"):
                 raise RefusedError(f"{self.name} cancelled by the operator; nothing was changed")
 

@@ -57,6 +57,9 @@ class Step:
     A step without a check must be safe to run again if a crash interrupted it.
     ``rerun`` makes a completed step run again on resume (read-only preflights whose verdict
     guards what follows: the world may have changed since the crash).
+    ``undone_by`` names earlier steps that undo this step's effect (``stop-services`` for
+    ``start-services``). A dry run judges checks against the world as it is now; when one of
+    these runs first, a check that holds now will not hold then, so the plan says "run".
     """
 
     name: str
@@ -64,6 +67,7 @@ class Step:
     touches: str = ""
     check: Check | None = None
     rerun: bool = False
+    undone_by: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,6 +83,7 @@ class PlannedStep:
     journal_status: str | None  # what an unfinished earlier run recorded, if resuming
     check: str | None  # "holds", "does not hold", "error: ..." or None when not evaluated
     will_run: bool
+    undone_by: str | None = None  # the earlier step that runs first and undoes what the check found
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class Plan:
     params: Mapping[str, Any]
     steps: tuple[PlannedStep, ...]
     resumes: str | None  # run id of the unfinished run a real run would resume
+    stakes: Mapping[str, Any] = field(default_factory=dict)  # Runbook.stakes: what the run does, in plain words
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,10 +103,16 @@ class Plan:
             "production": self.target.production,
             "destructive": self.destructive,
             "params": dict(self.params),
+            "stakes": dict(self.stakes),
             "resumes": self.resumes,
             "dry_run": True,
             "steps": [s.__dict__ for s in self.steps],
         }
+
+
+def stakes_text(stakes: Mapping[str, Any]) -> str:
+    """One line for the prompt and the plan: ``mode: switchover; new writer: ...; expected loss: ...``."""
+    return "; ".join(f"{k}: {v}" for k, v in stakes.items() if v is not None)
 
 
 class Reporter(Protocol):

@@ -462,6 +462,24 @@ class Failover:
             "chain_rpo_s": chain_rpo,
         }
 
+    def stakes(self) -> dict[str, Any]:
+        """For the plan and the prompt: the mode, the new writer, where DNS goes and the data it may
+        lose, from the preflight's lag and the two databases' heights now (read-only)."""
+        t, peer = self.t, self.sites.live_peer
+        if self.mode == "switchover":
+            loss = "none: a switchover promotes only once everything is replicated"
+        else:
+            lag = self.pre.lag.get("lag_s")
+            peer_h = max_height(peer) if db_reachable(peer) else None
+            tip_h, _ = sql_probe.tip_block(t)
+            if peer_h is not None and tip_h is not None:
+                loss = f"{max(0, peer_h - tip_h)} block(s) ({t.peer_stack} at {peer_h}, {t.stack} at {tip_h}); lag {lag}s"
+            else:
+                loss = (f"unknown: {t.peer_stack} does not answer; what it wrote after block {tip_h} is counted "
+                        f"when it returns (lag at preflight {lag}s)")
+        return {"mode": self.mode, "new writer": f"{t.db_cluster_id} ({t.stack})",
+                "DNS": f"{t.dns_record_name} -> {t.node_api_fqdn}", "expected loss": loss}
+
     def runbook(self) -> Runbook:
         steps = [
             Step("preflight", self.record_preflight, touches="nothing (records the preflight report)"),
@@ -480,7 +498,7 @@ class Failover:
                  touches=f"{self.mode}_global_cluster -> {self.t.db_cluster_id} becomes the writer"),
             Step("repoint-clients", self.repoint, check=self.repointed,
                  touches=f"DB secret host/port and SSM {self._param_name()} -> {self.t.stack}"),
-            Step("resume-peer", self.resume_peer, check=self.peer_resumed,
+            Step("resume-peer", self.resume_peer, check=self.peer_resumed, undone_by=("quiesce-writers",),
                  touches=f"switchover: starts {self.t.peer_stack}'s services again, now a secondary site"),
             Step("start-services", self.start_target_services, check=self.target_services_running,
                  touches=f"starts {self.t.stack}'s node if it is down"),
@@ -497,7 +515,8 @@ class Failover:
         ]
         rb = Runbook(self.name, steps,
                      Target(self.t.stack, production=self.t.production), destructive=True,
-                     params={"mode": self.mode, "target": self.t.stack, "peer": self.t.peer_stack})
+                     params={"mode": self.mode, "target": self.t.stack, "peer": self.t.peer_stack},
+                     stakes=self.stakes())
         return rb
 
     def lock(self) -> S3Lock:

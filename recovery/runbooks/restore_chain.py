@@ -41,6 +41,7 @@ import shutil
 import tarfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -50,7 +51,7 @@ from recovery import knobs
 from recovery.archive import Member, TarSource, check_sqlite
 from recovery.aws import client, error_code
 from recovery.catalog import Catalog, Entry
-from recovery.errors import InputError, IntegrityError
+from recovery.errors import InputError, IntegrityError, RecoveryError
 from recovery.node import NodeClient, describe_progress
 from recovery.engine.journal import Journal, JournalStore, default_journal_dir, run_stamp
 from recovery.engine.runbook import Runbook
@@ -251,6 +252,32 @@ class ChainRestore:
                              "create the node's user or pass --owner USER:GROUP") from None
         return uid, gid
 
+    def stakes(self) -> dict[str, Any]:
+        """For the plan and the prompt: the backup (what ``latest`` means now) and what the swap rolls
+        back. A chain backup's manifest records its time, not its height, so the loss is told as the
+        node's height and tip time against the backup's time; a node that does not answer is "unknown"."""
+        m = self.catalog.get(self.backup_key).manifest
+        taken = datetime.fromisoformat(m.ended_at.replace("Z", "+00:00")).timestamp()
+        try:
+            with NodeClient(self.opts.node_url, timeout_s=3, retries=1) as node:
+                height = node.blockchain_info().block_height
+                tip = node.blocks(height, limit=1) if height >= 0 else []
+        except RecoveryError as exc:
+            loss = f"unknown (the node does not answer: {exc.line()})"
+        else:
+            tip_at = float(tip[0]["timestamp"]) if tip and "timestamp" in tip[0] else None
+            if height < 0:
+                loss = "nothing: the node has no chain now"
+            elif tip_at is None or tip_at <= taken:
+                loss = f"nothing newer than the backup (the node is at height {height})"
+            else:
+                loss = (f"the node's blocks after the backup's time: it is at height {height}, its tip "
+                        f"{tip_at - taken:.0f}s newer than the backup")
+        return {"backup": self.backup_key + (" (latest)" if self.opts.backup == "latest" else ""),
+                "backup taken": m.ended_at, "rolls back": loss,
+                "current data": ("archived to s3 and " if self.opts.archive_current else "")
+                                + f"kept as {self.data_dir}.quarantine-<run start>"}
+
     # -- checks (read-only)
     def swapped(self, ctx: StepContext) -> bool:
         ino = ctx.results.get("extract-staging", {}).get("inode")
@@ -436,7 +463,7 @@ class ChainRestore:
             Step("swap-in", self.swap_in, touches=f"moves {d} to {d}.quarantine-<run start>, staging to {d}",
                  check=self.swap_done),
             Step("start-services", self.start_services, touches=self.services.describe_start(),
-                 check=lambda ctx: self.services.all_running()),
+                 check=lambda ctx: self.services.all_running(), undone_by=("stop-services",)),
             Step("wait-sync", self.wait_sync, touches=f"nothing (polls {self.opts.node_url}, up to {self.opts.sync_timeout_s:g}s)"),
             Step("verify-node", self.verify_node, touches=f"nothing (GET {self.opts.node_url}/api/v1/blockchain/verify)"),
         ]
@@ -473,6 +500,7 @@ def restore_chain(outputs: StackOutputs, opts: ChainRestoreOptions, store: Journ
                   dry_run: bool = False, reporter: Any = None) -> tuple[Journal | None, dict[str, Any] | None]:
     r = build(outputs, opts)
     rb = r.runbook()
+    rb.stakes = r.stakes()  # asked here, not in runbook(): it asks the node
     if dry_run:
         return execute(rb, store, yes=yes, dry_run=True, reporter=reporter)
     lock = HostLock(f"{NAME}-{str(r.data_dir).strip('/').replace('/', '_')}", default_journal_dir(), what="restore")

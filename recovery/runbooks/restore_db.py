@@ -55,7 +55,7 @@ from recovery import redact
 from recovery import knobs, pg_globals, postgres
 from recovery.aws import client
 from recovery.catalog import Catalog, Entry
-from recovery.errors import DatabaseError, InputError, IntegrityError, RefusedError
+from recovery.errors import DatabaseError, InputError, IntegrityError, RefusedError, one_line
 from recovery.postgres import ConnParams
 from recovery.engine.journal import Journal, JournalStore, default_journal_dir, run_stamp
 from recovery.reports import rto_budget
@@ -301,6 +301,18 @@ def psql_into(server: Server, dbname: str, stream: BackupStream) -> dict[str, An
     return ph.as_detail("sql")
 
 
+def rollback_text(target: str, live: tuple[int | None, int | None], backup_height: int | None) -> str:
+    """How far the swap takes the live database back: its max(height) now against the backup's."""
+    if live[1] is None:
+        return f"nothing: {target} has no blockchain rows now (the backup's max(height) is {backup_height})"
+    if backup_height is None:
+        return f"unknown: the backup records no max(height) ({target} is at {live[1]})"
+    lost = live[1] - backup_height
+    if lost <= 0:
+        return f"nothing: {target} max(height) {live[1]} -> the backup's {backup_height}"
+    return f"{lost} block(s): {target} max(height) {live[1]} -> the backup's {backup_height}"
+
+
 # ------------------------------------------------------------------------------------- the runbook
 
 
@@ -355,6 +367,22 @@ class DbRestore:
             raise err
         if reporter is not None:
             reporter.message(f"note: {err.line()}")
+
+    def stakes(self) -> dict[str, Any]:
+        """For the plan and the prompt: the backup (what ``latest`` means now) and what the swap rolls
+        back, the live max(height) against the backup's. Read-only; an unreachable server is "unknown"."""
+        m = self.catalog.get(self.backup_key).manifest
+        try:
+            if self.server.exists(self.target):
+                rolls = rollback_text(self.target, self.server.blockchain_stats(self.target), m.db_max_height)
+            else:
+                rolls = f"nothing: {self.target} does not exist"
+        except (DatabaseError, psycopg.Error) as exc:
+            rolls = f"unknown ({one_line(exc)})"
+        return {"backup": self.backup_key + (" (latest)" if self.opts.backup == "latest" else ""),
+                "backup taken": m.ended_at, "rolls back": rolls,
+                "current database": (f"kept as {self.target}_quarantine_<run start>" if self.opts.keep_old
+                                     else "dropped after the swap (--no-keep-old)")}
 
     # -- actions
     def preflight(self, ctx: StepContext) -> dict[str, Any]:
@@ -483,7 +511,8 @@ class DbRestore:
         if not self.opts.keep_old:
             steps.append(Step("drop-old", self.drop_old, touches=f"drops {t}_quarantine_<run start>", check=self.old_dropped))
         steps.append(Step("start-services", lambda ctx: self.services.start_step().action(ctx),
-                          touches=self.services.describe_start(), check=lambda ctx: self.services.all_running()))
+                          touches=self.services.describe_start(), check=lambda ctx: self.services.all_running(),
+                          undone_by=("stop-services",)))
         return Runbook(NAME, steps,
                        Target(t, production=self.outputs.production), destructive=True,
                        params={"stack": self.outputs.stack, "backup": self.opts.backup, "backup_key": self.backup_key,
@@ -510,6 +539,7 @@ def restore_db(outputs: StackOutputs, opts: DbRestoreOptions, store: JournalStor
     r = build(outputs, opts)
     r.budget = rto_budget.estimate(outputs, r.catalog.get(r.backup_key).manifest, store, NAME, r.target)
     rb = r.runbook()
+    rb.stakes = r.stakes()  # asked here, not in runbook(): it reads the live database
     if rb.resumable(store) is None:  # a resumed run may find its own restored database in place
         r.needs_force(reporter, dry_run)
     if r.budget.get("exceeds_rto") and reporter is not None:

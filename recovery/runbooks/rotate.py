@@ -436,9 +436,9 @@ class Rotation:
                                     "check the service's status, then rerun to resume (both stored values are kept)")
             time.sleep(self.poll_s)
 
-    def steps(self) -> list[Step]:
+    def steps(self, comps: list[Component] | None = None) -> list[Step]:
         steps: list[Step] = []
-        for comp in self.components():
+        for comp in comps if comps is not None else self.components():
             if comp.skipped:
                 steps.append(skipped_step(comp.prefix, comp.skipped))
             else:
@@ -447,8 +447,14 @@ class Rotation:
 
     def runbook(self) -> Runbook:
         o = self.outputs
-        return Runbook(self.name, self.steps(), Target(o.stack, production=o.production),
-                       destructive=True, params={"what": self.what})
+        comps = self.components()  # once: building them asks whether the cache answers
+        rotated = [c.prefix for c in comps if not c.skipped]
+        stakes = {"rotates": ", ".join(rotated) or "nothing",
+                  "not rotated": ", ".join(f"{c.prefix} ({c.skipped})" for c in comps if c.skipped) or None,
+                  "expected loss": "no data; clients still holding the previous credential are refused "
+                                   "afterwards: they must reload AWSCURRENT"}
+        return Runbook(self.name, self.steps(comps), Target(o.stack, production=o.production),
+                       destructive=True, params={"what": self.what}, stakes=stakes)
 
 
 def rotate(outputs: StackOutputs, what: str, store: JournalStore, *, grace_s: float = 300.0, yes: bool = False,
