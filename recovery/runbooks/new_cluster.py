@@ -164,6 +164,16 @@ class NewClusterRestore:
     def cutover(self) -> Cutover | None:
         return Cutover(self.outputs, self.services, self.new, self.new_endpoint) if self.services else None
 
+    def stakes(self, restored_what: str, point: str) -> dict[str, Any] | None:
+        """The cutover's prompt and plan: where the clients go, and what it costs."""
+        if not self.services:
+            return None
+        return {"new cluster": f"{self.new} ({restored_what})",
+                "clients move": f"from the DB secret's current host to {self.new} (secret, parameter"
+                                + (", service file" if self.services.config.database_service_file else "") + ")",
+                "services": "stopped and started again: " + ", ".join(self.services.config.stop_order),
+                "expected loss": f"every write after {point} (verify-new counts the blocks)"}
+
     def common_steps(self) -> list[Step]:
         """create-instance, wait-available, report: the steps after the restore call; then the cutover's."""
         cut = self.cutover()

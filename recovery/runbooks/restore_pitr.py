@@ -130,7 +130,8 @@ class PitrRestore(NewClusterRestore):
         return Runbook(NAME, steps,
                        Target(self.new, production=self.outputs.production), destructive=self.opts.cutover,
                        params={"stack": self.outputs.stack, "source": self.source, "to_time": fmt(self.opts.to_time),
-                               "new_cluster": self.new, "cutover": self.opts.cutover})
+                               "new_cluster": self.new, "cutover": self.opts.cutover},
+                       stakes=self.stakes(f"restored to {fmt(self.opts.to_time)}", fmt(self.opts.to_time)))
 
 
 def next_steps(outputs: StackOutputs, journal: Journal, to_time: str) -> list[str]:

@@ -195,7 +195,8 @@ class SnapshotRestore(NewClusterRestore):
         ]
         return Runbook(NAME, steps, Target(self.new, production=self.outputs.production), destructive=self.opts.cutover,
                        params={"stack": self.outputs.stack, "source": self.source, "snapshot": self.arn,
-                               "new_cluster": self.new, "cutover": self.opts.cutover})
+                               "new_cluster": self.new, "cutover": self.opts.cutover},
+                       stakes=self.stakes(f"from snapshot {snap_id}", fmt(self.snap.get("SnapshotCreateTime"))))
 
 
 def next_steps(outputs: StackOutputs, journal: Journal) -> list[str]:
