@@ -4,13 +4,14 @@ Steps, after the new cluster's ``report``:
 
 1. ``verify-new``     connect to the new cluster's writer endpoint as the stack's user, with the DB
                       secret's password, and check the ``blockchain`` table: rows present, heights
-                      contiguous. The source's max(height), when it still answers, gives the blocks
-                      the restore rolled back (journaled; the loss is the restore's point).
+                      contiguous.
 2. ``stop-services``  stop the dependents (``recovery.services``), as `restore db` does.
 3. ``repoint``        the DB secret's host/port, the endpoints parameter's db_host/db_port (its cache
                       fields kept), and this host's database service file when the services config
                       names one. The old host/port are journaled, never the password. All or nothing:
-                      a failure part-way puts back what this step had already written.
+                      a failure part-way puts back what this step had already written. First, with
+                      the services stopped (nothing writes any more), the max(height) of the database
+                      the clients used, when it still answers, gives the blocks the cutover rolls back.
 4. ``start-services`` start them again; they now read the new endpoint.
 
 A failure before ``repoint`` completes starts the services this run stopped, against the source,
@@ -83,16 +84,20 @@ class Cutover:
         if hi - lo + 1 != rows:
             raise VerificationFailed(f"the new cluster's blockchain heights {lo}..{hi} have gaps ({rows} rows)",
                                      "restore to another point; clients were not repointed")
-        detail: dict[str, Any] = {"cluster": self.new_cluster, "endpoint": f"{host}:{port}", "rows": rows,
-                                  "min_height": lo, "max_height": hi}
-        src = endpoints.read_secret_doc(self.outputs)
+        return {"cluster": self.new_cluster, "endpoint": f"{host}:{port}", "rows": rows, "min_height": lo,
+                "max_height": hi}
+
+    def _loss(self, ctx: StepContext, doc: dict[str, Any]) -> dict[str, Any]:
+        """The blocks the clients' database holds beyond the new cluster's (read with the services stopped)."""
+        hi = (ctx.results.get("verify-new") or {}).get("max_height")
         try:
-            _, _, src_hi = self._heights(self._conn(str(src.get("host") or self.outputs.db_endpoint),
-                                                    int(src.get("port") or self.outputs.db_port), password, 3))
-            detail.update(source_max_height=src_hi, blocks_rolled_back=max(0, (src_hi or 0) - hi))
+            _, _, src_hi = self._heights(self._conn(str(doc.get("host") or self.outputs.db_endpoint),
+                                                    int(doc.get("port") or self.outputs.db_port),
+                                                    str(doc.get("password", "")), 3))
         except DatabaseError as exc:  # the source may be what the disaster took: the loss is then unknown
-            detail["source"] = f"unreachable ({exc.args[0][:160]})"
-        return detail
+            return {"source": f"unreachable ({exc.args[0][:160]})"}
+        lost = None if hi is None or src_hi is None else max(0, src_hi - hi)
+        return {"source_max_height": src_hi, "blocks_rolled_back": lost}
 
     # 3
     def _now_at(self) -> tuple[str, int]:
@@ -117,6 +122,7 @@ class Cutover:
         doc = endpoints.read_secret_doc(o)
         param = endpoints.read_parameter(o)
         old_doc, old_param = dict(doc), dict(param)
+        loss = self._loss(ctx, doc)
         undo: list[Callable[[], Any]] = []
         try:
             how = endpoints.write_secret_doc(o, {**doc, "host": host, "port": port}, on_primary_down=ctx.info)
@@ -138,7 +144,7 @@ class Cutover:
         if service_file is None:
             ctx.info(f"no database_service_file in {cfg.source}: services configured with a host of their own keep it")
         return {"previous": f"{old_doc.get('host')}:{old_doc.get('port')}", "now": f"{host}:{port}", "db_secret": how,
-                "parameter": o.endpoint_parameter_name, "service_file": service_file}
+                "parameter": o.endpoint_parameter_name, "service_file": service_file, **loss}
 
     def steps(self) -> list[Step]:
         return [
