@@ -8,6 +8,7 @@ distinct per class so that cron, systemd and CI can tell failures apart.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -23,6 +24,23 @@ class RecoveryError(Exception):
 
     def line(self) -> str:
         return f"{self.problem} - {self.fix}" if self.fix else self.problem
+
+
+# A command a hint quotes, `recovery ...` in backticks; `recovery local ...` takes no --stack.
+_QUOTED_COMMAND = re.compile(r"`(recovery (?!local\b)[^`]*)`")
+
+
+def with_stack(line: str, stack: str | None) -> str:
+    """`line` with --stack STACK added to every `recovery ...` command it quotes that lacks one.
+
+    Hints are written where the stack is often not known (a catalogue lookup, a lock), yet a
+    command copied from a hint without --stack fails or, worse, picks RECOVERY_STACK's stack.
+    The CLI knows the stack in use, so it completes the hint once here for every command.
+    """
+    if not stack:
+        return line
+    return _QUOTED_COMMAND.sub(lambda m: m.group(0) if "--stack" in m.group(1)
+                               else f"`{m.group(1).rstrip()} --stack {stack}`", line)
 
 
 def one_line(exc: BaseException) -> str:

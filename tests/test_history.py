@@ -137,7 +137,9 @@ def test_backup_describe_by_latest_name_and_key(rs: RSite) -> None:
 
 def test_backup_describe_unknown_key_is_one_line_exit_4(rs: RSite) -> None:
     one_line_error(rec(rs, "backup", "describe", "database-20200101T000000Z.sql.gz"), 4, "no catalogued backup")
-    one_line_error(rec(rs, "backup", "describe", "nonsense"), 4, "'nonsense' is not a backup name")
+    # the hint's command names the stack in use (issue 18), so it runs as copied
+    one_line_error(rec(rs, "backup", "describe", "nonsense"), 4, "'nonsense' is not a backup name",
+                   f"use `recovery list --stack {rs.stack}` to see them")
     one_line_error(rec(rs, "backup", "describe", "runs/x/database-20200101T000000Z.sql.gz"), 4, "is not a backup key")
     one_line_error(rec(rs, "backup", "describe", "latest-db"), 4, "no db backup in")
     one_line_error(rec(rs, "backup", "describe", "latest-tape"), 4, "names no kind of backup")

@@ -27,6 +27,7 @@ from recovery.archive import CHAIN_DB, check_sqlite
 from recovery.backups.take import check_bucket
 from recovery.aws import aws_error, client, error_code
 from recovery.catalog import KINDS, Catalog, Entry, Manifest, iso, utc_now
+from recovery.backups.age import age_limit_seconds, within_limit
 from recovery.errors import IntegrityError, RecoveryError
 from recovery.stack import StackOutputs
 from recovery.stream import FeedReader, decompressor
@@ -35,7 +36,6 @@ from recovery.transfer import iter_object
 log = logging.getLogger(__name__)
 
 PG_DUMP_END = b"-- PostgreSQL database dump complete"
-AGE_FACTOR = 1.5  # default max age = 1.5 x the scheduled interval (one missed run is tolerated... barely)
 
 
 @dataclass
@@ -71,8 +71,9 @@ class VerifyReport:
 
 
 def default_max_age_minutes(outputs: StackOutputs, kind: str) -> float | None:
-    interval = outputs.interval_minutes(kind)
-    return interval * AGE_FACTOR if interval else None
+    """The schedule's limit (recovery/backups/age.py, the rule `status` applies too), in minutes."""
+    limit = age_limit_seconds(outputs, kind)
+    return limit / 60 if limit is not None else None
 
 
 def _key_id(arn_or_id: str | None) -> str:
@@ -208,13 +209,18 @@ def _check_backup(s3: Any, outputs: StackOutputs, kind: str, e: Entry, max_age: 
     else:
         checks.append(Check(kind, "encryption", False, f"{m.name}: encryption is {sse or 'none'} with key "
                                                        f"{kid or 'none'}, expected aws:kms with {outputs.backup_kms_key_arn}"))
-    age_min = (now - m.time).total_seconds() / 60
-    if max_age is None:
-        checks.append(Check(kind, "age", None, f"{m.name}: {age_min:.0f} min old (no schedule for {kind})"))
-    else:
-        checks.append(Check(kind, "age", age_min <= max_age, f"{m.name}: {age_min:.0f} min old, limit {max_age:.0f} min"))
+    checks.append(age_check(kind, m, max_age, now))
     checks.extend(_check_replication(s3, outputs, kind, m, r.response))
     return checks
+
+
+def age_check(kind: str, m: Manifest, max_age: float | None, now: datetime) -> Check:
+    """The backup's age against `max_age` minutes (the schedule's limit unless --max-age gave one)."""
+    age_min = (now - m.time).total_seconds() / 60
+    if max_age is None:
+        return Check(kind, "age", None, f"{m.name}: {age_min:.0f} min old (no schedule for {kind})")
+    return Check(kind, "age", within_limit(age_min * 60, max_age * 60),
+                 f"{m.name}: {age_min:.0f} min old, limit {max_age:.0f} min")
 
 
 def _check_replication(s3: Any, outputs: StackOutputs, kind: str, m: Manifest, resp: dict[str, Any]) -> list[Check]:

@@ -201,8 +201,8 @@ def list_cmd(stack: str, outputs_file: str | None, as_json: bool, kind: str | No
 @stack_options
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(["db", "chain", "config"]),
               help="Only these kinds (repeatable; default all).")
-@click.option("--max-age-db", type=click.FloatRange(min=0, max=525600), help="Max age of the latest db backup in minutes (default 1.5 x interval).")
-@click.option("--max-age-chain", type=click.FloatRange(min=0, max=525600), help="Max age of the latest chain backup in minutes (default 1.5 x interval).")
+@click.option("--max-age-db", type=click.FloatRange(min=0, max=525600), help="Max age of the latest db backup in minutes (default: interval + half an interval, as status).")
+@click.option("--max-age-chain", type=click.FloatRange(min=0, max=525600), help="Max age of the latest chain backup in minutes (default: interval + half an interval, as status).")
 @click.option("--no-record", is_flag=True, help="Do not record this verification in the bucket.")
 def verify_cmd(stack: str, outputs_file: str | None, as_json: bool, kinds: tuple[str, ...],
                max_age_db: float | None, max_age_chain: float | None, no_record: bool) -> None:

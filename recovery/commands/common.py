@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import click
 
 from recovery import redact
-from recovery.errors import IncompleteRestoreError, InputError, RecoveryError, StepFailedError
+from recovery.errors import IncompleteRestoreError, InputError, RecoveryError, StepFailedError, with_stack
 
 log = logging.getLogger("recovery")
 
@@ -62,7 +62,7 @@ class Main(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except RecoveryError as exc:
-            self._fail(ctx, exc, exc.line(), exc.exit_code)
+            self._fail(ctx, exc, with_stack(exc.line(), (ctx.obj or {}).get("stack")), exc.exit_code)
         except KeyboardInterrupt:
             self._fail(ctx, None, "interrupted", 130)
         except BrokenPipeError:
@@ -109,12 +109,20 @@ def _note_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool
     return value
 
 
+def _note_stack(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    # The stack in use, for the hints of an error (errors.with_stack) that the top level prints.
+    root = ctx.find_root()
+    if root.obj is not None:
+        root.obj["stack"] = value
+    return value
+
+
 def stack_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--json", "as_json", is_flag=True, callback=_note_json, is_eager=True,
                      help="Print a machine-readable result on stdout.")(f)
     f = click.option("--outputs", "outputs_file", envvar="RECOVERY_OUTPUTS",
                      help="JSON of `pulumi stack output --json` or `pulumi stack export` [env RECOVERY_OUTPUTS].")(f)
-    f = click.option("--stack", required=True, envvar="RECOVERY_STACK",
+    f = click.option("--stack", required=True, envvar="RECOVERY_STACK", callback=_note_stack,
                      help="Pulumi stack name, e.g. production [env RECOVERY_STACK].")(f)
     return f
 

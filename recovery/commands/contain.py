@@ -10,14 +10,14 @@ from typing import Any
 
 import click
 
-from recovery.commands.common import (_note_json, emit_json, finish_runbook, journal_store_for, out, outputs_for,
+from recovery.commands.common import (_note_json, _note_stack, emit_json, finish_runbook, journal_store_for, out, outputs_for,
                                       runbook_options, stack_options)
 from recovery.commands.params import DURATION, Duration
 from recovery.errors import InputError
 
 
 @click.group("contain", invoke_without_command=True)
-@click.option("--stack", envvar="RECOVERY_STACK", help="Pulumi stack name [env RECOVERY_STACK].")
+@click.option("--stack", envvar="RECOVERY_STACK", callback=_note_stack, help="Pulumi stack name [env RECOVERY_STACK].")
 @click.option("--outputs", "outputs_file", envvar="RECOVERY_OUTPUTS",
               help="JSON of `pulumi stack output --json` [env RECOVERY_OUTPUTS].")
 @click.option("--json", "as_json", is_flag=True, callback=_note_json, is_eager=True, help="Print a machine-readable result.")

@@ -13,7 +13,7 @@ Backup success rate (per kind, windows 24h and 7d)
     backup whose verification failed is counted as a failure too. Kinds without a schedule
     (config: "on every deployment") get counts and ages but no rate.
 Last successful backup age (per kind): now - ended_at of the newest backup not failed in verification.
-Backup RPO compliance (per kind): that age <= max(component RPO objective, schedule interval).
+Backup RPO compliance (per kind): that age <= interval + half an interval (recovery/backups/age.py, as status and verify).
     Backups alone cannot do better than their interval (the database's 1-minute RPO rests on
     replication), so the schedule is the honest limit; the objective is used when it is looser.
 Verification success rate (7d): ok runs / runs under verifications/ that started in the window.
@@ -46,6 +46,7 @@ from typing import Any, Iterable
 
 from botocore.exceptions import ClientError
 
+from recovery.backups.age import age_limit_seconds, within_limit
 from recovery.aws import aws_error, client
 from recovery.catalog import KINDS, Catalog, Entry, parse_iso, utc_now
 from recovery.errors import InputError
@@ -68,7 +69,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "xai_dr_backup_success_ratio": ("gauge", "min(good catalogued, expected) / expected backups in the window."),
     "xai_dr_backup_last_success_timestamp_seconds": ("gauge", "End time of the newest backup not failed in verification."),
     "xai_dr_backup_last_success_age_seconds": ("gauge", "Age of the newest backup not failed in verification, at generation."),
-    "xai_dr_backup_rpo_limit_seconds": ("gauge", "Age limit of the newest backup: max(component RPO objective, schedule interval)."),
+    "xai_dr_backup_rpo_limit_seconds": ("gauge", "Age limit of the newest backup: schedule interval + half an interval."),
     "xai_dr_backup_rpo_compliant": ("gauge", "1 if the newest good backup is younger than the RPO limit, else 0."),
     "xai_dr_verification_runs": ("gauge", "Verification runs recorded in the window, by result."),
     "xai_dr_verification_success_ratio": ("gauge", "Verification runs ok / runs in the window."),
@@ -194,14 +195,6 @@ def _objective_seconds(outputs: StackOutputs, component: str, which: str) -> flo
     return float(v) * 60 if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def backup_rpo_limit_seconds(outputs: StackOutputs, kind: str) -> float | None:
-    """How old the newest good backup may be: max(component RPO objective, schedule interval)."""
-    interval = outputs.interval_minutes(kind)
-    rpo = _objective_seconds(outputs, KIND_COMPONENT.get(kind, kind), "rpo")
-    limits = [x for x in (interval * 60 if interval else None, rpo) if x is not None]
-    return max(limits) if limits else None
-
-
 class _Samples:
     """The samples one `collect` emits, each labelled with the stack; None values are left out."""
 
@@ -240,7 +233,7 @@ def _backup_kind_metrics(outputs: StackOutputs, kind: str, entries: list[Entry],
         out.add("xai_dr_backup_failed_verification", len(inside) - len(good), **lab)
         out.add("xai_dr_backup_success_ratio", rate, **lab)
     last_good = next((e for e in reversed(entries) if e.verified is not False), None)
-    limit = backup_rpo_limit_seconds(outputs, kind)
+    limit = age_limit_seconds(outputs, kind)
     lab = {"kind": kind, "component": component}
     if last_good is not None:
         t = last_good.manifest.time
@@ -252,7 +245,7 @@ def _backup_kind_metrics(outputs: StackOutputs, kind: str, entries: list[Entry],
         age = None
         kb.update(last_success_key=None, last_success_at=None, last_success_age_seconds=None)
     kb["rpo_limit_seconds"] = limit
-    kb["rpo_compliant"] = None if limit is None else (age is not None and age <= limit)
+    kb["rpo_compliant"] = None if limit is None else (age is not None and within_limit(age, limit))
     out.add("xai_dr_backup_rpo_limit_seconds", limit, **lab)
     if limit is not None:
         out.add("xai_dr_backup_rpo_compliant", 1.0 if kb["rpo_compliant"] else 0.0, **lab)
@@ -404,7 +397,7 @@ def collect(outputs: StackOutputs, *, s3: Any = None, now: datetime | None = Non
                                "backup_success_ratio": "min(good catalogued backups ended in window, expected) / expected;"
                                                        " expected = floor(window / backup_interval_minutes[kind]);"
                                                        " good = manifest present and latest verification not failed",
-                               "rpo_limit": "max(component RPO objective, backup interval)",
+                               "rpo_limit": "backup interval + half an interval (recovery/backups/age.py)",
                                "p95": "nearest rank"}}
     doc["backups"] = _backup_metrics(outputs, cat, now, out)
     doc["verifications"] = _verification_metrics(cat, now, out)
@@ -482,5 +475,5 @@ def write_textfile(path: str | os.PathLike[str], text: str) -> Path:
     return p
 
 
-__all__ = ["METRICS", "MetricsReport", "Sample", "backup_rpo_limit_seconds", "collect", "p95",
+__all__ = ["METRICS", "MetricsReport", "Sample", "collect", "p95",
            "render_prometheus", "write_textfile"]

@@ -29,8 +29,8 @@ cache     reachable   TCP connect to cache_endpoint:cache_port and the replicati
                       On the local environment (no Redis runs) an unreachable cache is skipped with a
                       note; on a real stack it is red.
 backup    db|chain    age of the newest backup not failed in verification against the limit
-                      max(component RPO objective, schedule interval) (see runbooks/metrics.py):
-                      green within it, yellow within 1.5x (verify's AGE_FACTOR), red beyond or none.
+                      interval + half an interval (recovery/backups/age.py, the rule verify applies):
+                      green within it, red beyond or none.
 health    route53     GetHealthCheckStatus of the site's endpoint check: every checker Success green,
                       some yellow, none red (Route 53's API: "unknown" when it cannot be reached).
 replication bucket    primary: an enabled replication rule and the newest backup's replication
@@ -58,14 +58,13 @@ from recovery.catalog import Catalog, utc_now
 from recovery.errors import RecoveryError
 from recovery.adapters import traffic
 from recovery.node import NodeClient
-from recovery.reports.metrics import KIND_COMPONENT, backup_rpo_limit_seconds
+from recovery.backups.age import age_limit_seconds, within_limit
 from recovery.reports.sites import database_role
 from recovery.reports import replication_rpo, service_health
 from recovery.stack import StackOutputs
 
 GREEN, YELLOW, RED, SKIP = "green", "yellow", "red", "skip"
 MARK = {GREEN: "✓", YELLOW: "!", RED: "✗", SKIP: "-"}
-AGE_FACTOR = 1.5
 
 
 @dataclass
@@ -267,7 +266,7 @@ def check_cache(outputs: StackOutputs, opts: StatusOptions) -> Line:
     data = {"endpoint": where, "replication_group_status": group_status}
     nodes = _cache_nodes(group, outputs, opts)  # issue 15: primary + replica health
     if nodes:
-        return _cache_nodes_line(where, group_status, nodes, data)
+        return _cache_nodes_line(where, group_status, nodes, data, outputs.stack)
     try:
         with socket.create_connection((outputs.cache_endpoint, outputs.cache_port), timeout=opts.timeout_s):
             pass
@@ -305,14 +304,16 @@ def _accepts(outputs: StackOutputs, opts: StatusOptions) -> bool:
         return False
 
 
-def _cache_nodes_line(where: str, group_status: Any, nodes: dict[str, dict[str, Any]], data: dict[str, Any]) -> Line:
+def _cache_nodes_line(where: str, group_status: Any, nodes: dict[str, dict[str, Any]], data: dict[str, Any],
+                      stack: str) -> Line:
     """A lost primary is red (writes fail until `cache failover`), a lost replica yellow (no failover left)."""
     data["nodes"] = nodes
     lost = [f"{cid} ({n['role']})" for cid, n in nodes.items() if not n["answers"]]
     primary_lost = any(n["role"] == "primary" and not n["answers"] for n in nodes.values())
     if primary_lost:
         return Line("cache", "reachable", RED, f"{where}: primary lost: {', '.join(lost)} not answering; group is "
-                    f"{group_status} (`recovery cache failover`, or `cache recreate` if every node is lost)", data)
+                    f"{group_status} (`recovery cache failover --stack {stack}`, or "
+                    f"`recovery cache recreate --stack {stack}` if every node is lost)", data)
     if lost:
         return Line("cache", "reachable", YELLOW, f"{where} answers; replica lost: {', '.join(lost)} not answering; "
                     f"group is {group_status}", data)
@@ -335,22 +336,19 @@ def check_backups(outputs: StackOutputs, s3: Any, now: datetime) -> tuple[list[L
         except RecoveryError as exc:
             lines.append(Line("backup", kind, RED, exc.problem))
             continue
-        limit = backup_rpo_limit_seconds(outputs, kind)
+        limit = age_limit_seconds(outputs, kind)
         good = next((e for e in reversed(entries) if e.verified is not False), None)
         if entries:
             latest[kind] = entries[-1]
-        rpo = ((outputs.objectives or {}).get(KIND_COMPONENT[kind]) or {}).get("rpo_minutes")
-        target = (f"limit {_minutes(limit)} = max(RPO {rpo} min, interval {outputs.interval_minutes(kind)} min)"
-                  if limit else "no schedule or RPO")
+        target = (f"limit {_minutes(limit)} = interval {outputs.interval_minutes(kind)} min + half of it"
+                  if limit else "no schedule")
         if good is None:
-            lines.append(Line("backup", kind, RED, f"no good {kind} backup in the catalogue ({target}) - run `recovery backup {kind}`",
-                              {"limit_seconds": limit}))
+            lines.append(Line("backup", kind, RED, f"no good {kind} backup in the catalogue ({target}) - "
+                              f"run `recovery backup {kind} --stack {outputs.stack}`", {"limit_seconds": limit}))
             continue
         age = (now - good.manifest.time).total_seconds()
         data = {"key": good.manifest.key, "age_seconds": age, "limit_seconds": limit}
-        level = GREEN
-        if limit is not None:
-            level = GREEN if age <= limit else YELLOW if age <= limit * AGE_FACTOR else RED
+        level = GREEN if within_limit(age, limit) else RED
         note = ""
         if entries[-1] is not good:
             note = f"; newer {entries[-1].manifest.name} FAILED verification"

@@ -447,7 +447,8 @@ class Failover:
             "rpo_last_replicated_at": m.get("last_replicated_at"),
             "rpo_window_s": rpo_window,
             "rpo_counted_when": ("now" if lost is not None else
-                                 f"when {self.t.peer_stack} returns (`recovery sites`, `recovery failback`)"),
+                                 f"when {self.t.peer_stack} returns (`recovery sites --stack {self.t.stack}`, "
+                                 f"`recovery failback --stack {self.t.peer_stack}`)"),
             "diverged_blocks": d.get("blocks") if d.get("counted") else None,
             "diverged_seconds": d.get("seconds") if d.get("counted") else None,
             "diverged_heights": d.get("heights") if d.get("counted") else None,
