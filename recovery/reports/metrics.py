@@ -222,15 +222,18 @@ Compliance = dict[str, dict[str, list[bool]]]
 
 
 def _backup_kind_metrics(outputs: StackOutputs, kind: str, entries: list[Entry], now: datetime,
-                         out: _Samples) -> dict[str, Any]:
-    """One catalogue kind: counts and success ratio per window, newest good backup, RPO compliance."""
+                         out: _Samples, due_from: datetime | None = None) -> dict[str, Any]:
+    """One catalogue kind: counts and success ratio per window, newest good backup, RPO compliance.
+    Backups are expected only since ``due_from`` (see `_due_from`): a window reaching back before
+    the environment existed does not count the slots nobody could have filled."""
     component = KIND_COMPONENT[kind]
     interval = outputs.interval_minutes(kind)
     kb: dict[str, Any] = {"component": component, "interval_minutes": interval, "windows": {}}
     for wname, span in WINDOWS.items():
         inside = [e for e in entries if now - span <= e.manifest.time <= now]
         good = [e for e in inside if e.verified is not False]
-        expected = int(span.total_seconds() // (interval * 60)) if interval else None
+        due = now - max(now - span, due_from) if due_from is not None else span
+        expected = int(max(due.total_seconds(), 0) // (interval * 60)) if interval else None
         rate = ratio(min(len(good), expected), expected) if expected else None
         kb["windows"][wname] = {"expected": expected, "catalogued": len(inside),
                                 "failed_verification": len(inside) - len(good), "success_ratio": rate}
@@ -259,9 +262,25 @@ def _backup_kind_metrics(outputs: StackOutputs, kind: str, entries: list[Entry],
     return kb
 
 
-def _backup_metrics(outputs: StackOutputs, cat: Catalog, now: datetime, out: _Samples) -> dict[str, Any]:
+def _due_from(s3: Any, bucket: str, entries: Iterable[Entry]) -> datetime | None:
+    """Since when backups were due: the bucket's creation (the schedule's first slot is one interval
+    after it), or the oldest backup kept if that is older (a bucket re-created around old backups).
+    None when neither is known: the whole window counts, as a stack with no backup ever must alarm."""
+    times = [e.manifest.time for e in entries]
+    try:
+        created = next((b["CreationDate"] for b in s3.list_buckets().get("Buckets", []) if b["Name"] == bucket), None)
+    except ClientError:  # a role without s3:ListAllMyBuckets: the backups kept are all we know
+        created = None
+    if created is not None:
+        times.append(created if created.tzinfo else created.replace(tzinfo=timezone.utc))
+    return min(times) if times else None
+
+
+def _backup_metrics(outputs: StackOutputs, cat: Catalog, now: datetime, out: _Samples, s3: Any) -> dict[str, Any]:
     longest = max(WINDOWS.values())
-    return {kind: _backup_kind_metrics(outputs, kind, cat.recent(kind, now - longest), now, out) for kind in KINDS}
+    entries = {kind: cat.recent(kind, now - longest) for kind in KINDS}
+    due_from = _due_from(s3, outputs.backup_bucket_name, (e for es in entries.values() for e in es))
+    return {kind: _backup_kind_metrics(outputs, kind, entries[kind], now, out, due_from) for kind in KINDS}
 
 
 def _verification_metrics(cat: Catalog, now: datetime, out: _Samples) -> dict[str, Any]:
@@ -402,11 +421,12 @@ def collect(outputs: StackOutputs, *, s3: Any = None, now: datetime | None = Non
     doc: dict[str, Any] = {"stack": outputs.stack, "bucket": bucket, "generated_at": now.isoformat(),
                            "definitions": {
                                "backup_success_ratio": "min(good catalogued backups ended in window, expected) / expected;"
-                                                       " expected = floor(window / backup_interval_minutes[kind]);"
+                                                       " expected = floor(window since backups were due (the bucket's creation or the oldest"
+                                                       " backup kept, if later than the window's start) / backup_interval_minutes[kind]);"
                                                        " good = manifest present and latest verification not failed",
                                "rpo_limit": "max(component RPO objective, backup interval)",
                                "p95": "nearest rank"}}
-    doc["backups"] = _backup_metrics(outputs, cat, now, out)
+    doc["backups"] = _backup_metrics(outputs, cat, now, out, s3)
     doc["verifications"] = _verification_metrics(cat, now, out)
     doc["restores"] = _restore_metrics(s3, bucket, out, recovery_times)
     doc["drills"] = _drill_metrics(cat, out, recovery_times, compliance)

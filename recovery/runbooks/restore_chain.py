@@ -320,7 +320,7 @@ class ChainRestore:
         for leftover in (part, s):  # a crash mid-extraction leaves a partial tree
             if leftover.exists():
                 shutil.rmtree(leftover)
-        stream = BackupStream(self.s3, e.manifest, progress=ctx.info)
+        stream = BackupStream(self.s3, e.manifest, counted=ctx.progress)
         try:
             detail = _extract_all(stream, part)
             if e.manifest.file_count is not None and detail["files"] != e.manifest.file_count:
