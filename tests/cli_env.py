@@ -29,14 +29,14 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess
                           timeout=timeout, cwd=ROOT)
 
 
-def run_on_a_terminal(cmd: list[str], typed: str, env: dict[str, str]) -> tuple[int, str]:
+def run_on_a_terminal(cmd: list[str], typed: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
     """Run cmd with stdin/stdout/stderr on a real pseudo-terminal; type `typed` at the prompt."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
     os.close(slave)
     seen = b""
     answered = False
-    end = time.monotonic() + 60
+    end = time.monotonic() + timeout
     while time.monotonic() < end:
         ready, _, _ = select.select([master], [], [], 0.1)
         if ready:

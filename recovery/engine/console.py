@@ -6,7 +6,8 @@ Two faces, chosen by whether stderr is a terminal:
   ``verbose`` adds the full detail and the per-step table;
 - anything else (a log, journald, CI) gets plain lines and no control sequences, as before.
 A runbook run inside a step (failover's restore-chain) reports through the same reporter; its
-steps are indented under the step that runs it instead of starting a counter at column 0.
+steps are indented under the step that runs it instead of starting a counter at column 0 (on a
+terminal without -v they live in the live region, leaving one line under the step, unless one fails).
 """
 
 from __future__ import annotations
@@ -37,10 +38,14 @@ def _short_detail(detail: Mapping[str, Any]) -> str:
     for k, v in detail.items():
         if isinstance(v, bool) or v is None or isinstance(v, (dict, list, tuple)):
             continue
+        if isinstance(v, float) and v > 1e9:  # an epoch timestamp: -v shows it
+            continue
         if isinstance(v, (int, float)) and k.endswith("bytes"):
             parts.append(f"{k.removesuffix('_bytes').removesuffix('bytes') or 'size'} {human_bytes(v)}")
-        elif isinstance(v, (int, float)) and k.endswith("_s"):
+        elif isinstance(v, (int, float)) and (k.endswith("_s") or k == "seconds"):
             parts.append(f"{k.removesuffix('_s')} {human_seconds(v)}")
+        elif isinstance(v, float):
+            parts.append(f"{k} {v:.3g}")
         elif len(str(v)) <= 40:
             parts.append(f"{k} {v}")
     text = ", ".join(parts)
@@ -108,14 +113,19 @@ class ConsoleReporter:
         depth = self._depth if self.live else max(self._depth - 1, 0)
         self._out("  " * depth + text)
 
+    def detail(self, text: str) -> None:
+        """A line a log keeps and a terminal shows only with -v (a preflight check that passed)."""
+        if self.verbose or not self.live:
+            self.message(text)
+
     def progress(self, text: str, done: float | None = None, total: float | None = None) -> None:
         """How far the running step is. A terminal rewrites the step's line; a log gets the line."""
         run = self._running[-1] if self._running else None
         if not (self.live and run is not None):
-            # a log gets a line now and then, not every tick
-            if run is not None and time.monotonic() - run.said < LOG_PROGRESS_EVERY_S:
-                return
-            if run is not None:
+            # a log gets every phase, and a count now and then, not every tick
+            if done is not None and run is not None:
+                if time.monotonic() - run.said < LOG_PROGRESS_EVERY_S:
+                    return
                 run.said = time.monotonic()
             pct = f", {100 * done / total:.0f}%" if done is not None and total else ""
             self.message(text + (f" ({human_bytes(done)} of {human_bytes(total)}{pct})" if done is not None and total else ""))
@@ -193,6 +203,8 @@ class ConsoleReporter:
                 line += f" ({extra})"
             self._out("  " * depth + line)
             return
+        if depth and record.status != "failed" and not self.verbose:
+            return  # a nested runbook's steps live only in the live region; its summary line stays
         detail = record.error or (_detail_text(record.detail) if self.verbose else _short_detail(record.detail))
         took = human_seconds(record.duration_s) if record.duration_s is not None else record.status
         mark, style = _MARK.get(record.status, ("?", ""))
@@ -256,8 +268,13 @@ class ConsoleReporter:
         )
         indent = "  " * self._depth
         if self.live and not self.verbose:
-            if not nested:  # the parent step's final line covers a nested run
-                mark, style = _MARK.get(journal.status, ("·", ""))
+            mark, style = _MARK.get(journal.status, ("·", ""))
+            if nested:  # one line under its step for the steps it ran (a failed one is shown above)
+                counts = ", ".join(f"{n} {st}" for st in ("ok", "held", "skipped", "failed")
+                                   if (n := sum(r.status == st for r in journal.steps)))
+                self._line(mark, style, self._depth, f"{journal.runbook} on {journal.target}: {journal.status} in "
+                           f"{human_seconds(journal.elapsed_s())} ({counts}; run {journal.run_id})")
+            else:
                 self._line(mark, style, 0, head, wrap=True)
             return
         if self._console is not None and self.verbose:

@@ -232,8 +232,12 @@ def _backup_kind_metrics(outputs: StackOutputs, kind: str, entries: list[Entry],
     for wname, span in WINDOWS.items():
         inside = [e for e in entries if now - span <= e.manifest.time <= now]
         good = [e for e in inside if e.verified is not False]
-        due = now - max(now - span, due_from) if due_from is not None else span
-        expected = int(max(due.total_seconds(), 0) // (interval * 60)) if interval else None
+        if not interval:
+            expected = None
+        elif due_from is not None and due_from > now - span:  # slots at due_from, + interval, ... up to now
+            expected = int((now - due_from).total_seconds() // (interval * 60)) + 1
+        else:
+            expected = int(span.total_seconds() // (interval * 60))
         rate = ratio(min(len(good), expected), expected) if expected else None
         kb["windows"][wname] = {"expected": expected, "catalogued": len(inside),
                                 "failed_verification": len(inside) - len(good), "success_ratio": rate}
@@ -262,24 +266,18 @@ def _backup_kind_metrics(outputs: StackOutputs, kind: str, entries: list[Entry],
     return kb
 
 
-def _due_from(s3: Any, bucket: str, entries: Iterable[Entry]) -> datetime | None:
-    """Since when backups were due: the bucket's creation (the schedule's first slot is one interval
-    after it), or the oldest backup kept if that is older (a bucket re-created around old backups).
-    None when neither is known: the whole window counts, as a stack with no backup ever must alarm."""
-    times = [e.manifest.time for e in entries]
-    try:
-        created = next((b["CreationDate"] for b in s3.list_buckets().get("Buckets", []) if b["Name"] == bucket), None)
-    except ClientError:  # a role without s3:ListAllMyBuckets: the backups kept are all we know
-        created = None
-    if created is not None:
-        times.append(created if created.tzinfo else created.replace(tzinfo=timezone.utc))
-    return min(times) if times else None
+def _due_from(entries: Iterable[Entry]) -> datetime | None:
+    """Since when backups were due: the oldest backup kept (of any kind). A window that reaches
+    back before it counts only the slots since then, so a new environment's first backups read
+    100%, not 3/24. None when no backup is kept at all: the whole window counts, since nothing
+    tells a new stack from one whose backups never ran, and the latter must alarm."""
+    return min((e.manifest.time for e in entries), default=None)
 
 
-def _backup_metrics(outputs: StackOutputs, cat: Catalog, now: datetime, out: _Samples, s3: Any) -> dict[str, Any]:
+def _backup_metrics(outputs: StackOutputs, cat: Catalog, now: datetime, out: _Samples) -> dict[str, Any]:
     longest = max(WINDOWS.values())
     entries = {kind: cat.recent(kind, now - longest) for kind in KINDS}
-    due_from = _due_from(s3, outputs.backup_bucket_name, (e for es in entries.values() for e in es))
+    due_from = _due_from(e for es in entries.values() for e in es)
     return {kind: _backup_kind_metrics(outputs, kind, entries[kind], now, out, due_from) for kind in KINDS}
 
 
@@ -421,12 +419,12 @@ def collect(outputs: StackOutputs, *, s3: Any = None, now: datetime | None = Non
     doc: dict[str, Any] = {"stack": outputs.stack, "bucket": bucket, "generated_at": now.isoformat(),
                            "definitions": {
                                "backup_success_ratio": "min(good catalogued backups ended in window, expected) / expected;"
-                                                       " expected = floor(window since backups were due (the bucket's creation or the oldest"
-                                                       " backup kept, if later than the window's start) / backup_interval_minutes[kind]);"
+                                                       " expected = floor(window / backup_interval_minutes[kind]), or when the oldest"
+                                                       " backup kept (any kind) is inside the window, 1 + floor(time since it / interval);"
                                                        " good = manifest present and latest verification not failed",
                                "rpo_limit": "max(component RPO objective, backup interval)",
                                "p95": "nearest rank"}}
-    doc["backups"] = _backup_metrics(outputs, cat, now, out, s3)
+    doc["backups"] = _backup_metrics(outputs, cat, now, out)
     doc["verifications"] = _verification_metrics(cat, now, out)
     doc["restores"] = _restore_metrics(s3, bucket, out, recovery_times)
     doc["drills"] = _drill_metrics(cat, out, recovery_times, compliance)

@@ -415,7 +415,7 @@ class ChainRestore:
             now = time.monotonic()
             if now - last["t"] >= 5 or p.is_synced:
                 last["t"] = now
-                ctx.info(f"sync: {describe_progress(p)}")
+                ctx.progress(f"sync: {describe_progress(p)}")
 
         with NodeClient(self.opts.node_url, timeout_s=5, retries=1) as node:
             info = node.wait_for_sync(self.opts.sync_timeout_s, progress=progress, interval_s=self.opts.sync_interval_s)
