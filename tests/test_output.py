@@ -114,7 +114,7 @@ def test_failover_on_a_terminal_indents_the_nested_restore(env: Env) -> None:
     header = next(i for i, line in enumerate(lines) if re.match(r"▸ \[\d+/\d+\] restore-chain$", line))
     nested = lines[header + 1: next(i for i, line in enumerate(lines) if line.startswith("✓ restore-chain"))]
     assert nested and all(line.startswith("  ") for line in nested), lines  # restore chain's own steps, under it
-    assert any(re.match(r"  ✓ restore-chain on \S+: ok in .*\d+ ok", line) for line in nested), nested
+    assert any(re.match(r"  ✓ restore-chain: ok in \S+, \d+ ok", line) for line in nested), nested
     assert not any(re.match(r"\[\d+/\d+\]", line) for line in lines), lines
 
 

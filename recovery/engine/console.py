@@ -272,8 +272,9 @@ class ConsoleReporter:
             if nested:  # one line under its step for the steps it ran (a failed one is shown above)
                 counts = ", ".join(f"{n} {st}" for st in ("ok", "held", "skipped", "failed")
                                    if (n := sum(r.status == st for r in journal.steps)))
-                self._line(mark, style, self._depth, f"{journal.runbook} on {journal.target}: {journal.status} in "
-                           f"{human_seconds(journal.elapsed_s())} ({counts}; run {journal.run_id})")
+                # no target: the step above names it, and a data dir's path would push the counts off
+                self._line(mark, style, self._depth, f"{journal.runbook}: {journal.status} in "
+                           f"{human_seconds(journal.elapsed_s())}, {counts} (run {journal.run_id})")
             else:
                 self._line(mark, style, 0, head, wrap=True)
             return
