@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from recovery.commands.common import (console_reporter, _note_json, emit_json, finish_runbook, journal_store_for, out, outputs_for,
-                                      runbook_options, stack_options)
+from recovery.commands.common import (_note_json, console_reporter, emit_json, finish_runbook,
+                                      journal_store_for, out, outputs_for, runbook_options, stack_options)
 from recovery.commands.params import DURATION, Duration
 from recovery.errors import InputError
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from recovery.commands.common import console_reporter, emit_json, finish_runbook, journal_store_for, outputs_for, runbook_options
+from recovery.commands.common import (console_reporter, emit_json, finish_runbook, journal_store_for,
+                                      outputs_for, runbook_options)
 from recovery.commands.params import DURATION
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import click
 
-from recovery.commands.common import (console_reporter, finish_runbook, journal_store_for, local_node_url, node_data_dir, out,
-                                      outputs_for, runbook_options)
+from recovery.commands.common import (console_reporter, finish_runbook, journal_store_for, local_node_url,
+                                      node_data_dir, out, outputs_for, runbook_options)
 from recovery.commands.params import DURATION, URL
 
 

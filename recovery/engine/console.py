@@ -127,8 +127,9 @@ class ConsoleReporter:
                 if time.monotonic() - run.said < LOG_PROGRESS_EVERY_S:
                     return
                 run.said = time.monotonic()
-            pct = f", {100 * done / total:.0f}%" if done is not None and total else ""
-            self.message(text + (f" ({human_bytes(done)} of {human_bytes(total)}{pct})" if done is not None and total else ""))
+            if done is not None and total:
+                text += f" ({human_bytes(done)} of {human_bytes(total)}, {100 * done / total:.0f}%)"
+            self.message(text)
             return
         note = text
         if done is not None and total:
