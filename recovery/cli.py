@@ -22,7 +22,7 @@ from recovery.commands.common import Main, setup_logging, terminate
 @click.pass_context
 def main(ctx: click.Context, debug: bool, verbose: int) -> None:
     """Carry out the XAI disaster recovery plan against a Pulumi stack's outputs."""
-    ctx.obj = {"debug": debug}
+    ctx.obj = {"debug": debug, "verbose": verbose}
     setup_logging(verbose, debug)
     knobs.check_all()  # a bad RECOVERY_* or AWS_ENDPOINT_URL* value stops here, before anything happens
     # systemd stops a unit with SIGTERM: unwind like Ctrl-C, so uploads are aborted and locks released.

@@ -310,3 +310,20 @@ def test_unknown_bucket_is_one_line_exit_5(known: dict[str, Any], tmp_path: Path
     r = run_cli("metrics", "--stack", STACK, "--outputs", str(f), env={**known["env"], "RECOVERY_AWS_MAX_ATTEMPTS": "1"})
     assert r.code == 5 and len(r.err.strip().splitlines()) == 1 and "xai-backups-nope" in r.err
     assert r.out == ""
+
+
+def test_backups_are_due_only_since_the_first_one_kept(known: dict[str, Any]) -> None:
+    """Issue 18: a new environment's first backups read 100%, not 3/24; with none kept at all the whole
+    window counts (a stack whose backups never ran must alarm)."""
+    from types import SimpleNamespace
+
+    from recovery.reports.metrics import _backup_kind_metrics, _due_from, _Samples
+
+    now = known["now"]
+    made = [SimpleNamespace(manifest=SimpleNamespace(time=now - timedelta(minutes=m), key=f"k{m}"), verified=None)
+            for m in (150, 90, 30)]  # hourly schedule, first backup 2.5 h ago: slots at -150, -90, -30 min
+    kb = _backup_kind_metrics(known["outputs"], "db", made, now, _Samples(STACK), _due_from(made))  # type: ignore[arg-type]
+    assert kb["windows"]["24h"] == {"expected": 3, "catalogued": 3, "failed_verification": 0, "success_ratio": 1.0}
+    assert kb["windows"]["7d"]["success_ratio"] == 1.0
+    none = _backup_kind_metrics(known["outputs"], "db", [], now, _Samples(STACK), _due_from([]))
+    assert none["windows"]["24h"] == {"expected": 24, "catalogued": 0, "failed_verification": 0, "success_ratio": 0.0}

@@ -411,7 +411,8 @@ def test_rich_table_when_on_a_terminal(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     out = io.StringIO()
-    rep = ConsoleReporter(stream=out, stdin=io.StringIO(), interactive=False, color=True)
+    # issue 18: the per-step table repeats the step lines; it is drawn only when -v asks for it
+    rep = ConsoleReporter(stream=out, stdin=io.StringIO(), interactive=False, color=True, verbose=True)
     Demo(work).runbook().run(LocalJournalStore(tmp_path / "s"), rep)
     text = out.getvalue()
     assert "┃" in text or "│" in text  # a table, drawn

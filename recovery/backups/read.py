@@ -23,10 +23,12 @@ from typing import Any, Callable, Iterator
 from recovery.catalog import KINDS, Catalog, Entry, Manifest
 from recovery.backups.verify import check_backup_entry
 from recovery.errors import InputError, IntegrityError
+from recovery.units import human_bytes
 from recovery.stream import decompressor
 from recovery.transfer import iter_object
 
 PROGRESS_EVERY_S = 5.0
+TICK_S = 0.5  # a terminal's progress line
 
 
 # ------------------------------------------------------------------------------------ backups
@@ -89,6 +91,9 @@ class BackupStream:
     manifest: Manifest
     phases: Phases = field(default_factory=Phases)
     progress: Callable[[str], None] | None = None  # a line every PROGRESS_EVERY_S seconds
+    # a runbook step's progress (StepContext.progress): the line, bytes read and the backup's stored
+    # size, every TICK_S, so a terminal can show a percentage and an ETA (its reporter thins it for logs)
+    counted: Callable[[str, float, float], None] | None = None
 
     def chunks(self) -> Iterator[bytes]:
         m = self.manifest
@@ -97,14 +102,17 @@ class BackupStream:
         h = hashlib.sha256()
         ph = self.phases
         t = time.monotonic()
-        shown = time.monotonic()
+        shown = ticked = time.monotonic()
         for chunk in body:
             now = time.monotonic()
             if self.progress is not None and now - shown >= PROGRESS_EVERY_S:
                 shown = now
                 pct = 100.0 * ph.stored_bytes / m.stored_bytes if m.stored_bytes else 0.0
-                self.progress(f"{m.name}: {ph.stored_bytes / 1e6:.0f} of {m.stored_bytes / 1e6:.0f} MB read "
-                              f"({pct:.0f}%), {ph.raw_bytes / 1e6:.0f} MB decompressed")
+                self.progress(f"{m.name}: {human_bytes(ph.stored_bytes)} of {human_bytes(m.stored_bytes)} read "
+                              f"({pct:.0f}%), {human_bytes(ph.raw_bytes)} decompressed")
+            if self.counted is not None and now - ticked >= TICK_S:
+                ticked = now
+                self.counted(f"reading {m.name}", ph.stored_bytes, m.stored_bytes)
             ph.download += now - t
             h.update(chunk)
             ph.stored_bytes += len(chunk)

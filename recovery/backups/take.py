@@ -52,6 +52,7 @@ class BackupOptions:
     lock_ttl: int = LOCK_TTL_SECONDS
     take_over_stale: bool = False  # take the lock from any other holder (logged with its identity)
     on_bytes: Callable[[int], None] | None = None  # raw (uncompressed) bytes read from the source
+    on_total: Callable[[int], None] | None = None  # an estimate of the raw bytes to come (a bar's total and ETA)
     s3: Any = None  # a boto3 S3 client; default: recovery.aws.client("s3", region)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -167,6 +168,8 @@ def backup_db(outputs: StackOutputs, opts: BackupOptions | None = None, *, dsn: 
     conn = postgres.connect(cp)
     try:
         stats = postgres.export_snapshot(conn)
+        if opts.on_total is not None and (size := postgres.table_bytes(conn)):
+            opts.on_total(size)
         db_globals = pg_globals.capture(cp)
         errlines: collections.deque[str] = collections.deque(maxlen=5)
         proc_box: dict[str, subprocess.Popen[bytes]] = {}

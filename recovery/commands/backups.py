@@ -26,7 +26,7 @@ def _render_manifest(m: Any, as_json: bool, extra: dict[str, Any]) -> None:
             doc["aborted_open_uploads"] = extra["aborted_uploads"]
         emit_json(doc)
         return
-    rate = m.raw_bytes / m.duration_seconds / 1e6 if m.duration_seconds else 0
+    rate = m.raw_bytes / m.duration_seconds if m.duration_seconds else 0
     detail = ""
     if m.kind == "db":
         detail = f", {m.db_rows} rows, max height {m.db_max_height}, PostgreSQL {m.pg_server_version}"
@@ -37,7 +37,7 @@ def _render_manifest(m: Any, as_json: bool, extra: dict[str, Any]) -> None:
         detail = f", {m.file_count} files ({mb(m.file_bytes or 0)})"
     out(f"✓ {m.kind} backup s3://{m.bucket}/{m.key}")
     out(f"  {mb(m.raw_bytes)} -> {mb(m.stored_bytes)} {m.format} in {m.duration_seconds:.1f} s "
-         f"({rate:.0f} MB/s){detail}")
+         f"({human_bytes(rate)}/s){detail}")
     out(f"  sha256 {m.sha256}  SSE-KMS {m.kms_key_id}")
 
 
@@ -71,6 +71,7 @@ def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str,
     outputs = outputs_for(stack, outputs_file, "backup")
     with progress(interactive(as_json), "pg_dump") as cb, notify.on_failure(outputs, "backup-failed", "postgresql"):
         opts.on_bytes = cb
+        opts.on_total = cb.total if cb is not None else None
         m = backup_db(outputs, opts, dsn=dsn, endpoint=endpoint)
     _render_manifest(m, as_json, opts.extra)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from recovery.commands.common import finish_runbook, journal_store_for, outputs_for, runbook_options
+from recovery.commands.common import console_reporter, finish_runbook, journal_store_for, outputs_for, runbook_options
 from recovery.commands.params import DURATION
 
 
@@ -22,11 +22,10 @@ def cache() -> None:
 @click.option("--timeout", type=DURATION, default="15m", show_default=True, help="How long to wait for the promotion.")
 def failover_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, timeout: float) -> None:
     """The primary is lost: promote a replica (TestFailover), then verify a write with the current token."""
-    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.cache import failover
 
     outputs = outputs_for(stack, outputs_file, "restore")
-    reporter = ConsoleReporter()
+    reporter = console_reporter()
     store = journal_store_for(outputs, reporter)
     finish_runbook(lambda: failover(outputs, store, yes=yes, dry_run=dry_run, reporter=reporter, timeout_s=timeout),
                    as_json)
@@ -37,11 +36,10 @@ def failover_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool,
 @click.option("--timeout", type=DURATION, default="30m", show_default=True, help="How long to wait for delete and create.")
 def recreate_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, timeout: float) -> None:
     """Every node is lost: recreate the group from the stack's declared settings, verify it answers empty."""
-    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.cache import recreate
 
     outputs = outputs_for(stack, outputs_file, "restore")
-    reporter = ConsoleReporter()
+    reporter = console_reporter()
     store = journal_store_for(outputs, reporter)
     finish_runbook(lambda: recreate(outputs, store, yes=yes, dry_run=dry_run, reporter=reporter, timeout_s=timeout),
                    as_json)

@@ -20,6 +20,7 @@ import click
 
 from recovery import redact
 from recovery.errors import IncompleteRestoreError, InputError, RecoveryError, StepFailedError, with_stack
+from recovery.units import human_bytes, human_seconds  # noqa: F401 - re-exported for the commands
 
 log = logging.getLogger("recovery")
 
@@ -166,46 +167,39 @@ def interactive(as_json: bool) -> bool:
     return not as_json and sys.stdout.isatty() and sys.stderr.isatty()
 
 
+class _Bar:
+    """What `progress` yields: call it with the bytes just moved; `total(n)` when the size becomes
+    known (an estimate is fine), so the bar shows a total and an ETA."""
+
+    def __init__(self, p: Any, task: Any) -> None:
+        self._p, self._task = p, task
+
+    def __call__(self, n: int) -> None:
+        self._p.advance(self._task, n)
+
+    def total(self, n: int) -> None:
+        self._p.update(self._task, total=n)
+
+
 @contextmanager
-def progress(enabled: bool, description: str) -> Iterator[Callable[[int], None] | None]:
+def progress(enabled: bool, description: str) -> Iterator[_Bar | None]:
+    """A transient bar on stderr, on a terminal only (`enabled`): bytes, rate, elapsed; with a total, the ETA."""
     if not enabled:
         yield None
         return
     from rich.console import Console
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TransferSpeedColumn)
+                               TimeRemainingColumn, TransferSpeedColumn)
 
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as p:
-        task = p.add_task(description, total=None)
-        yield lambda n: p.advance(task, n)
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True),
+                  transient=True) as p:
+        yield _Bar(p, p.add_task(description, total=None))
 
 
 def mb(n: int | float) -> str:
-    return f"{n / 1e6:.1f} MB"
-
-
-def human_bytes(n: int | float | None) -> str:
-    """1536 -> '1.5 kB', decimal units as `mb` uses; '?' when unknown."""
-    if n is None:
-        return "?"
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
-
-
-def human_seconds(s: float | None) -> str:
-    """12.3 -> '12.3s', 754 -> '12m34s', 93784 -> '1d02h'; '-' when unknown."""
-    if s is None:
-        return "-"
-    if s < 60:
-        return f"{s:.1f}s"
-    m, sec = divmod(int(s), 60)
-    h, m = divmod(m, 60)
-    d, h = divmod(h, 24)
-    return f"{d}d{h:02d}h" if d else f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
+    """Kept for callers that say `mb`: the size in human units (recovery/units.py), never '0.0 MB'."""
+    return human_bytes(n)
 
 
 def table(rows: list[tuple[str, ...]]) -> None:
@@ -234,7 +228,26 @@ def confirm(prompt_what: str, target: str, production: bool, yes: bool) -> None:
         raise RefusedError("cancelled by the operator; nothing was deleted")
 
 
+def _note_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> int:
+    root = ctx.find_root()
+    if root.obj is not None and value:
+        root.obj["verbose"] = root.obj.get("verbose", 0) + value
+    return value
+
+
+def console_reporter() -> Any:
+    """The engine's reporter for this command: as verbose as `-v` asked, here or before the command."""
+    from recovery.engine.console import ConsoleReporter
+
+    ctx = click.get_current_context(silent=True)
+    obj = (ctx.find_root().obj if ctx is not None else None) or {}
+    return ConsoleReporter(verbose=bool(obj.get("verbose")))
+
+
 def runbook_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    # not a parameter of each command: console_reporter() reads it from the root context
+    f = click.option("-v", "--verbose", count=True, expose_value=False, callback=_note_verbose,
+                     help="Show every step's detail and the per-step table.")(f)
     f = click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")(f)
     f = click.option("--dry-run", is_flag=True, help="Show the plan and change nothing.")(f)
     return stack_options(f)

@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from recovery.commands.common import (_note_json, _note_stack, emit_json, finish_runbook, journal_store_for, out, outputs_for,
-                                      runbook_options, stack_options)
+from recovery.commands.common import (_note_json, _note_stack, console_reporter, emit_json, finish_runbook,
+                                      journal_store_for, out, outputs_for, runbook_options, stack_options)
 from recovery.commands.params import DURATION, Duration
 from recovery.errors import InputError
 
@@ -40,13 +40,12 @@ def contain(ctx: click.Context, stack: str | None, outputs_file: str | None, as_
         raise InputError("no --stack given", "pass --stack NAME (e.g. production)")
     if not instance_id:
         raise InputError("no --instance given", "pass the compromised instance, e.g. --instance i-0123456789abcdef0")
-    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.contain import ContainOptions, contain as run_contain
 
     opts = ContainOptions(instance_id=instance_id, users=list(users), roles=list(roles), incident_id=incident_id,
                           delete_keys=delete_keys, wait_timeout_s=wait_timeout)  # checks them before anything happens
     outputs = outputs_for(stack, outputs_file, "contain")
-    reporter = ConsoleReporter()
+    reporter = console_reporter()
     store = journal_store_for(outputs, reporter)
     journal = finish_runbook(lambda: run_contain(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter),
                              as_json)
@@ -62,12 +61,11 @@ def contain(ctx: click.Context, stack: str | None, outputs_file: str | None, as_
 def terminate_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, instance_id: str,
                   incident_id: str) -> None:
     """Terminate a contained instance, only once its incident's image and snapshots exist."""
-    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.contain import check_instance_id, terminate
 
     check_instance_id(instance_id)
     outputs = outputs_for(stack, outputs_file, "contain")
-    reporter = ConsoleReporter()
+    reporter = console_reporter()
     store = journal_store_for(outputs, reporter)
     finish_runbook(lambda: terminate(outputs, instance_id, incident_id, store, yes=yes, dry_run=dry_run,
                                      reporter=reporter), as_json)

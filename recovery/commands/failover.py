@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from recovery.commands.common import emit_json, finish_runbook, journal_store_for, outputs_for, runbook_options
+from recovery.commands.common import (console_reporter, emit_json, finish_runbook, journal_store_for,
+                                      outputs_for, runbook_options)
 from recovery.commands.params import DURATION
 
 
@@ -37,11 +38,10 @@ def _options(f: Any) -> Any:
 def _run(direction: str, stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool,
          mode: str | None, force: bool, max_lag: float, detach_fallback: bool, take_over_stale: bool,
          sync_timeout: float, lock_ttl: float, peer_services_config: str | None, data_dir: str | None) -> None:
-    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.failover import FailoverOptions, run_failover
 
     outputs = outputs_for(stack, outputs_file, "failover")
-    reporter = ConsoleReporter()
+    reporter = console_reporter()
     opts = FailoverOptions(direction=direction, mode=mode, force=force, max_lag_s=max_lag,
                            detach_fallback=detach_fallback, take_over_stale=take_over_stale,
                            sync_timeout_s=sync_timeout, lock_ttl_s=int(lock_ttl),

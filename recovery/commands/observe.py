@@ -41,6 +41,11 @@ def metrics_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, t
         return
     if as_json:
         emit_json(report.to_json())
+    elif sys.stdout.isatty():  # a person: a dozen lines; scrapers and pipes get the exposition
+        from recovery.reports.metrics_summary import summary_lines
+
+        for line in summary_lines(report.to_json()):
+            out(line)
     else:
         click.echo(render_prometheus(report.samples), nl=False)
 

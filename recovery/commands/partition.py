@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from recovery.commands.common import emit_json, finish_runbook, journal_store_for, out, outputs_for, stack_options
+from recovery.commands.common import (console_reporter, emit_json, finish_runbook, journal_store_for, out,
+                                      outputs_for, stack_options)
 from recovery.commands.params import DURATION, URL
 
 
@@ -60,13 +61,12 @@ def wait_cmd(stack: str, outputs_file: str | None, as_json: bool, node_url: str 
 def rejoin_cmd(stack: str, outputs_file: str | None, as_json: bool, node_url: str | None, min_peers: int,
                timeout: float, interval: float, peers: str, dry_run: bool) -> None:
     """Validate the peer list, POST the node's rejoin, wait until healed, check consensus_state."""
-    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.partition import RejoinOptions, parse_peers, rejoin
 
     peer_list = parse_peers(peers)  # before anything else: a bad list never reaches the node
     outputs = outputs_for(stack, outputs_file, "failover")
     opts = RejoinOptions(peers=peer_list, node_url=_node_url(outputs, node_url), min_peers=min_peers,
                          timeout_s=timeout, interval_s=interval)
-    reporter = ConsoleReporter()
+    reporter = console_reporter()
     store = journal_store_for(outputs, reporter)
     finish_runbook(lambda: rejoin(stack, opts, store, dry_run=dry_run, reporter=reporter), as_json)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import click
 
-from recovery.commands.common import (finish_runbook, journal_store_for, local_node_url, node_data_dir, out,
-                                      outputs_for, runbook_options)
+from recovery.commands.common import (console_reporter, finish_runbook, journal_store_for, local_node_url,
+                                      node_data_dir, out, outputs_for, runbook_options)
 from recovery.commands.params import DURATION, URL
 
 
@@ -32,13 +32,12 @@ def restore() -> None:
 def restore_db_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, backup: str,
                    target_db: str | None, no_keep_old: bool, force: bool, dsn: str | None, reindex: bool) -> None:
     """Restore a database dump into a scratch database, verify it, swap it in by rename."""
-    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.restore_db import DbRestoreOptions, restore_db
 
     opts = DbRestoreOptions(backup=backup, target_db=target_db, keep_old=not no_keep_old, force=force, dsn=dsn,
                             reindex=reindex)
     outputs = outputs_for(stack, outputs_file, "restore")
-    reporter = ConsoleReporter()
+    reporter = console_reporter()
     store = journal_store_for(outputs, reporter)
     finish_runbook(lambda: restore_db(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
 
@@ -57,11 +56,10 @@ def restore_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: 
                       data_dir: str | None, backup: str, owner: str | None, archive_current: bool, node_url: str | None,
                       sync_timeout: float) -> None:
     """Restore the node's data directory from a chain backup; the current one is quarantined."""
-    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.restore_chain import ChainRestoreOptions, default_owner, restore_chain
 
     outputs = outputs_for(stack, outputs_file, "restore")
-    reporter = ConsoleReporter()
+    reporter = console_reporter()
     opts = ChainRestoreOptions(data_dir=node_data_dir(outputs, data_dir), backup=backup,
                                owner=owner if owner is not None else default_owner(outputs),
                                archive_current=archive_current, node_url=node_url or local_node_url(outputs),
@@ -81,13 +79,12 @@ def restore_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: 
 def restore_pitr_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, to_time: str,
                      new_cluster: str | None, instance_class: str | None, wait_timeout: float, cutover: bool) -> None:
     """Aurora point-in-time restore into a NEW cluster; the source cluster is never modified."""
-    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.restore_pitr import PitrOptions, fmt, next_steps, parse_time, restore_pitr
 
     opts = PitrOptions(to_time=parse_time(to_time), new_cluster=new_cluster, instance_class=instance_class,
                        wait_timeout_s=wait_timeout, cutover=cutover)  # checks them before anything happens
     outputs = outputs_for(stack, outputs_file, "restore")
-    reporter = ConsoleReporter()
+    reporter = console_reporter()
     store = journal_store_for(outputs, reporter)
     journal = finish_runbook(lambda: restore_pitr(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter), as_json)
     if journal is not None and not as_json:
@@ -107,13 +104,12 @@ def restore_pitr_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: b
 def restore_snapshot_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, snapshot: str,
                          new_cluster: str | None, instance_class: str | None, wait_timeout: float, cutover: bool) -> None:
     """Restore an Aurora cluster snapshot into a NEW cluster; the source cluster is never modified."""
-    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.restore_snapshot import SnapshotOptions, next_steps, restore_snapshot
 
     opts = SnapshotOptions(snapshot=snapshot, new_cluster=new_cluster, instance_class=instance_class,
                            wait_timeout_s=wait_timeout, cutover=cutover)  # checks them before anything happens
     outputs = outputs_for(stack, outputs_file, "restore")
-    reporter = ConsoleReporter()
+    reporter = console_reporter()
     store = journal_store_for(outputs, reporter)
     journal = finish_runbook(lambda: restore_snapshot(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter),
                              as_json)
@@ -132,12 +128,11 @@ def restore_snapshot_cmd(stack: str, outputs_file: str | None, as_json: bool, ye
 def restore_config_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, backup: str,
                        paths: tuple[str, ...], restart: tuple[str, ...]) -> None:
     """Put configuration files back from a `backup config` archive; what they replace is quarantined."""
-    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.restore_config import ConfigRestoreOptions, kept, restore_config
 
     opts = ConfigRestoreOptions(backup=backup, paths=paths, restart=restart)
     outputs = outputs_for(stack, outputs_file, "restore")
-    reporter = ConsoleReporter()
+    reporter = console_reporter()
     store = journal_store_for(outputs, reporter)
     journal = finish_runbook(lambda: restore_config(outputs, opts, store, yes=yes, dry_run=dry_run, reporter=reporter),
                              as_json)

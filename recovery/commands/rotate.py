@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from recovery.commands.common import finish_runbook, journal_store_for, outputs_for, runbook_options
+from recovery.commands.common import console_reporter, finish_runbook, journal_store_for, outputs_for, runbook_options
 from recovery.commands.params import DURATION, Duration
 
 
@@ -24,11 +24,10 @@ from recovery.commands.params import DURATION, Duration
 def rotate(what: str, stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, grace: float,
            no_grace: bool, set_timeout: float) -> None:
     """Rotate secrets: create (AWSPENDING), set, test, finish; resumable, never locks clients out."""
-    from recovery.engine.console import ConsoleReporter
     from recovery.runbooks.rotate import rotate as run_rotation
 
     outputs = outputs_for(stack, outputs_file, "rotate")
-    reporter = ConsoleReporter()
+    reporter = console_reporter()
     grace_s = 0.0 if no_grace else grace
     store = journal_store_for(outputs, reporter)
     finish_runbook(lambda: run_rotation(outputs, what, store, grace_s=grace_s, yes=yes, dry_run=dry_run,

@@ -41,6 +41,15 @@ class StepContext:
     def info(self, text: str) -> None:
         self.reporter.message(text)
 
+    def progress(self, text: str, done: float | None = None, total: float | None = None) -> None:
+        """How far this step is (bytes read of the backup's size...): a terminal rewrites the step's
+        line with it and an ETA; a reporter without ``progress`` (tests' own) gets it as a message."""
+        say = getattr(self.reporter, "progress", None)
+        if say is not None:
+            say(text, done, total)
+        else:
+            self.reporter.message(text)
+
 
 Action = Callable[[StepContext], "Mapping[str, Any] | None"]
 Check = Callable[[StepContext], "bool | Mapping[str, Any]"]
@@ -122,6 +131,8 @@ class Reporter(Protocol):
 
     def plan(self, plan: Plan) -> None: ...
     def message(self, text: str) -> None: ...
+    # optional: def progress(self, text: str, done: float | None, total: float | None) -> None
+    # optional: def detail(self, text: str) -> None  (a line only -v or a log shows)
     def step_started(self, index: int, total: int, record: StepRecord) -> None: ...
     def step_finished(self, index: int, total: int, record: StepRecord) -> None: ...
     def ask(self, prompt: str) -> str: ...

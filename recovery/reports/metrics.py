@@ -215,15 +215,22 @@ Compliance = dict[str, dict[str, list[bool]]]
 
 
 def _backup_kind_metrics(outputs: StackOutputs, kind: str, entries: list[Entry], now: datetime,
-                         out: _Samples) -> dict[str, Any]:
-    """One catalogue kind: counts and success ratio per window, newest good backup, RPO compliance."""
+                         out: _Samples, due_from: datetime | None = None) -> dict[str, Any]:
+    """One catalogue kind: counts and success ratio per window, newest good backup, RPO compliance.
+    Backups are expected only since ``due_from`` (see `_due_from`): a window reaching back before
+    the environment existed does not count the slots nobody could have filled."""
     component = KIND_COMPONENT[kind]
     interval = outputs.interval_minutes(kind)
     kb: dict[str, Any] = {"component": component, "interval_minutes": interval, "windows": {}}
     for wname, span in WINDOWS.items():
         inside = [e for e in entries if now - span <= e.manifest.time <= now]
         good = [e for e in inside if e.verified is not False]
-        expected = int(span.total_seconds() // (interval * 60)) if interval else None
+        if not interval:
+            expected = None
+        elif due_from is not None and due_from > now - span:  # slots at due_from, + interval, ... up to now
+            expected = int((now - due_from).total_seconds() // (interval * 60)) + 1
+        else:
+            expected = int(span.total_seconds() // (interval * 60))
         rate = ratio(min(len(good), expected), expected) if expected else None
         kb["windows"][wname] = {"expected": expected, "catalogued": len(inside),
                                 "failed_verification": len(inside) - len(good), "success_ratio": rate}
@@ -252,9 +259,19 @@ def _backup_kind_metrics(outputs: StackOutputs, kind: str, entries: list[Entry],
     return kb
 
 
+def _due_from(entries: Iterable[Entry]) -> datetime | None:
+    """Since when backups were due: the oldest backup kept (of any kind). A window that reaches
+    back before it counts only the slots since then, so a new environment's first backups read
+    100%, not 3/24. None when no backup is kept at all: the whole window counts, since nothing
+    tells a new stack from one whose backups never ran, and the latter must alarm."""
+    return min((e.manifest.time for e in entries), default=None)
+
+
 def _backup_metrics(outputs: StackOutputs, cat: Catalog, now: datetime, out: _Samples) -> dict[str, Any]:
     longest = max(WINDOWS.values())
-    return {kind: _backup_kind_metrics(outputs, kind, cat.recent(kind, now - longest), now, out) for kind in KINDS}
+    entries = {kind: cat.recent(kind, now - longest) for kind in KINDS}
+    due_from = _due_from(e for es in entries.values() for e in es)
+    return {kind: _backup_kind_metrics(outputs, kind, entries[kind], now, out, due_from) for kind in KINDS}
 
 
 def _verification_metrics(cat: Catalog, now: datetime, out: _Samples) -> dict[str, Any]:
@@ -395,7 +412,8 @@ def collect(outputs: StackOutputs, *, s3: Any = None, now: datetime | None = Non
     doc: dict[str, Any] = {"stack": outputs.stack, "bucket": bucket, "generated_at": now.isoformat(),
                            "definitions": {
                                "backup_success_ratio": "min(good catalogued backups ended in window, expected) / expected;"
-                                                       " expected = floor(window / backup_interval_minutes[kind]);"
+                                                       " expected = floor(window / backup_interval_minutes[kind]), or when the oldest"
+                                                       " backup kept (any kind) is inside the window, 1 + floor(time since it / interval);"
                                                        " good = manifest present and latest verification not failed",
                                "rpo_limit": "backup interval + half an interval (recovery/backups/age.py)",
                                "p95": "nearest rank"}}

@@ -16,6 +16,7 @@ from recovery import knobs
 from recovery.catalog import Manifest
 from recovery.engine.journal import JournalStore
 from recovery.stack import StackOutputs
+from recovery.units import human_bytes
 
 MIN_MEASURED_BYTES = 64 * 1024 * 1024
 LOOK_BACK = 20  # journals read, newest first: the figure should describe this host as it is now
@@ -44,7 +45,7 @@ def estimate(outputs: StackOutputs, manifest: Manifest, store: JournalStore | No
     doc: dict[str, Any] = {"raw_bytes": manifest.raw_bytes, "rate_mb_per_s": round(rate / 1e6, 3),
                            "rate_source": source, "estimate_s": round(seconds, 1), "rto_s": rto, "exceeds_rto": over}
     if over:
-        doc["advice"] = (f"loading {manifest.raw_bytes / 1e6:,.0f} MB at {rate / 1e6:g} MB/s takes about "
+        doc["advice"] = (f"loading {human_bytes(manifest.raw_bytes)} at {human_bytes(rate)}/s takes about "
                          f"{seconds / 60:,.0f} min, over the {component} RTO of {rto / 60:g} min: prefer "
                          f"`recovery restore pitr --stack {outputs.stack}` (or a snapshot restore) for this size")
     return doc

@@ -59,6 +59,7 @@ from recovery.errors import RecoveryError
 from recovery.adapters import traffic
 from recovery.node import NodeClient
 from recovery.backups.age import age_limit_seconds, within_limit
+from recovery.units import human_bytes
 from recovery.reports.sites import database_role
 from recovery.reports import replication_rpo, service_health
 from recovery.stack import StackOutputs
@@ -215,7 +216,7 @@ def check_database(outputs: StackOutputs, opts: StatusOptions, node_height: int 
     with conn:
         try:
             size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
-            lines.append(Line("database", "reachable", GREEN, f"{cp.target} up, size {size / 1e6:.1f} MB",
+            lines.append(Line("database", "reachable", GREEN, f"{cp.target} up, size {human_bytes(size)}",
                               {"target": cp.target, "size_bytes": size}))
             exists = conn.execute("SELECT to_regclass('public.blockchain') IS NOT NULL").fetchone()[0]  # type: ignore[index]
             if not exists:

@@ -313,7 +313,7 @@ class Failover:
     def verify_node(self, ctx: StepContext) -> dict[str, Any]:
         with NodeClient(self.t.node_api_url, timeout_s=5, retries=2) as n:
             info = n.wait_for_sync(self.opts.sync_timeout_s, interval_s=1.0,
-                                   progress=lambda p: ctx.info(f"waiting for {self.t.role} node: height {p.height}, "
+                                   progress=lambda p: ctx.progress(f"waiting for {self.t.role} node: height {p.height}, "
                                                                f"synced={p.is_synced}") if p.elapsed_s > 0 else None)
             report = n.verify_report()
             if not report.get("is_valid"):
@@ -554,7 +554,7 @@ def run_failover(target: StackOutputs, opts: FailoverOptions, store: JournalStor
             opts.resuming = True
     elif unfinished_mode(store, opts.direction, target.stack) == opts.mode:
         opts.resuming = True
-    pre = preflight(sites, opts, reporter.message)
+    pre = preflight(sites, opts, _preflight_say(reporter))
     f = Failover(sites, opts, pre, store)
     rb = f.runbook()
     if dry_run:
@@ -571,6 +571,17 @@ def run_failover(target: StackOutputs, opts: FailoverOptions, store: JournalStor
         reporter.message(report_line(opts.direction, rep))
         notify.announce(target, "failover-finished", "site", f"{what} finished: {report_line(opts.direction, rep)}")
     return journal, plan, pre
+
+
+def _preflight_say(reporter: Any) -> Any:
+    """Preflight's lines: the checks that passed and the facts it noted are detail (a terminal
+    shows them with -v; a log keeps them); a failure, a skip, a note and the mode always show."""
+    detail = getattr(reporter, "detail", reporter.message)
+
+    def say(line: str) -> None:
+        (detail if line.startswith(("preflight ok ", "preflight info ")) else reporter.message)(line)
+
+    return say
 
 
 def report_line(direction: str, rep: dict[str, Any]) -> str:

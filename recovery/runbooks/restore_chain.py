@@ -320,7 +320,7 @@ class ChainRestore:
         for leftover in (part, s):  # a crash mid-extraction leaves a partial tree
             if leftover.exists():
                 shutil.rmtree(leftover)
-        stream = BackupStream(self.s3, e.manifest, progress=ctx.info)
+        stream = BackupStream(self.s3, e.manifest, counted=ctx.progress)
         try:
             detail = _extract_all(stream, part)
             if e.manifest.file_count is not None and detail["files"] != e.manifest.file_count:
@@ -415,7 +415,7 @@ class ChainRestore:
             now = time.monotonic()
             if now - last["t"] >= 5 or p.is_synced:
                 last["t"] = now
-                ctx.info(f"sync: {describe_progress(p)}")
+                ctx.progress(f"sync: {describe_progress(p)}")
 
         with NodeClient(self.opts.node_url, timeout_s=5, retries=1) as node:
             info = node.wait_for_sync(self.opts.sync_timeout_s, progress=progress, interval_s=self.opts.sync_interval_s)

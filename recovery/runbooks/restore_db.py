@@ -422,8 +422,8 @@ class DbRestore:
         if e.manifest.db_globals:  # its failures, if any, are reported by database-settings
             with self.server.connect() as c:
                 pg_globals.apply_database(c, e.manifest.db_globals, s, owner_only=True)
-        ctx.info(f"restoring {e.manifest.name} ({e.manifest.format}) into scratch database {s}")
-        stream = BackupStream(self.s3, e.manifest, progress=ctx.info)
+        ctx.progress(f"restoring {e.manifest.name} ({e.manifest.format}) into scratch database {s}")
+        stream = BackupStream(self.s3, e.manifest, counted=ctx.progress)
         detail = psql_into(self.server, s, stream)
         self.server.set_comment(s, marker(ctx.run_id, e.manifest.key))
         return {"scratch": s, "oid": self.server.oid(s), **detail}
