@@ -363,10 +363,13 @@ def test_one_role_per_job_each_least_privilege(stack: str) -> None:
     assert set(rotate) == {r.outputs["db_secret_arn"], r.outputs["cache_secret_arn"], *r.outputs["app_secret_arns"]}
     deletes = [(job, s["Resource"]) for job, (_, doc) in policies.items() for s in doc["Statement"]
                if "s3:DeleteObject" in s["Action"]]
-    own_locks = [("backup", f"{bucket_arn}/locks/backup-*")]
+    own_locks = [("backup", f"{bucket_arn}/locks/backup-*"),
+                 # `quarantine prune`: the archives `restore chain --archive-current` made, never a backup
+                 ("restore", f"{bucket_arn}/quarantine/chain/corrupted-blockchain-*")]
     if stack == "production-dr":  # the one failover lock lives in the DR vault
         own_locks.append(("failover", f"{bucket_arn}/locks/failover.lock"))
-    assert deletes == own_locks, "backups are never deleted by the tool; each job releases only its own lock"
+    assert deletes == own_locks, ("backups are never deleted by the tool; each job releases only its own lock, "
+                                  "and restore prunes only its own quarantined archives")
     revoke = next(s for s in policies["contain"][1]["Statement"] if "iam:PutRolePolicy" in s["Action"])["Resource"]
     assert roles["recovery-contain-role"].outputs["arn"] not in revoke, "containment cannot grant itself more"
 
