@@ -227,3 +227,25 @@ def test_a_bad_service_section_is_refused_before_anything(env: Env) -> None:
     assert r.returncode == 4 and "no [no-such-section] section" in r.stderr, r.stderr
     assert (env.secret(), env.parameter()) == before
     assert {c["DBClusterIdentifier"] for c in env.admin("rds", "us-east-1").describe_db_clusters()["DBClusters"]} == clusters
+
+
+def test_a_new_cluster_without_a_readable_blockchain_table_fails_verification(env: Env) -> None:
+    """Restored to a moment when the table was gone: verify-new stops the cutover (exit 13) before the
+    services stop or anything is repointed. Last: the source's table is renamed for a moment."""
+    pg = env.state["postgres"]
+    before = env.secret(), env.parameter(), env.service_file()
+    env.sql(pg["host"], "ALTER TABLE blockchain RENAME TO blockchain_aside")
+    try:
+        time.sleep(1.1)
+        t = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        time.sleep(1.1)
+        r = env.cli("restore", "pitr", "--stack", "local", "--to-time", t, "--new-cluster", "xai-cut-notable",
+                    "--cutover", "--yes", "--json")
+    finally:
+        env.sql(pg["host"], "ALTER TABLE blockchain_aside RENAME TO blockchain")
+    assert r.returncode == 13, (r.returncode, r.stderr)
+    last = r.stderr.strip().splitlines()[-1]
+    assert "has no readable blockchain table" in last, last
+    got = steps(r)
+    assert got["verify-new"]["status"] == "failed" and got["stop-services"]["status"] == "pending"
+    assert (env.secret(), env.parameter(), env.service_file()) == before

@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import psycopg
+
 from recovery import postgres
 from recovery.adapters import endpoints, pg_service_file
 from recovery.aws import aws_error
@@ -55,8 +57,15 @@ class Cutover:
 
     @staticmethod
     def _heights(cp: postgres.ConnParams) -> tuple[int, int | None, int | None]:
+        """count, min and max height of ``blockchain``: DatabaseError when the server cannot be reached,
+        VerificationFailed when it answers but the table cannot be read (missing, no privilege)."""
         with postgres.connect(cp) as c:
-            row = c.execute("SELECT count(*), min(height), max(height) FROM blockchain").fetchone()
+            try:
+                row = c.execute("SELECT count(*), min(height), max(height) FROM blockchain").fetchone()
+            except psycopg.Error as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise VerificationFailed(f"{cp.target} has no readable blockchain table: {first}",
+                                         "restore another point; clients were not repointed") from None
         assert row is not None
         return int(row[0]), row[1], row[2]
 
@@ -94,20 +103,16 @@ class Cutover:
             _, _, src_hi = self._heights(self._conn(str(doc.get("host") or self.outputs.db_endpoint),
                                                     int(doc.get("port") or self.outputs.db_port),
                                                     str(doc.get("password", "")), 3))
-        except DatabaseError as exc:  # the source may be what the disaster took: the loss is then unknown
+        except (DatabaseError, VerificationFailed) as exc:  # the source may be what the disaster took: loss unknown
             return {"source": f"unreachable ({exc.args[0][:160]})"}
         lost = None if hi is None or src_hi is None else max(0, src_hi - hi)
         return {"source_max_height": src_hi, "blocks_rolled_back": lost}
 
     # 3
-    def _now_at(self) -> tuple[str, int]:
-        host, port = self.endpoint()
-        return host, int(port)
-
     def repointed(self, ctx: StepContext) -> bool:
         cfg = self.services.config
         try:
-            host, port = self._now_at()
+            host, port = self.endpoint()
             doc, param = endpoints.read_secret_doc(self.outputs), endpoints.read_parameter(self.outputs)
             file_ok = cfg.database_service_file is None or pg_service_file.read(
                 cfg.database_service_file, cfg.database_service).get("host") == host
@@ -117,7 +122,7 @@ class Cutover:
                 and int(param.get("db_port") or 0) == port and file_ok)
 
     def repoint(self, ctx: StepContext) -> dict[str, Any]:
-        host, port = self._now_at()
+        host, port = self.endpoint()
         o, cfg = self.outputs, self.services.config
         doc = endpoints.read_secret_doc(o)
         param = endpoints.read_parameter(o)
