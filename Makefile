@@ -53,7 +53,7 @@ demo: $(STAMP)
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache $(EVALUATOR)/node_modules
 
-# Benchmarks of issue 8 (not part of `make test`: these machines are noisy). Writes
+# Benchmarks of issues 8 and 17 (not part of `make test`: these machines are noisy). Writes
 # docs/benchmarks.md and docs/benchmarks.json; data is generated once into bench/.data/.
 # awscli 1.x (the plan's `aws s3 cp`) is pinned to the botocore already in .venv, so boto3 is
 # untouched; psutil measures the process tree. BENCH_ARGS="--sizes 250M --runs 1" for a quick look.

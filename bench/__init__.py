@@ -1,4 +1,4 @@
-"""Benchmarks of issue 8: `recovery` backup/restore/verify against the DR plan's pipeline and the limit.
+"""Benchmarks of issues 8 and 17: `recovery` backup/restore/verify against the DR plan's pipeline and the limit.
 
     make bench                                    # ~250 MB and ~1 GB, 3 runs each -> docs/benchmarks.md (+ .json)
     make bench BENCH_ARGS="--sizes 250M --runs 1" # a quick look
@@ -14,7 +14,13 @@ Profiling one `recovery` command inside the harness (py-spy from PyPI, `pip inst
 
 Modules: `data` (deterministic generators, cache), `measure` (wall, CPU, peak RSS of a process
 tree, server CPU), `__main__` (competitors, alternating rounds), `report` (medians, ratios,
-targets; appends `findings.md`, the hand-written profile notes).
+issue 17's targets, hours per TB beside the RTOs of Pulumi.production.yaml; appends `findings.md`,
+the hand-written profile notes).
+
+The parallel format's competitors (`backup db --format parallel`, `restore db --jobs 2`, against
+`psql < plain.sql` and `pg_restore -j2` of a local `pg_dump -Fc` file) run only when `recovery
+backup db --help` lists `parallel` as a --format; otherwise they are recorded as skipped, with the
+reason, and the report says so.
 
 Not part of `make test` (these machines are noisy); tests/test_bench_smoke.py runs one tiny
 round of every competitor so the harness cannot rot.

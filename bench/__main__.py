@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -93,6 +94,7 @@ class Competitor:
     run: Callable[[int], dict[str, Any]]  # run index -> figures (+ details)
     needs_aws_cli: bool = False
     limit_ref: str | None = None  # id of the limit this one is compared with (default: the group's "limit")
+    needs: str | None = None  # a feature of this `recovery` (FEATURES) without which it is skipped
 
 
 @dataclass
@@ -160,6 +162,24 @@ class SizeBench:
     def local(self, name: str) -> Path:
         return self.work / name
 
+    def complete_probe(self, total_bytes: int) -> dict[str, Any]:
+        """What moto's CompleteMultipartUpload costs for an object of `total_bytes` in the tool's part
+        size: moto joins the parts in Python, real S3 does not copy them. A bucket of its own, as root."""
+        part_size = 8 * 1024 * 1024  # RECOVERY_PART_SIZE_MB's default (recovery/knobs.py)
+        n = max(1, -(-total_bytes // part_size))
+        s3, bucket, key = self.moto.client("s3"), "bench-complete-probe", "probe"
+        s3.create_bucket(Bucket=bucket)
+        body = os.urandom(part_size)
+        up = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        parts = [{"PartNumber": i + 1, "ETag": s3.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=i + 1,
+                                                              Body=body)["ETag"]} for i in range(n)]
+        t = time.perf_counter()
+        s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up, MultipartUpload={"Parts": parts})
+        took = time.perf_counter() - t
+        s3.delete_object(Bucket=bucket, Key=key)
+        s3.delete_bucket(Bucket=bucket)
+        return {"object_bytes": n * part_size, "parts": n, "complete_s": round(took, 3)}
+
     # -- competitors
     def competitors(self) -> list[Competitor]:
         ds, b = self.ds, self.bucket
@@ -186,6 +206,8 @@ class SizeBench:
             Competitor("backup-db", "gzip", "recovery backup db (gzip, default)", "recovery", recovery_backup_db("gzip")),
             Competitor("backup-db", "zstd", "recovery backup db --format zstd (fastest)", "recovery",
                        recovery_backup_db("zstd")),
+            Competitor("backup-db", "parallel", "recovery backup db --format parallel", "recovery",
+                       recovery_backup_db("parallel"), needs="parallel"),
             Competitor("backup-db", "limit", "limit: pg_dump > /dev/null", "limit",
                        lambda i: self.measure("pg_dump > /dev/null", self.pgenv())[0]),
         ]
@@ -205,11 +227,11 @@ class SizeBench:
             f.unlink()
             return {**add(down, load), "stages": {"aws s3 cp": down["wall_s"], "gunzip -c | psql": load["wall_s"]}}
 
-        def recovery_restore_db(fmt: str) -> Callable[[int], dict[str, Any]]:
+        def recovery_restore_db(fmt: str, *opts: str) -> Callable[[int], dict[str, Any]]:
             def run(i: int) -> dict[str, Any]:
                 db = fresh(fmt)
                 fig, j = self.recovery("restore db", "--backup", self.keep[f"recovery-db-{fmt}"], "--target-db", db,
-                                       "--yes")
+                                       "--yes", *opts)
                 self.pg.drop(db)
                 steps = {s["name"]: round(s.get("duration_s") or 0, 2) for s in j.get("steps", [])}
                 detail = next((s.get("detail") or {} for s in j.get("steps", []) if s["name"] == "restore-scratch"), {})
@@ -227,11 +249,11 @@ class SizeBench:
                         fh.write(chunk)
             return f
 
-        def limit_ingest(cmd: Callable[[str], str], tag: str) -> Callable[[int], dict[str, Any]]:
+        def limit_ingest(cmd: Callable[[str, str], str], tag: str) -> Callable[[int], dict[str, Any]]:
             def run(i: int) -> dict[str, Any]:
                 db = fresh(tag)
                 psql = f"psql -q -v ON_ERROR_STOP=1 -d {db} > /dev/null"
-                fig, _ = self.measure(f"createdb {db} && {cmd(psql)}", self.pgenv(db))
+                fig, _ = self.measure(f"createdb {db} && {cmd(psql, db)}", self.pgenv(db))
                 self.pg.drop(db)
                 return fig
             return run
@@ -242,12 +264,18 @@ class SizeBench:
                        recovery_restore_db("gzip"), limit_ref="limit-gz"),
             Competitor("restore-db", "zstd", "recovery restore db (zstd, fastest; verify + scratch + swap)", "recovery",
                        recovery_restore_db("zstd"), limit_ref="limit-zst"),
-            Competitor("restore-db", "limit-plain", "limit: psql < plain.sql (local)", "limit",
-                       limit_ingest(lambda psql: f"{psql} < {ds.plain_sql}", "plain")),
+            Competitor("restore-db", "parallel", "recovery restore db --jobs 2 (parallel format)", "recovery",
+                       recovery_restore_db("parallel", "--jobs", "2"), limit_ref="limit-pgr", needs="parallel"),
+            # the single-stream ingest: psql reads the plain SQL itself, nothing to decompress
+            Competitor("restore-db", "limit-plain", "limit: psql < plain.sql (local, single stream)", "limit",
+                       limit_ingest(lambda psql, db: f"{psql} < {ds.plain_sql}", "plain")),
             Competitor("restore-db", "limit-gz", "limit: gunzip -c f.sql.gz | psql (local)", "limit",
-                       limit_ingest(lambda psql: f"gunzip -c {local_file('gzip')} | {psql}", "lgz")),
+                       limit_ingest(lambda psql, db: f"gunzip -c {local_file('gzip')} | {psql}", "lgz")),
             Competitor("restore-db", "limit-zst", "limit: zstd -dc f.sql.zst | psql (local)", "limit",
-                       limit_ingest(lambda psql: f"zstd -dcq {local_file('zstd')} | {psql}", "lzst")),
+                       limit_ingest(lambda psql, db: f"zstd -dcq {local_file('zstd')} | {psql}", "lzst")),
+            # the parallel format's limit: PostgreSQL's own parallel restore of a local custom-format dump
+            Competitor("restore-db", "limit-pgr", "limit: pg_restore -j2 -d db f.dump (local, pg_dump -Fc)", "limit",
+                       limit_ingest(lambda psql, db: f"pg_restore -j2 --exit-on-error -d {db} {ds.custom_dump}", "pgr")),
         ]
 
         # verify: the same gzip object (the latest db backup once the zstd one is purged)
@@ -327,6 +355,28 @@ class SizeBench:
         return C
 
 
+# Features of `recovery` some competitors need: name -> (how to tell it is there, why it is skipped if not).
+FEATURES: dict[str, tuple[Callable[[], bool], str]] = {
+    "parallel": (lambda: "parallel" in _choices(_help("backup", "db"), "--format"),
+                 "this `recovery` has no parallel format: `recovery backup db --help` does not list it"),
+}
+
+
+def _help(*words: str) -> str:
+    p = subprocess.run([str(BIN / "recovery"), *words, "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    return p.stdout
+
+
+def _choices(help_text: str, option: str) -> list[str]:
+    """The choices click lists for `option` (`--format [gzip|zstd]`)."""
+    m = re.search(re.escape(option) + r"\s+\[([^\]]*)\]", help_text)
+    return m.group(1).split("|") if m else []
+
+
+def available_features() -> set[str]:
+    return {name for name, (present, _) in FEATURES.items() if present()}
+
+
 GROUP_ORDER = ["backup-db", "restore-db", "verify", "backup-chain", "restore-chain"]
 
 
@@ -348,9 +398,11 @@ def _role_profile_env(env: dict[str, str], work: Path, oncall: Any, role_arn: st
 
 
 def run_size(ds: Dataset, pg: CachedCluster, moto: DaemonMoto, runs: int, work: Path, have_aws: bool,
-             node_url: str, groups: set[str] | None = None) -> list[dict[str, Any]]:
+             node_url: str, groups: set[str] | None = None, features: set[str] | None = None,
+             emulator: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     from recovery.local.deploy import site_for_tests
 
+    features = features or set()
     moto.reset()
     outputs, oncall = site_for_tests(moto.endpoint, moto.ca_bundle, db_port=pg.port, db_name=ds.db, db_user=pg.user,
                                      db_password=PG_PASSWORD)
@@ -375,7 +427,7 @@ def run_size(ds: Dataset, pg: CachedCluster, moto: DaemonMoto, runs: int, work: 
             continue
         members = [c for c in comps if c.group == group]
         if group == "verify":  # make the gzip backup the latest db backup: drop the other kept db objects
-            for role in ("recovery-db-zstd", "plan-db"):
+            for role in ("recovery-db-zstd", "recovery-db-parallel", "plan-db"):
                 if role in sb.keep:
                     sb.purge(sb.keep.pop(role))
         for r in range(runs):
@@ -388,6 +440,10 @@ def run_size(ds: Dataset, pg: CachedCluster, moto: DaemonMoto, runs: int, work: 
                     rec["skipped"] = "aws (awscli) not on PATH"
                     records.append(rec)
                     continue
+                if c.needs and c.needs not in features:
+                    rec["skipped"] = FEATURES[c.needs][1]
+                    records.append(rec)
+                    continue
                 log(f"{ds.size.name} {group} run {r + 1}/{runs}: {c.name}")
                 rec.update(c.run(r))
                 rec = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in rec.items()}
@@ -396,6 +452,11 @@ def run_size(ds: Dataset, pg: CachedCluster, moto: DaemonMoto, runs: int, work: 
         if group == "restore-db":
             for f in work.glob("local.sql.*"):
                 f.unlink()
+        if group == "backup-db" and emulator is not None:
+            sizes = [r["s3_bytes"] for r in records if r["group"] == "backup-db" and r["id"] == "zstd" and "s3_bytes" in r]
+            if sizes:
+                log(f"{ds.size.name}: timing moto's CompleteMultipartUpload of a {max(sizes) / 1e6:.0f} MB object")
+                emulator[ds.size.name] = sb.complete_probe(max(sizes))
     sb.purge("")
     return records
 
@@ -422,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:
     have_aws = shutil.which("aws", path=f"{BIN}:{os.environ.get('PATH', '')}") is not None
     if not have_aws:
         log("awscli not found: the plan's pipeline is skipped (make bench installs it)")
+    features = available_features()
+    for name, (_, why) in FEATURES.items():
+        if name not in features:
+            log(f"skipping the competitors that need it: {why}")
     load_start = load_average()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     args.data_dir.mkdir(parents=True, exist_ok=True)
@@ -432,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     moto: DaemonMoto | None = None
     records: list[dict[str, Any]] = []
     datasets: dict[str, Any] = {}
+    emulator: dict[str, Any] = {}  # size -> moto's CompleteMultipartUpload probe
     try:
         pg.start()
         moto = DaemonMoto(work_root / "aws")
@@ -451,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.groups:
                     groups = set(args.groups.split(","))
                     groups |= {NEEDS[g] for g in groups if g in NEEDS}
-                records += run_size(ds, pg, moto, args.runs, work, have_aws, node.url, groups)
+                records += run_size(ds, pg, moto, args.runs, work, have_aws, node.url, groups, features, emulator)
     finally:
         if moto is not None:
             moto.stop()
@@ -465,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {**machine(), "python": platform.python_version(), "load_average_start": [round(x, 2) for x in load_start],
                     "load_average_end": [round(x, 2) for x in load_average()], "versions": _versions()},
         "runs_per_competitor": args.runs,
+        "objectives": report.stack_objectives(),
+        "emulator_complete": emulator,
         "datasets": datasets,
         "runs": records,
     }

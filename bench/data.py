@@ -4,7 +4,8 @@
   rows are a pure function of the height (md5 of it, no RNG), so every machine gets the same
   bytes. 560,000 rows make ~251 MB of plain SQL; 2,240,000 rows ~1 GB. Each size is its own
   database in one cached PostgreSQL 15 cluster (bench/.data/pg), stopped cleanly between runs.
-  The plain dump is kept beside it (`plain.sql`) for the `psql < plain.sql` limit.
+  The plain dump is kept beside it (`plain.sql`) for the `psql < plain.sql` limit, and a
+  custom-format dump (`custom.dump`, `pg_dump -Fc`) for the parallel format's limit, `pg_restore -j2`.
 - Chain data: a node data directory as recovery/local/node_sim.py keeps it: `chain.db` (SQLite,
   WAL mode, the node's `blocks` schema, hash-linked from the shared genesis, so
   `verify_chain_file` accepts it), `node.json` and `peers.json`. Transactions come from
@@ -97,6 +98,7 @@ class Dataset:
     db: str
     plain_sql: Path
     plain_bytes: int
+    custom_dump: Path  # pg_dump -Fc of the same database
     chain_dir: Path  # .../chain/blockchain
     chain_tar: Path
     chain_bytes: int
@@ -122,7 +124,8 @@ def ensure_dataset(root: Path, size: Size, pg: CachedCluster) -> Dataset:
     db = f"bench_{size.name.lower()}"
     want_db = {"version": GENERATOR_VERSION, "rows": size.rows}
     db_info = _marker(d / "db.json", want_db)
-    if db_info is None or db not in pg.databases():
+    reseeded = db_info is None or db not in pg.databases()
+    if reseeded:
         t = time.perf_counter()
         pg.drop(db)
         pg.create_database(db)
@@ -135,6 +138,14 @@ def ensure_dataset(root: Path, size: Size, pg: CachedCluster) -> Dataset:
                    "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (d / "db.json").write_text(json.dumps(db_info, indent=2))
         _log(f"{size.name}: {size.rows} rows seeded and dumped in {time.perf_counter() - t:.0f}s")
+    # Made apart from the plain dump (its own marker), so a cache from before it keeps its database.
+    want_custom = {"version": GENERATOR_VERSION, "rows": size.rows, "format": "custom"}
+    if reseeded or _marker(d / "custom.json", want_custom) is None or not (d / "custom.dump").exists():
+        t = time.perf_counter()
+        env = {**os.environ, **pg.env(), "PGDATABASE": db}
+        subprocess.run([pg_bin("pg_dump"), "-Fc", "-f", str(d / "custom.dump")], env=env, check=True)
+        (d / "custom.json").write_text(json.dumps({**want_custom, "bytes": (d / "custom.dump").stat().st_size}, indent=2))
+        _log(f"{size.name}: custom-format dump made in {time.perf_counter() - t:.0f}s")
     want_chain = {"version": GENERATOR_VERSION, "chain_mb": size.chain_mb, "seed": SEED}
     chain = d / "chain"
     chain_info = _marker(d / "chain.json", want_chain)
@@ -147,7 +158,7 @@ def ensure_dataset(root: Path, size: Size, pg: CachedCluster) -> Dataset:
                       "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (d / "chain.json").write_text(json.dumps(chain_info, indent=2))
         _log(f"{size.name}: chain data dir generated in {time.perf_counter() - t:.0f}s")
-    return Dataset(size, d, db, d / "plain.sql", int(db_info["plain_bytes"]), chain / "blockchain",
+    return Dataset(size, d, db, d / "plain.sql", int(db_info["plain_bytes"]), d / "custom.dump", chain / "blockchain",
                    d / "chain.tar", int(chain_info["chain_bytes"]), {"db": db_info, "chain": chain_info})
 
 

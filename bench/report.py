@@ -63,57 +63,108 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}×" if a is not None and b else "–"
 
 
+STACK_FILE = Path(__file__).resolve().parent.parent / "Pulumi.production.yaml"
+# restore path -> (its group, competitor id, the component whose RTO it serves)
+RESTORE_PATHS = {
+    "restore db (gzip)": ("restore-db", "gzip", "postgresql"),
+    "restore db (zstd)": ("restore-db", "zstd", "postgresql"),
+    "restore db --jobs 2 (parallel)": ("restore-db", "parallel", "postgresql"),
+    "restore chain": ("restore-chain", "recovery", "node"),
+}
+RTO_NAMES = {"postgresql": "PostgreSQL", "node": "node"}
+
+
+def stack_objectives(path: Path = STACK_FILE) -> dict[str, float]:
+    """component -> RTO minutes, from the stack file's `xai-dr:objectives` (what drills are held to)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(path.read_text()).get("config", {})
+    except (OSError, AttributeError, yaml.YAMLError):
+        return {}
+    return {k: float(v["rtoMinutes"]) for k, v in (cfg.get("xai-dr:objectives") or {}).items()
+            if isinstance(v, dict) and v.get("rtoMinutes") is not None}
+
+
+def _skip_reason(runs: list[dict[str, Any]]) -> str | None:
+    return next((r["skipped"] for r in runs if "skipped" in r), None)
+
+
 def targets(ix: Index) -> list[dict[str, Any]]:
-    """Every target of issue 8, per size: the figure and whether it is met (None: not measured)."""
+    """Every target of issue 17, per size: the figure and whether it is met (None: not measured)."""
     rows: list[dict[str, Any]] = []
 
-    def ratio_target(label: str, size: str, group: str, cid: str, ref: str, limit: float) -> None:
+    def ratio_target(label: str, size: str, group: str, cid: str, ref: str, limit: float, judged: bool = True) -> None:
         a, b = ix.wall(size, group, cid), ix.wall(size, group, ref)
         value = a / b if a is not None and b else None
-        fig = f"{value:.2f}× ({a:.2f} s vs {b:.2f} s)" if value is not None else "not measured"
+        if value is not None:
+            fig = f"{value:.2f}× ({a:.2f} s vs {b:.2f} s)"
+        else:
+            why = _skip_reason(ix.runs(size, group, cid)) or _skip_reason(ix.runs(size, group, ref))
+            fig = f"skipped: {why}" if why else "not measured"
+        met = None if value is None else value <= limit
         rows.append({"target": label, "size": size, "figure": fig, "value": value, "limit": limit,
-                     "met": None if value is None else value <= limit})
+                     "met": met if judged else None, "note": None if judged or value is None else "the target is at 1 GB"})
 
     for s in ix.sizes:
-        ratio_target("db backup, default (gzip) ≤ 0.4× the plan", s, "backup-db", "gzip", "plan", 0.4)
-        ratio_target("db backup, default (gzip) ≤ 3× pg_dump > /dev/null", s, "backup-db", "gzip", "limit", 3.0)
-        ratio_target("db backup, fastest (zstd) ≤ 1.3× pg_dump > /dev/null", s, "backup-db", "zstd", "limit", 1.3)
-        ratio_target("db restore, default (gzip) ≤ 0.85× the plan", s, "restore-db", "gzip", "plan", 0.85)
-        ratio_target("db restore, default (gzip) ≤ 1.15× local gunzip -c | psql", s, "restore-db", "gzip", "limit-gz", 1.15)
-        ratio_target("db restore, fastest (zstd) ≤ 0.6× the plan", s, "restore-db", "zstd", "plan", 0.6)
-        ratio_target("db restore, fastest (zstd) ≤ 1.15× local zstd -dc | psql", s, "restore-db", "zstd", "limit-zst", 1.15)
-        ratio_target("chain backup ≤ 0.5× the plan", s, "backup-chain", "recovery", "plan", 0.5)
-        ratio_target("chain restore ≤ 0.5× the plan", s, "restore-chain", "recovery", "plan", 0.5)
-        ratio_target("verify ≤ 1.2× aws s3 cp - | gunzip -t", s, "verify", "recovery", "plan", 1.2)
+        ratio_target("db restore, gzip ≤ 1.10× local gunzip -c | psql", s, "restore-db", "gzip", "limit-gz", 1.10)
+        ratio_target("db restore, gzip ≤ 0.8× the plan", s, "restore-db", "gzip", "plan", 0.8)
+        ratio_target("db restore, zstd ≤ 1.10× local zstd -dc | psql", s, "restore-db", "zstd", "limit-zst", 1.10)
+        ratio_target("db restore, zstd ≤ 0.8× the plan", s, "restore-db", "zstd", "plan", 0.8)
+        ratio_target("db restore, parallel --jobs 2 ≤ 0.75× single-stream psql < plain.sql", s, "restore-db",
+                     "parallel", "limit-plain", 0.75)
+        ratio_target("db restore, parallel --jobs 2 ≤ 1.15× pg_restore -j2 (local custom format)", s, "restore-db",
+                     "parallel", "limit-pgr", 1.15)
+        ratio_target("chain restore ≤ 0.6× the plan's aws s3 cp; tar -xzf", s, "restore-chain", "recovery", "plan", 0.6)
+        ratio_target("db backup, zstd ≤ 1.5× pg_dump > /dev/null (at 1 GB)", s, "backup-db", "zstd", "limit", 1.5,
+                     judged=s == "1G")
+        probe = (ix.doc.get("emulator_complete") or {}).get(s)
+        a, b = ix.wall(s, "backup-db", "zstd"), ix.wall(s, "backup-db", "limit")
+        if probe and a is not None and b:
+            net = (a - probe["complete_s"]) / b
+            rows.append({"target": "db backup, zstd, less moto's CompleteMultipartUpload (real S3 does not copy the parts)",
+                         "size": s, "figure": f"{net:.2f}× ({a:.2f} s − {probe['complete_s']:.2f} s for "
+                                             f"{probe['object_bytes'] / 1e6:.0f} MB in {probe['parts']} parts, vs {b:.2f} s)",
+                         "value": net, "limit": 1.5, "met": None, "note": "for information"})
         peaks = [(r["rss_max_proc_mb"], r["group"], r["id"]) for r in ix.doc["runs"]
                  if r["size"] == s and r["role"] == "recovery" and "rss_max_proc_mb" in r]
         if peaks:
             top = max(peaks)
-            rows.append({"target": "peak RSS of the recovery process ≤ 200 MB", "size": s,
+            rows.append({"target": "peak RSS of the recovery process ≤ 200 MB in every run", "size": s,
                          "figure": f"{top[0]:.0f} MB (max over all runs: {top[1]} {top[2]})", "value": top[0],
                          "limit": 200, "met": top[0] <= 200})
     if "250M" in ix.sizes and "1G" in ix.sizes:
-        for group in ("backup-db", "restore-db", "verify", "backup-chain", "restore-chain"):
+        for group in GROUP_TITLES:
             for cid, runs in ix.competitors("1G", group):
                 if not runs or runs[0]["role"] != "recovery":
                     continue
-                small, big = ix.runs("250M", group, cid), runs
-                rs, rb = med(small, "rss_max_proc_mb"), med(big, "rss_max_proc_mb")
+                rs, rb = med(ix.runs("250M", group, cid), "rss_max_proc_mb"), med(runs, "rss_max_proc_mb")
                 if rs and rb:
                     g = rb / rs
-                    rows.append({"target": f"memory: RSS at 1 GB within 10% of 250 MB ({group} {cid})", "size": "both",
-                                 "figure": f"{rb:.0f} MB vs {rs:.0f} MB ({(g - 1) * 100:+.0f}%)", "value": g,
-                                 "limit": 1.10, "met": g <= 1.10})
-                ws, wb = med(small), med(big)
-                if ws and wb:
-                    per_s = ws / (ix.data_mb("250M", group) / 1000)
-                    per_b = wb / (ix.data_mb("1G", group) / 1000)
-                    g = per_b / per_s
-                    rows.append({"target": f"scaling: s/GB at 1 GB within 15% of 250 MB ({group} {cid})", "size": "both",
-                                 "figure": f"{per_b:.1f} vs {per_s:.1f} s/GB ({(g - 1) * 100:+.0f}%)", "value": g,
-                                 "limit": 1.15, "met": abs(g - 1) <= 0.15,
-                                 "note": "faster per GB at 1 GB" if g < 0.85 else None})
+                    rows.append({"target": f"memory flat: peak RSS at 1 GB within 10% of 250 MB ({group} {cid})",
+                                 "size": "both", "figure": f"{rb:.0f} MB vs {rs:.0f} MB ({(g - 1) * 100:+.0f}%)",
+                                 "value": g, "limit": 1.10, "met": g <= 1.10})
     return rows
+
+
+def projections(ix: Index, objectives: dict[str, float]) -> list[str]:
+    """Hours per TB of each restore path, from its s/GB at the largest size measured, beside the RTO."""
+    lines: list[str] = []
+    for label, (group, cid, component) in RESTORE_PATHS.items():
+        sized = [(ix.data_mb(s, group), s) for s in ix.sizes if ix.wall(s, group, cid)]
+        if not sized:
+            why = next((_skip_reason(ix.runs(s, group, cid)) for s in ix.sizes if _skip_reason(ix.runs(s, group, cid))), None)
+            lines.append(f"- {label}: not measured" + (f" (skipped: {why})" if why else ""))
+            continue
+        mb, s = max(sized)
+        s_per_gb = (ix.wall(s, group, cid) or 0) / (mb / 1000)
+        line = f"- {label}: {s_per_gb * 1000 / 3600:.1f} h/TB ({s_per_gb:.1f} s/GB at {s})"
+        rto = objectives.get(component)
+        if rto:
+            line += (f"; the {RTO_NAMES.get(component, component)} RTO of {rto:.0f} min holds up to "
+                     f"{rto * 60 / s_per_gb:,.0f} GB")
+        lines.append(line)
+    return lines
 
 
 def _load_line(doc: dict[str, Any]) -> str:
@@ -158,6 +209,11 @@ def render(doc: dict[str, Any]) -> str:
         if t.get("note"):
             mark += f" ({t['note']})"
         L.append(f"| {t['target'].replace('|', chr(92) + '|')} | {t['size']} | {t['figure']} | {mark} |")
+    objectives = doc.get("objectives") or stack_objectives()
+    L += ["", "**Projected restore time** (the wall time per GB of data at the largest size measured, scaled "
+          "linearly to 1 TB; RTOs from Pulumi.production.yaml `xai-dr:objectives`; a real restore also waits "
+          "on the network and the server, so read these as this machine's figures):", "",
+          *projections(ix, objectives)]
     for s in ix.sizes:
         L += ["", f"## {s}: {doc['datasets'][s]['plain_dump_bytes'] / 1e6:.0f} MB plain dump, "
                   f"{doc['datasets'][s]['chain_bytes'] / 1e6:.0f} MB chain data"]

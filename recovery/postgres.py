@@ -14,7 +14,7 @@ import logging
 import os
 import subprocess
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -160,17 +160,21 @@ class SnapshotStats:
     max_height: int | None
 
 
-def export_snapshot(conn: psycopg.Connection[Any]) -> SnapshotStats:
+def export_snapshot(conn: psycopg.Connection[Any], on_exported: Callable[[str], None] | None = None) -> SnapshotStats:
     """Open a REPEATABLE READ transaction, export its snapshot, and count `blockchain` in it.
 
     pg_dump --snapshot then dumps exactly the state the counts describe. The caller keeps
-    `conn` open (transaction in progress) until pg_dump has finished.
+    `conn` open (transaction in progress) until pg_dump has finished. `on_exported(snapshot)` runs
+    as soon as the snapshot exists, before the count (a full scan): a pg_dump started there
+    connects and reads the catalog meanwhile.
     """
     conn.autocommit = False
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     conn.read_only = True
     try:
         snap = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        if on_exported is not None:
+            on_exported(snap)
         version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
         exists = conn.execute("SELECT to_regclass('public.blockchain') IS NOT NULL").fetchone()[0]  # type: ignore[index]
         rows = max_height = None

@@ -157,6 +157,28 @@ def _stream_backup(outputs: StackOutputs, kind: str, opts: BackupOptions, *, con
 # --------------------------------------------------------------------------------------- database
 
 
+def _in_background(fn: Callable[..., Any], *args: Any, name: str) -> Callable[[], Any]:
+    """Start fn(*args) on a daemon thread; the returned call waits for its result (or raises its error)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
+            box["error"] = exc
+
+    t = threading.Thread(target=run, name=name, daemon=True)
+    t.start()
+
+    def result() -> Any:
+        t.join()
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    return result
+
+
 def backup_db(outputs: StackOutputs, opts: BackupOptions | None = None, *, dsn: str | None = None,
               endpoint: str = "reader") -> Manifest:
     """pg_dump of the database, from the reader endpoint unless told otherwise: the dump's snapshot
@@ -166,56 +188,62 @@ def backup_db(outputs: StackOutputs, opts: BackupOptions | None = None, *, dsn: 
     check_bucket(s3, outputs.backup_bucket_name)
     cp = postgres.resolve(outputs, dsn, endpoint)
     conn = postgres.connect(cp)
+    started: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        stats = postgres.export_snapshot(conn)
+        # pg_dump starts as soon as the snapshot exists, before the count, the globals and the lock:
+        # it spends its first ~0.4 s connecting and reading the catalog, which then overlaps that
+        # work. It only reads (the snapshot just exported); until the upload begins its output waits
+        # in the pipe, and any failure before that kills it (`finally` below).
+        stats = postgres.export_snapshot(conn, lambda snap: started.update(p=postgres.start_pg_dump(cp, snap)))
+        proc = started["p"]
         if opts.on_total is not None and (size := postgres.table_bytes(conn)):
             opts.on_total(size)
-        db_globals = pg_globals.capture(cp)
         errlines: collections.deque[str] = collections.deque(maxlen=5)
-        proc_box: dict[str, subprocess.Popen[bytes]] = {}
-        drain_box: dict[str, threading.Thread] = {}
+
+        def drain() -> None:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                text = redact.scrub(line.decode(errors="replace").rstrip())
+                errlines.append(text)
+                log.debug("pg_dump: %s", text)
+
+        t = threading.Thread(target=drain, name="pg_dump-stderr", daemon=True)
+        t.start()
+
+        def finish() -> None:
+            rc = proc.wait()
+            t.join(timeout=5)
+            if rc != 0:
+                why = f"signal {-rc}" if rc < 0 else f"status {rc}"
+                last = errlines[-1] if errlines else "no message"
+                raise BackupFailedError(f"pg_dump exited with {why} ({last}); the upload was aborted",
+                                        "check the database and retry; nothing was catalogued")
+
+        def kill() -> None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
 
         def open_source() -> tuple[IO[bytes], Callable[[], None], Callable[[], None]]:
-            proc = postgres.start_pg_dump(cp, stats.snapshot)
-            proc_box["p"] = proc
-
-            def drain() -> None:
-                assert proc.stderr is not None
-                for line in proc.stderr:
-                    text = redact.scrub(line.decode(errors="replace").rstrip())
-                    errlines.append(text)
-                    log.debug("pg_dump: %s", text)
-
-            t = threading.Thread(target=drain, name="pg_dump-stderr", daemon=True)
-            t.start()
-            drain_box["t"] = t
-
-            def finish() -> None:
-                rc = proc.wait()
-                t.join(timeout=5)
-                if rc != 0:
-                    why = f"signal {-rc}" if rc < 0 else f"status {rc}"
-                    last = errlines[-1] if errlines else "no message"
-                    raise BackupFailedError(f"pg_dump exited with {why} ({last}); the upload was aborted",
-                                            "check the database and retry; nothing was catalogued")
-
-            def kill() -> None:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
-
             assert proc.stdout is not None
             return proc.stdout, finish, kill
 
+        # The roles and database properties (two short pg_dumpall/pg_dump runs, ~0.2-1 s) are read
+        # while the dump streams, and taken for the manifest: a failure there still fails the backup
+        # before anything is catalogued (the uploaded object is deleted), only later than it used to.
+        db_globals = _in_background(pg_globals.capture, cp, name="pg-globals")
         m = _stream_backup(
             outputs, "db", opts, content="sql",
             source_desc=f"postgresql://{cp.params.get('host')}:{cp.params.get('port')}/{cp.params.get('dbname')}"
                         f" ({'--dsn' if dsn else endpoint + ' endpoint'})",
             open_source=open_source,
             describe=lambda: {"pg_server_version": stats.server_version, "db_rows": stats.rows,
-                              "db_max_height": stats.max_height, "db_globals": db_globals})
+                              "db_max_height": stats.max_height, "db_globals": db_globals()})
         return m
     finally:
+        if (p := started.get("p")) is not None and p.poll() is None:
+            p.kill()  # the run failed before the upload read it (lock held, globals or count failed)
+            p.wait()
         try:
             conn.rollback()
             conn.close()
