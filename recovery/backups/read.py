@@ -6,7 +6,7 @@ Nothing is staged on disk or held whole in memory. A restore reads the object on
 
 1. ``check_backup`` reads no body: the manifest is there, HEAD of the object agrees with it (the
    version the manifest pins, its size, no newer overwrite), the format is one this version
-   restores, and there is room for it (``check_free_space`` against the manifest's raw size);
+   restores, and there is room for it (recovery/backups/space.py, against the manifest's raw size);
 2. the restore streams it into its scratch database / staging directory, checking the structure
    as it passes and the sha256 and size at the end; nothing is swapped in unless they all hold, and
    a mismatch drops the scratch copy (psql is killed before its single transaction could commit).
@@ -20,12 +20,10 @@ without restoring: the config restore, the preflight report and the drills.
 from __future__ import annotations
 
 import hashlib
-import os
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Generator, Iterator
 
 from botocore.exceptions import ClientError
@@ -214,34 +212,9 @@ def check_format(m: Manifest, content: str, what: str) -> None:
                          "upgrade recovery, or pick another backup with --backup KEY")
 
 
-MARGIN_MIN = 64 * 1024 * 1024
-MARGIN_FRACTION = 0.05  # metadata, directory blocks and rounding beyond the raw bytes
-
-
-def space_needed(raw_bytes: int) -> int:
-    return raw_bytes + max(MARGIN_MIN, int(raw_bytes * MARGIN_FRACTION))
-
-
-def free_bytes(path: Path) -> int:
-    """What an unprivileged writer may use (f_bavail), as `df` reports it."""
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
-def check_free_space(path: Path, expected: int, what: str, fix: str) -> dict[str, Any]:
-    """InputError, naming what is needed and what is free, unless `path`'s filesystem holds
-    `expected` bytes plus the margin."""
-    need, free = space_needed(expected), free_bytes(path)
-    if free < need:
-        raise InputError(f"not enough free space for {what}: it needs {human_bytes(need)} "
-                         f"({human_bytes(expected)} + margin) on the filesystem of {path}, {human_bytes(free)} is free",
-                         fix)
-    return {"space_needed": need, "space_free": free, "space_checked_on": str(path)}
-
-
 def check_backup(s3: Any, e: Entry, content: str, what: str) -> dict[str, Any]:
     """The restores' pre-check (no body read): the manifest (read already, into `e`), HEAD of the
-    object, the format. The step adds its own free-space check."""
+    object, the format. The step adds its own free-space check (recovery/backups/space.py)."""
     m = e.manifest
     check_format(m, content, what)
     head_backup(s3, m)

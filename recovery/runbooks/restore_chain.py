@@ -62,7 +62,8 @@ from recovery.engine.journal import Journal, JournalStore, default_journal_dir, 
 from recovery.engine.runbook import Runbook
 from recovery.engine.steps import Step, StepContext, Target
 from recovery.backups.extract import extract_tar
-from recovery.backups.read import BackupStream, check_backup, check_free_space, resolve_backup
+from recovery.backups.read import BackupStream, check_backup, resolve_backup
+from recovery.backups.space import check_free_space
 from recovery.engine.locks import HostLock
 from recovery.engine.runbook import execute
 from recovery.services import ServiceControl, ServicesConfig

@@ -7,7 +7,7 @@ Steps (each journaled and timed; the engine resumes after a crash):
 2. ``check-backup``     resolve the backup (``latest`` = newest with a manifest) and check it without
                         reading its body: HEAD of the object agrees with the manifest (its version,
                         size, no later overwrite), the format is restorable, and the server has room
-                        for the scratch copy (``free_space``). No SQL yet.
+                        for the scratch copy (recovery/backups/space.py). No SQL yet.
 3. ``stop-services``    stop the dependent services (``recovery.services``; stop order from config).
    ``restore-roles``    create the roles of the backup that the server lacks (recovery/pg_globals.py:
                         existing roles are never altered), so that owners and grants load.
@@ -50,7 +50,6 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -66,13 +65,13 @@ from recovery.engine.journal import Journal, JournalStore, default_journal_dir, 
 from recovery.reports import rto_budget
 from recovery.engine.runbook import Runbook
 from recovery.engine.steps import Step, StepContext, Target
-from recovery.backups.read import BackupStream, check_backup, check_free_space, prefetch, resolve_backup, space_needed
+from recovery.backups.read import BackupStream, check_backup, prefetch, resolve_backup
+from recovery.backups.space import server_free_space
 from recovery.backups.verify import PG_DUMP_END
 from recovery.engine.locks import HostLock
 from recovery.engine.runbook import execute
 from recovery.services import ServiceControl, ServicesConfig
 from recovery.stack import StackOutputs
-from recovery.units import human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -277,21 +276,6 @@ def psql_into(server: Server, dbname: str, stream: BackupStream) -> dict[str, An
     return ph.as_detail("sql")
 
 
-def local_datadir(datadir: str, port: int, started: float) -> Path | None:
-    """The server's ``base`` directory (where a new database goes) when the server runs on this host:
-    its postmaster.pid is readable here and names the same port, a start time within 2 s of
-    ``pg_postmaster_start_time()`` and a live process. A same-named directory of another server is
-    thereby not mistaken for it. None when any of that does not hold."""
-    try:
-        lines = (Path(datadir) / "postmaster.pid").read_text().splitlines()
-        pid, start, pid_port = int(lines[0]), float(lines[2]), int(lines[3])
-    except (OSError, ValueError, IndexError):
-        return None
-    if pid_port != port or abs(start - started) > 2 or not Path(f"/proc/{pid}").exists():
-        return None
-    return Path(datadir) / "base"
-
-
 def rollback_text(target: str, live: tuple[int | None, int | None], backup_height: int | None) -> str:
     """How far the swap takes the live database back: its max(height) now against the backup's."""
     if live[1] is None:
@@ -396,35 +380,8 @@ class DbRestore:
         e = self.catalog.get(self.backup_key)
         detail = check_backup(self.s3, e, "sql", "a database backup")
         detail.update(rows=e.manifest.db_rows, max_height=e.manifest.db_max_height)
-        detail.update(self.free_space(e.manifest.raw_bytes))
+        detail.update(server_free_space(self.server.connect, self.target, e.manifest.raw_bytes))
         return detail
-
-    def free_space(self, raw_bytes: int) -> dict[str, Any]:
-        """Room for the scratch database, on the server's filesystem when the server runs on this host.
-        Expected size: the larger of the dump's raw size and the live target's (pg_database_size).
-        Where the data directory cannot be seen from here (another host, a managed server, a role
-        that may not read it), the detail says so instead of guessing."""
-        expected = raw_bytes
-        with self.server.connect() as c:
-            row = c.execute("SELECT pg_database_size(oid) FROM pg_database WHERE datname = %s", (self.target,)).fetchone()
-            live = int(row[0]) if row else None
-            expected = max(expected, live or 0)
-            try:
-                datadir = str(c.execute("SHOW data_directory").fetchone()[0])  # type: ignore[index]
-                port = int(c.execute("SHOW port").fetchone()[0])  # type: ignore[index]
-                started = float(c.execute("SELECT extract(epoch FROM pg_postmaster_start_time())").fetchone()[0])  # type: ignore[index]
-            except psycopg.errors.InsufficientPrivilege:
-                datadir = None
-        detail: dict[str, Any] = {"expected_db_bytes": expected, "live_db_bytes": live}
-        where = local_datadir(datadir, port, started) if datadir else None
-        if where is None:
-            why = ("the role may not read data_directory" if datadir is None
-                   else f"its data directory {datadir} is not on this host")
-            return {**detail, "space_checked": f"no: {why}; the server needs about {human_bytes(space_needed(expected))} free"}
-        detail.update(check_free_space(where, expected, f"the scratch copy of {self.target}",
-                                       f"free space on the server's disk (old {self.target}_quarantine_* databases "
-                                       "can go: `recovery quarantine prune`), then rerun"))
-        return {**detail, "space_checked": "yes"}
 
     def stop_services(self, ctx: StepContext) -> dict[str, Any]:
         done_ = self.services.stop_all()
