@@ -17,10 +17,16 @@ from typing import Any, Iterator
 
 import pytest
 
+from recovery.backups.read import BackupStream
 from recovery.backups.take import BackupOptions, backup_chain, backup_db
+from recovery.catalog import Catalog
+from recovery.errors import IntegrityError
+from recovery.postgres import ConnParams
+from recovery.runbooks.restore_db import Server, psql_into
 from recovery.local.node_api_stub import NodeApiStub
 
 from _restore_fixtures import RSite, drop_test_databases, listing, make_chain_dir, make_rsite
+from conftest import DB_PASSWORD
 
 OWNER = "nobody:nogroup"
 
@@ -110,6 +116,33 @@ def test_db_dump_without_its_end_is_not_committed(rs: RSite) -> None:
     assert r.code == 8, r.err
     assert _last(r).startswith("error: step 'restore-scratch'") and "completion marker" in _last(r), r.err
     _db_unchanged(rs, before)
+
+
+@pytest.mark.parametrize("damage", ["sha256", "no-end-marker"])
+def test_psql_is_killed_before_its_transaction_commits(rs: RSite, damage: str) -> None:
+    """The loader itself, on a fresh database: a stream that fails its sha256 or lacks pg_dump's end
+    leaves not one table behind (psql's single transaction never committed), while the same dump,
+    intact, loads its tables."""
+    m = _db_backup(rs)
+    server = Server(ConnParams({"host": "127.0.0.1", "port": str(rs.pg.port), "user": rs.pg.user,
+                                "dbname": "postgres"}, DB_PASSWORD))
+    probe = rs.db + "_probe"
+    server.create(probe)
+    psql_into(server, probe, BackupStream(rs.s3(), Catalog(rs.s3(), rs.bucket).get(m.key).manifest))
+    assert server.table_count(probe) >= 1  # the intact dump commits
+    server.drop(probe)
+
+    body = original(rs, m)
+    if damage == "sha256":
+        rewrite(rs, m, flip_gzip_mtime(body), manifest_sha_of=body)
+    else:
+        sql = gzip.decompress(body)
+        rewrite(rs, m, gzip.compress(sql[:sql.rindex(b"-- PostgreSQL database dump complete")]))
+    server.create(probe)
+    with pytest.raises(IntegrityError) as err:
+        psql_into(server, probe, BackupStream(rs.s3(), Catalog(rs.s3(), rs.bucket).get(m.key).manifest))
+    assert ("bad checksum" if damage == "sha256" else "completion marker") in err.value.problem
+    assert server.table_count(probe) == 0, "psql committed a load whose stream failed its checks"
 
 
 def test_db_not_enough_free_space_is_refused_before_anything_is_created(rs: RSite) -> None:
