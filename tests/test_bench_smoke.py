@@ -65,7 +65,7 @@ def _run_smoke(data: Path, out: Path) -> None:
 
     # what the recovery restores reported: the restore step split, and a chain that verifies
     gz = next(r for r in doc["runs"] if r["group"] == "restore-db" and r["id"] == "gzip")
-    assert {"verify-backup", "restore-scratch", "swap"} <= set(gz["stages"])
+    assert {"check-backup", "restore-scratch", "swap"} <= set(gz["stages"])
     assert set(gz["restore_scratch"]) == {"download_s", "decompress_s", "sql_s"}
 
     md = out.read_text()

@@ -85,7 +85,7 @@ def test_runs_list_and_show_from_the_journals(rs: RSite) -> None:
     show = rec(rs, "runs", "show", ok_id)
     assert show.code == 0, show.err
     assert show.out.startswith(f"restore-db {ok_id} on {rs.db}: ok")
-    for step in ("preflight", "verify-backup", "restore-scratch", "swap", "start-services"):
+    for step in ("preflight", "check-backup", "restore-scratch", "swap", "start-services"):
         assert any(line.startswith(step) and " ok " in line for line in show.out.splitlines()), step
     assert f"journal s3://{rs.bucket}/runs/restore-db/{ok_id}.json" in show.out
     assert "quarantined_as=" in show.out  # the steps' detail

@@ -17,7 +17,7 @@ from recovery.backups.take import BackupOptions, backup_chain
 from _restore_fixtures import RSite, drop_test_databases, listing, make_chain_dir, make_rsite, make_services, tree
 
 RB = "restore-chain"
-STEPS = ["preflight", "verify-backup", "extract-staging", "check-chain-db", "chown-staging", "stop-services",
+STEPS = ["preflight", "check-backup", "extract-staging", "check-chain-db", "chown-staging", "stop-services",
          "swap-in", "start-services", "wait-sync", "verify-node"]
 OWNER = "nobody:nogroup"
 
@@ -181,7 +181,7 @@ def test_bad_checksum(rs: RSite, data: Path, node: NodeApiStub) -> None:
     rs.s3().put_object(Bucket=rs.bucket, Key=m.key, Body=body[:-200] + bytes(200))
     before = listing(data.parent)
     r = restore(rs, data, node, "--yes")
-    assert r.code == 8 and _last(r).startswith("error: step 'verify-backup'") and "checksum" in _last(r), r.err
+    assert r.code == 8 and _last(r).startswith("error: step 'check-backup'") and "checksum" in _last(r), r.err
     _unchanged(rs, data, before)
     assert rs.services.actions() == []
 
@@ -192,7 +192,7 @@ def test_truncated_archive(rs: RSite, data: Path, node: NodeApiStub) -> None:
     rs.s3().put_object(Bucket=rs.bucket, Key=m.key, Body=body[: len(body) // 3])
     before = listing(data.parent)
     r = restore(rs, data, node, "--yes")
-    assert r.code == 8 and _last(r).startswith("error: step 'verify-backup'"), r.err
+    assert r.code == 8 and _last(r).startswith("error: step 'check-backup'"), r.err
     _unchanged(rs, data, before)
 
 

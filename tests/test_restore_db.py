@@ -55,11 +55,11 @@ def test_round_trip_after_rows_are_deleted(rs: RSite, fmt: str) -> None:
     j = r.json()
     assert j["status"] == "ok" and j["runbook"] == RB
     steps = {s["name"]: s for s in j["steps"]}
-    assert list(steps) == ["preflight", "verify-backup", "stop-services", "restore-roles", "restore-scratch",
+    assert list(steps) == ["preflight", "check-backup", "stop-services", "restore-roles", "restore-scratch",
                            "verify-scratch", "database-settings", "swap", "start-services"]
     d = steps["restore-scratch"]["detail"]
     assert {"download_s", "decompress_s", "sql_s"} <= set(d) and d["stored_bytes"] == m.stored_bytes
-    assert steps["verify-backup"]["detail"]["key"] == m.key and steps["verify-backup"]["detail"]["format"] == fmt
+    assert steps["check-backup"]["detail"]["key"] == m.key and steps["check-backup"]["detail"]["format"] == fmt
     assert steps["verify-scratch"]["detail"] == {"rows": 3000, "max_height": 3000}
     # the corrupted database is kept, renamed, with its 1000 rows
     (q,) = quarantined(rs)
@@ -177,9 +177,9 @@ def test_bad_checksum_stops_before_any_sql(rs: RSite) -> None:
     r = rs.cli("db", "--yes", "--force", "--json")
     assert r.code == 8, r.err
     last = r.err.strip().splitlines()[-1]
-    assert last.startswith("error: step 'verify-backup'") and "bad checksum" in last
+    assert last.startswith("error: step 'check-backup'") and "bad checksum" in last
     j = r.json()  # --json prints the journal on failure too
-    assert j["status"] == "failed" and j["failed_step"] == "verify-backup" and "bad checksum" in j["error"]
+    assert j["status"] == "failed" and j["failed_step"] == "check-backup" and "bad checksum" in j["error"]
     _unchanged(rs, dbs, summary)
     assert rs.services.actions() == []
 
@@ -190,7 +190,7 @@ def test_truncated_backup(rs: RSite) -> None:
     rs.s3().put_object(Bucket=rs.bucket, Key=m.key, Body=body[: len(body) // 2])
     dbs, summary = rs.databases(), rs.summary()
     r = rs.cli("db", "--yes", "--force")
-    assert r.code == 8 and "step 'verify-backup'" in r.err.strip().splitlines()[-1]
+    assert r.code == 8 and "step 'check-backup'" in r.err.strip().splitlines()[-1]
     _unchanged(rs, dbs, summary)
 
 
@@ -250,7 +250,7 @@ def test_failed_load_drops_the_scratch_and_restarts_services(rs: RSite) -> None:
 # ------------------------------------------------------------------------------------ crash
 
 
-STEPS = ["preflight", "verify-backup", "stop-services", "restore-roles", "restore-scratch", "verify-scratch",
+STEPS = ["preflight", "check-backup", "stop-services", "restore-roles", "restore-scratch", "verify-scratch",
          "database-settings", "swap", "start-services"]
 
 
@@ -338,7 +338,7 @@ def test_a_rerun_resumes_only_the_same_run(rs: RSite) -> None:
     assert r.code == 0, r.err
     steps = {s["name"]: s for s in r.json()["steps"]}
     assert len(r.json()["attempts"]) == 2 and steps["preflight"]["attempts"] == 2
-    assert steps["verify-backup"]["status"] == "skipped"
+    assert steps["check-backup"]["status"] == "skipped"
 
 
 def test_a_service_whose_status_cannot_be_read_stops_the_restore_before_the_swap(rs: RSite, tmp_path: Path) -> None:

@@ -1,30 +1,39 @@
-"""Reading a backup back: resolving which one, streaming it verified, timing the phases.
+"""Reading a backup back: resolving which one, checking it cheaply, streaming it verified, timing the phases.
 
 Streaming a backup (``BackupStream``): one GetObject stream (pinned to the manifest's version) ->
 sha256 of the stored bytes -> decompression (``recovery.stream.decompressor``) -> the consumer.
-Nothing is staged on disk or held whole in memory. A restore reads the object twice:
+Nothing is staged on disk or held whole in memory. A restore reads the object once:
 
-1. ``verify_backup`` streams it once to check sha256, size, decompression and structure
-   (``recovery.backups.verify.scan_backup``) *before* anything is written anywhere;
-2. the restore streams it again into psql / tar extraction and checks sha256 and size once more at
-   the end, so bytes that changed between the passes are caught too (the scratch copy is dropped).
+1. ``check_backup`` reads no body: the manifest is there, HEAD of the object agrees with it (the
+   version the manifest pins, its size, no newer overwrite), the format is one this version
+   restores, and there is room for it (recovery/backups/space.py, against the manifest's raw size);
+2. the restore streams it into its scratch database / staging directory, checking the structure
+   as it passes and the sha256 and size at the end; nothing is swapped in unless they all hold, and
+   a mismatch drops the scratch copy (psql is killed before its single transaction could commit).
 
-Against moto a single stream reads ~750 MB/s, so the second pass costs little; on AWS it costs one
-more GET of the object, which is cheaper than staging a dump the size of the database on disk.
+``prefetch`` runs the download, sha256 and decompression one thread ahead of the consumer (isal,
+zstd and hashlib release the GIL), so the load or the extraction overlaps with them.
+``verify_backup`` (a full streamed check, nothing written) stays for the callers that verify
+without restoring: the config restore, the preflight report and the drills.
 """
 
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
+
+from botocore.exceptions import ClientError
 
 from recovery.catalog import KINDS, Catalog, Entry, Manifest
 from recovery.backups.verify import check_backup_entry
+from recovery.aws import aws_error, error_code
 from recovery.errors import InputError, IntegrityError
 from recovery.units import human_bytes
-from recovery.stream import decompressor
+from recovery.stream import FORMATS, decompressor
 from recovery.transfer import iter_object
 
 PROGRESS_EVERY_S = 5.0
@@ -127,8 +136,9 @@ class BackupStream:
         close()
         if h.hexdigest() != m.sha256 or ph.stored_bytes != m.stored_bytes:
             raise IntegrityError(
-                f"{m.name} changed while it was read: sha256 {h.hexdigest()[:12]} ({ph.stored_bytes} bytes) "
-                f"!= manifest {m.sha256[:12]} ({m.stored_bytes} bytes)", "nothing was swapped in; rerun")
+                f"bad checksum: {m.name} read as sha256 {h.hexdigest()[:12]} ({ph.stored_bytes} bytes), "
+                f"the manifest says {m.sha256[:12]} ({m.stored_bytes} bytes)",
+                "nothing was swapped in; restore an older backup with --backup KEY")
 
 
 def verify_backup(s3: Any, e: Entry) -> dict[str, Any]:
@@ -146,3 +156,109 @@ def verify_backup(s3: Any, e: Entry) -> dict[str, Any]:
         raise IntegrityError(f"{m.name}: {r.structure}", "restore an older backup with --backup KEY")
     return {"key": m.key, "format": m.format, "sha256": m.sha256, "stored_bytes": m.stored_bytes,
             "raw_bytes": r.raw_bytes, "backup_time": m.ended_at, "verify_s": round(time.monotonic() - t0, 3)}
+
+
+# ------------------------------------------------------------------------------ the cheap pre-check
+
+
+def head_backup(s3: Any, m: Manifest) -> dict[str, Any]:
+    """HEAD of the object the manifest describes, never its body: IntegrityError when the object is
+    gone, overwritten after the manifest (its current ETag is not the backed-up version's), or not
+    the manifest's size. A later overwrite fails even though the pinned version could still be read:
+    someone replaced the backup, and restoring it silently would hide that."""
+    where = f"s3://{m.bucket}/{m.key}"
+    fix = "restore an older backup with --backup KEY (`recovery list`)"
+
+    def head(**kw: Any) -> dict[str, Any] | None:
+        try:
+            return dict(s3.head_object(Bucket=m.bucket, Key=m.key, **kw))
+        except ClientError as exc:
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchVersion", "400"):
+                return None
+            raise aws_error(exc, f"reading {where}", bucket=m.bucket) from None
+        except Exception as exc:  # noqa: BLE001 - connection errors after botocore's retries
+            raise aws_error(exc, f"reading {where}", bucket=m.bucket) from None
+
+    current = head()
+    pinned = current
+    if m.version_id and (current is None or current.get("VersionId") != m.version_id):
+        pinned = head(VersionId=m.version_id)
+        if pinned is None:
+            raise IntegrityError(f"{m.name}: the version the manifest records ({m.version_id}) is gone from {where}", fix)
+        if current is None:
+            raise IntegrityError(f"{m.name} was deleted after its manifest was written (the backed-up version "
+                                 f"{m.version_id} is still there)", fix)
+        if current.get("ETag") != pinned.get("ETag"):
+            raise IntegrityError(
+                f"bad checksum: {m.name} was overwritten after its manifest was written: its ETag is now "
+                f"{str(current.get('ETag')).strip(chr(34))[:12]} ({current.get('ContentLength')} bytes), the "
+                f"backed-up version's is {str(pinned.get('ETag')).strip(chr(34))[:12]} ({pinned.get('ContentLength')} bytes)",
+                "the object is corrupt or replaced; " + fix)
+    if pinned is None:
+        raise IntegrityError(f"{m.name} is gone from {where}", fix)
+    size = int(pinned.get("ContentLength", -1))
+    if size != m.stored_bytes:
+        raise IntegrityError(f"{m.name} is {size} bytes in S3, the manifest says {m.stored_bytes} bytes", fix)
+    return pinned
+
+
+def check_format(m: Manifest, content: str, what: str) -> None:
+    """InputError unless this version can restore the backup's format as `content` ("sql" | "tar")."""
+    if m.content != content:
+        raise InputError(f"{m.name} holds {m.content}, not {'a plain SQL dump' if content == 'sql' else 'a tar archive'}",
+                         f"pass {what}")
+    if m.format not in FORMATS:
+        raise InputError(f"{m.name} is in format {m.format!r}, which this version of recovery cannot restore",
+                         "upgrade recovery, or pick another backup with --backup KEY")
+
+
+def check_backup(s3: Any, e: Entry, content: str, what: str) -> dict[str, Any]:
+    """The restores' pre-check (no body read): the manifest (read already, into `e`), HEAD of the
+    object, the format. The step adds its own free-space check (recovery/backups/space.py)."""
+    m = e.manifest
+    check_format(m, content, what)
+    head_backup(s3, m)
+    return {"key": m.key, "format": m.format, "sha256": m.sha256, "stored_bytes": m.stored_bytes,
+            "raw_bytes": m.raw_bytes, "version_id": m.version_id, "backup_time": m.ended_at}
+
+
+def prefetch(chunks: Iterator[bytes], depth: int = 4) -> Generator[bytes, None, None]:
+    """Run `chunks` (download + sha256 + decompress) on a thread, `depth` chunks ahead, so that the
+    consumer (psql, the extraction) works on one chunk while the next is decompressed (isal, zstd and
+    hashlib release the GIL). Errors, such as the final sha256 check's, are re-raised here; closing
+    this generator stops the thread."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for c in chunks:
+                if not put(("data", c)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(("error", exc))
+
+    t = threading.Thread(target=produce, name="restore-prefetch", daemon=True)
+    t.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "data":
+                yield item
+            elif kind == "error":
+                raise item
+            else:
+                return
+    finally:
+        stop.set()
+        t.join(timeout=5)

@@ -307,7 +307,7 @@ class Failover:
         r = build(self.t, opts, services=self._target_services())
         # journaled beside the failover's own journal (the target's bucket; a drill's work dir)
         j = r.runbook().run(self.store, ctx.reporter, yes=True)
-        key = j.step("verify-backup").detail.get("key")
+        key = j.step("check-backup").detail.get("key")
         return {"restored": True, "backup": key, "restore_run": j.run_id}
 
     # 10

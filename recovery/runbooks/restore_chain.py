@@ -4,11 +4,16 @@ Steps (each journaled and timed; the engine resumes after a crash):
 
 1. ``preflight``       the data dir's parent exists; the data dir is not a mount point (the swap is a
                        rename, so staging must be on the same filesystem); the --owner exists (root).
-2. ``verify-backup``   resolve the backup (``latest`` = newest with a manifest) and stream it once:
-                       sha256, size, decompression, tar structure against the manifest. Nothing written.
-3. ``extract-staging`` stream it again into ``<parent>/.<name>.restore-<run>.partial`` (sha256 checked
-                       again at the end; members confined to the archive's root directory; only
-                       directories and regular files), then rename it to ``.<name>.restore-<run>``.
+2. ``check-backup``    resolve the backup (``latest`` = newest with a manifest) and check it without
+                       reading its body: HEAD of the object agrees with the manifest (version, size,
+                       no later overwrite), it is a tar in a restorable format, and the data dir's
+                       filesystem has the archive's uncompressed size free, plus a margin.
+3. ``extract-staging`` stream it, once, into ``<parent>/.<name>.restore-<run>.partial``
+                       (``recovery.backups.extract``: download, sha256 and decompression on one thread,
+                       the extraction on another; members confined to the archive's root directory;
+                       only directories and regular files), read to its end so that its sha256 and
+                       size are checked, compare the file count with the manifest's, then rename it
+                       to ``.<name>.restore-<run>``. Any mismatch removes the partial tree.
 4. ``check-chain-db``  ``chain.db`` is there and opens read-only; ``PRAGMA integrity_check`` is ok.
 5. ``chown-staging``   as root, chown the staging tree to --owner (the plan's ``chown -R xai:xai``).
 6. ``stop-services``   stop the node (and the other configured dependents).
@@ -23,7 +28,7 @@ Steps (each journaled and timed; the engine resumes after a crash):
 10. ``wait-sync``      poll the node API until it is synced, with a deadline (--sync-timeout).
 11. ``verify-node``    the node's verify endpoint must say ``is_valid``.
 
-Order versus the plan: the backup is verified, extracted and checked *before* the node is stopped,
+Order versus the plan: the backup is extracted (verified on the way) and checked *before* the node is stopped,
 so the node is down only for the swap, and any failure before the swap leaves the data dir and the
 node exactly as they were (the staging dir is removed, stopped services are started again).
 Failures after the swap (node does not start, sync deadline, verify) leave the restored, checked
@@ -42,7 +47,7 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -56,13 +61,14 @@ from recovery.node import NodeClient, describe_progress
 from recovery.engine.journal import Journal, JournalStore, default_journal_dir, run_stamp
 from recovery.engine.runbook import Runbook
 from recovery.engine.steps import Step, StepContext, Target
-from recovery.backups.read import BackupStream, resolve_backup, verify_backup
-from recovery.engine.hooks import enospc, fault
+from recovery.backups.extract import extract_tar
+from recovery.backups.read import BackupStream, check_backup, resolve_backup
+from recovery.backups.space import check_free_space
 from recovery.engine.locks import HostLock
 from recovery.engine.runbook import execute
 from recovery.services import ServiceControl, ServicesConfig
 from recovery.stack import StackOutputs
-from recovery.stream import CompressedReader, FeedReader
+from recovery.stream import CompressedReader
 from recovery.transfer import upload_stream
 
 NAME = "restore-chain"
@@ -100,74 +106,6 @@ def exchange(a: Path, b: Path) -> None:
     if fn(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) != 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e), str(a))
-
-
-def _safe_rel(name: str, base: str) -> PurePosixPath | None:
-    """The member's path below the archive's root directory; None for the root itself."""
-    if name.rstrip("/") == base:
-        return None
-    if not name.startswith(base + "/"):
-        raise IntegrityError(f"archive member {name!r} is outside the archive's root {base!r}",
-                             "this is not a chain backup made by `recovery backup chain`")
-    rel = PurePosixPath(name[len(base) + 1:])
-    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
-        raise IntegrityError(f"archive member {name!r} escapes its directory", "refusing to extract it")
-    return rel
-
-
-def extract_tar(stream: BackupStream, dest: Path) -> dict[str, Any]:
-    """Extract the backup's tar stream into ``dest`` (created): directories and regular files only.
-
-    The whole object is read (also past the tar end marker), so its sha256 is checked end to end.
-    """
-    t_start = time.monotonic()
-    dest.mkdir(mode=0o750)
-    files = 0
-    nbytes = 0
-    dirs: list[tuple[Path, tarfile.TarInfo]] = []
-    base: str | None = None
-    gen = stream.chunks()
-    with tarfile.open(fileobj=FeedReader(gen), mode="r|") as tar:
-        for member in tar:
-            if base is None:
-                if not member.isdir():
-                    raise IntegrityError("the archive does not start with its root directory",
-                                         "this is not a chain backup made by `recovery backup chain`")
-                base = member.name.rstrip("/")
-                dirs.append((dest, member))
-                continue
-            rel = _safe_rel(member.name, base)
-            if rel is None:
-                continue
-            target = dest.joinpath(*rel.parts)
-            if member.isdir():
-                target.mkdir(mode=0o750, exist_ok=True)
-                dirs.append((target, member))
-            elif member.isfile():
-                src = tar.extractfile(member)
-                assert src is not None
-                with open(target, "xb") as out:
-                    while block := src.read(COPY_CHUNK):
-                        out.write(block)
-                        if fault("enospc") and files >= 1:
-                            raise enospc(str(target))
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.chmod(target, member.mode & 0o7777)
-                os.utime(target, (member.mtime, member.mtime))
-                files += 1
-                nbytes += member.size
-            else:
-                raise IntegrityError(f"archive member {member.name!r} is not a file or directory",
-                                     "chain backups hold only directories and regular files")
-    for _ in gen:  # drain: the sha256 check runs when the object is fully read
-        pass
-    for d, info in reversed(dirs):
-        os.chmod(d, info.mode & 0o7777)
-        os.utime(d, (info.mtime, info.mtime))
-    ph = stream.phases
-    ph.apply = max(0.0, time.monotonic() - t_start - ph.download - ph.decompress)
-    return {"files": files, "file_bytes": nbytes, **ph.as_detail("extract")}
 
 
 def sqlite_check(path: Path) -> dict[str, Any]:
@@ -238,7 +176,7 @@ class ChainRestore:
         return Catalog(self.s3, self.outputs.backup_bucket_name)
 
     def entry(self, ctx: StepContext) -> Entry:
-        return self.catalog.get(ctx.results.get("verify-backup", {}).get("key") or self.backup_key)
+        return self.catalog.get(ctx.results.get("check-backup", {}).get("key") or self.backup_key)
 
     def owner_ids(self) -> tuple[int, int] | None:
         if os.geteuid() != 0 or not self.opts.owner:
@@ -306,11 +244,15 @@ class ChainRestore:
         ids = self.owner_ids()
         return {"data_dir": str(d), "exists": d.is_dir(), "owner": self.opts.owner if ids else "unchanged (not root)"}
 
-    def verify_backup(self, ctx: StepContext) -> dict[str, Any]:
+    def check_backup(self, ctx: StepContext) -> dict[str, Any]:
         e = self.catalog.get(self.backup_key)
-        if e.manifest.content != "tar":
-            raise InputError(f"{e.manifest.name} is not a tar archive", "pass a chain backup")
-        detail = verify_backup(self.s3, e)
+        detail = check_backup(self.s3, e, "tar", "a chain backup")
+        # the staging dir is made beside the data dir, and the old data stays (quarantined): the
+        # whole uncompressed archive must fit there, next to everything already on that filesystem
+        detail.update(check_free_space(self.data_dir.parent, e.manifest.raw_bytes,
+                                       f"the staging copy of {self.data_dir}",
+                                       f"free space on the filesystem of {self.data_dir.parent} (old "
+                                       f"{self.data_dir.name}.quarantine-* dirs can go: `recovery quarantine prune`), then rerun"))
         detail.update(files=e.manifest.file_count)
         return detail
 
@@ -448,9 +390,12 @@ class ChainRestore:
         d = self.data_dir
         steps = [
             Step("preflight", self.preflight, touches="nothing (reads the data dir and its parent)", rerun=True),
-            Step("verify-backup", self.verify_backup,
-                 touches=f"nothing (streams backup {self.backup_key} from s3://{self.outputs.backup_bucket_name}, checks sha256)"),
-            Step("extract-staging", self.extract, touches=f"creates {d.parent}/.{d.name}.restore-<run>", check=self.staged),
+            Step("check-backup", self.check_backup,
+                 touches=f"nothing (HEAD of backup {self.backup_key} in s3://{self.outputs.backup_bucket_name}: "
+                         f"version, size, format; free space in {d.parent})"),
+            Step("extract-staging", self.extract,
+                 touches=f"creates {d.parent}/.{d.name}.restore-<run>, streaming the backup into it once (sha256, file count)",
+                 check=self.staged),
             Step("check-chain-db", self.check_chain_db, touches="nothing (opens chain.db read-only)"),
             Step("chown-staging", self.chown, touches=f"chown -R {self.opts.owner} of the staging dir (as root)"),
             Step("stop-services", self.stop_services, touches=self.services.describe_stop(), check=self.stopped_or_swapped),

@@ -4,13 +4,18 @@ Steps (each journaled and timed; the engine resumes after a crash):
 
 1. ``preflight``        the server answers, psql is installed, the target's state; a target that holds
                         tables needs ``--force``. Nothing is changed.
-2. ``verify-backup``    resolve the backup (``latest`` = newest with a manifest) and stream it once:
-                        sha256, size, decompression and structure against the manifest. No SQL yet.
+2. ``check-backup``     resolve the backup (``latest`` = newest with a manifest) and check it without
+                        reading its body: HEAD of the object agrees with the manifest (its version,
+                        size, no later overwrite), the format is restorable, and the server has room
+                        for the scratch copy (recovery/backups/space.py). No SQL yet.
 3. ``stop-services``    stop the dependent services (``recovery.services``; stop order from config).
    ``restore-roles``    create the roles of the backup that the server lacks (recovery/pg_globals.py:
                         existing roles are never altered), so that owners and grants load.
 4. ``restore-scratch``  create ``<target>_restore_<run>`` on the same server and stream the backup
-                        into it: S3 -> sha256 -> gunzip/zstd -> ``psql --single-transaction``.
+                        into it, once: S3 -> sha256 -> gunzip/zstd -> ``psql --single-transaction``,
+                        checking on the way that the dump ends with pg_dump's completion marker.
+                        psql's transaction commits only once the sha256, the size and the structure
+                        have held (otherwise psql is killed first and the scratch DB is dropped).
                         Timed per phase (download, decompression, SQL). The live DB is not touched.
                         On success the scratch DB gets a COMMENT marking it complete (the step's check).
 5. ``verify-scratch``   ``count(*)`` and ``max(height)`` of ``blockchain`` equal the manifest's.
@@ -39,14 +44,13 @@ from __future__ import annotations
 import collections
 import hashlib
 import logging
-import queue
 import re
 import shutil
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Generator, Iterator
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -61,7 +65,9 @@ from recovery.engine.journal import Journal, JournalStore, default_journal_dir, 
 from recovery.reports import rto_budget
 from recovery.engine.runbook import Runbook
 from recovery.engine.steps import Step, StepContext, Target
-from recovery.backups.read import BackupStream, resolve_backup, verify_backup
+from recovery.backups.read import BackupStream, check_backup, prefetch, resolve_backup
+from recovery.backups.space import server_free_space
+from recovery.backups.verify import PG_DUMP_END
 from recovery.engine.locks import HostLock
 from recovery.engine.runbook import execute
 from recovery.services import ServiceControl, ServicesConfig
@@ -71,6 +77,7 @@ log = logging.getLogger(__name__)
 
 NAME = "restore-db"
 PREFIX_BYTES = 30  # of the target in derived names; the rest is the run's unique suffix
+TAIL_BYTES = 256  # of the decompressed dump kept for its completion marker (as `recovery verify` does)
 
 
 @dataclass
@@ -205,49 +212,11 @@ class Server:
         raise self._sqlerr(f"renaming {scratch} to {target} (clients keep reconnecting)", last)  # type: ignore[arg-type]
 
 
-def _prefetch(chunks: Iterator[bytes], depth: int = 4) -> Generator[bytes, None, None]:
-    """Run `chunks` (download + sha256 + decompress) on a thread, `depth` chunks ahead, so that
-    psql ingests one chunk while the next is decompressed (isal/zstd release the GIL). Errors,
-    such as the final sha256 check's, are re-raised here; closing this generator stops the thread."""
-    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for c in chunks:
-                if not put(("data", c)):
-                    return
-            put(("end", None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put(("error", exc))
-
-    t = threading.Thread(target=produce, name="restore-prefetch", daemon=True)
-    t.start()
-    try:
-        while True:
-            kind, item = q.get()
-            if kind == "data":
-                yield item
-            elif kind == "error":
-                raise item
-            else:
-                return
-    finally:
-        stop.set()
-        t.join(timeout=5)
-
-
 def psql_into(server: Server, dbname: str, stream: BackupStream) -> dict[str, Any]:
-    """Pipe the backup's SQL into ``psql --single-transaction -v ON_ERROR_STOP=1`` on ``dbname``."""
+    """Pipe a plain dump into ``psql --single-transaction -v ON_ERROR_STOP=1`` on ``dbname``, checking
+    it on the way: the stream's sha256 and size (``BackupStream``) and that it ends with pg_dump's
+    completion marker. psql commits only when its stdin closes, so on any mismatch it is killed
+    first: its transaction rolls back and the scratch database holds nothing of the load."""
     cp = server.on(dbname)
     cmd = ["psql", "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction",
            "--dbname", cp.conninfo()]
@@ -268,9 +237,11 @@ def psql_into(server: Server, dbname: str, stream: BackupStream) -> dict[str, An
     ph = stream.phases
     assert proc.stdin is not None
     broken = False
-    chunks = _prefetch(stream.chunks())
+    tail = b""  # the last bytes of the dump, for its completion marker (never the whole dump)
+    chunks = prefetch(stream.chunks())
     try:
         for data in chunks:
+            tail = (tail + data[-TAIL_BYTES:])[-TAIL_BYTES:]
             t0 = time.monotonic()
             try:
                 proc.stdin.write(data)
@@ -279,6 +250,10 @@ def psql_into(server: Server, dbname: str, stream: BackupStream) -> dict[str, An
                 break
             finally:
                 ph.apply += time.monotonic() - t0
+        # here the sha256 and size have been checked (the stream ended without raising)
+        if not broken and PG_DUMP_END not in tail:
+            raise IntegrityError(f"{stream.manifest.name}: the SQL dump does not end with pg_dump's completion marker "
+                                 "(it is truncated)", "nothing was swapped in; restore an older backup with --backup KEY")
         t0 = time.monotonic()
         try:
             proc.stdin.close()
@@ -287,7 +262,7 @@ def psql_into(server: Server, dbname: str, stream: BackupStream) -> dict[str, An
         rc = proc.wait()
         ph.apply += time.monotonic() - t0
     except BaseException:
-        proc.kill()
+        proc.kill()  # before stdin closes: psql never sends its COMMIT
         proc.wait()
         raise
     finally:
@@ -332,7 +307,7 @@ class DbRestore:
         return Catalog(self.s3, self.outputs.backup_bucket_name)
 
     def entry(self, ctx: StepContext) -> Entry:
-        return self.catalog.get(ctx.results.get("verify-backup", {}).get("key") or self.backup_key)
+        return self.catalog.get(ctx.results.get("check-backup", {}).get("key") or self.backup_key)
 
     # -- checks (read-only)
     def swapped(self, ctx: StepContext) -> bool:
@@ -343,7 +318,7 @@ class DbRestore:
         return oid is not None and self.server.oid(name) == int(oid)
 
     def scratch_ready(self, ctx: StepContext) -> dict[str, Any] | bool:
-        key = ctx.results.get("verify-backup", {}).get("key")
+        key = ctx.results.get("check-backup", {}).get("key")
         if not key:
             return False
         if self.swapped(ctx):
@@ -401,10 +376,11 @@ class DbRestore:
         return {"server": self.server.admin.target.rsplit("/", 1)[0], "server_version": version,
                 "target_exists": exists, "target_tables": tables, "rto_budget": self.budget}
 
-    def verify_backup(self, ctx: StepContext) -> dict[str, Any]:
+    def check_backup(self, ctx: StepContext) -> dict[str, Any]:
         e = self.catalog.get(self.backup_key)
-        detail = verify_backup(self.s3, e)
+        detail = check_backup(self.s3, e, "sql", "a database backup")
         detail.update(rows=e.manifest.db_rows, max_height=e.manifest.db_max_height)
+        detail.update(server_free_space(self.server.connect, self.target, e.manifest.raw_bytes))
         return detail
 
     def stop_services(self, ctx: StepContext) -> dict[str, Any]:
@@ -490,12 +466,14 @@ class DbRestore:
         t = self.target
         steps = [
             Step("preflight", self.preflight, touches="nothing (reads the server and the target)", rerun=True),
-            Step("verify-backup", self.verify_backup,
-                 touches=f"nothing (streams backup {self.backup_key} from s3://{self.outputs.backup_bucket_name}, checks sha256)"),
+            Step("check-backup", self.check_backup,
+                 touches=f"nothing (HEAD of backup {self.backup_key} in s3://{self.outputs.backup_bucket_name}: "
+                         "version, size, format; free space for the scratch database)"),
             Step("stop-services", self.stop_services, touches=self.services.describe_stop(), check=self.stopped_or_swapped),
             Step("restore-roles", self.restore_roles,
                  touches="creates the backup's roles the server lacks, without passwords (existing roles are not changed)"),
-            Step("restore-scratch", self.restore_scratch, touches=f"creates database {t}_restore_<run> and loads the backup",
+            Step("restore-scratch", self.restore_scratch,
+                 touches=f"creates database {t}_restore_<run> and streams the backup into it once (sha256, structure)",
                  check=self.scratch_ready),
             Step("verify-scratch", self.verify_scratch, touches="nothing (counts blockchain rows in the scratch database)"),
             Step("database-settings", self.database_settings,
