@@ -260,9 +260,9 @@ class SizeBench:
 
         C += [
             Competitor("restore-db", "plan", "plan: aws s3 cp; createdb; gunzip -c f | psql", "plan", plan_restore_db, True),
-            Competitor("restore-db", "gzip", "recovery restore db (gzip, default; verify + scratch + swap)", "recovery",
+            Competitor("restore-db", "gzip", "recovery restore db (gzip, default; one pass: scratch + checks + swap)", "recovery",
                        recovery_restore_db("gzip"), limit_ref="limit-gz"),
-            Competitor("restore-db", "zstd", "recovery restore db (zstd, fastest; verify + scratch + swap)", "recovery",
+            Competitor("restore-db", "zstd", "recovery restore db (zstd, fastest; one pass: scratch + checks + swap)", "recovery",
                        recovery_restore_db("zstd"), limit_ref="limit-zst"),
             Competitor("restore-db", "parallel", "recovery restore db --jobs 2 (parallel format)", "recovery",
                        recovery_restore_db("parallel", "--jobs", "2"), limit_ref="limit-pgr", needs="parallel"),
@@ -348,7 +348,7 @@ class SizeBench:
 
         C += [
             Competitor("restore-chain", "plan", "plan: aws s3 cp; tar -xzf f", "plan", plan_restore_chain, True),
-            Competitor("restore-chain", "recovery", "recovery restore chain (verify + staging + check + swap)", "recovery",
+            Competitor("restore-chain", "recovery", "recovery restore chain (one pass: staging + checks + swap)", "recovery",
                        recovery_restore_chain),
             Competitor("restore-chain", "limit", "limit: tar -xf f.tar (local, uncompressed)", "limit", limit_restore_chain),
         ]
