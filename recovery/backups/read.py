@@ -134,6 +134,10 @@ class BackupStream:
 def verify_backup(s3: Any, e: Entry) -> dict[str, Any]:
     """Stream the backup once (no disk): sha256, size, decompression and structure vs the manifest."""
     m = e.manifest
+    if m.format == "parallel":  # its parts are checked while they load (runbooks/parallel_load.py)
+        from recovery.backups.parallel_format import check_parts_present
+
+        return check_parts_present(s3, m)
     t0 = time.monotonic()
     r = check_backup_entry(s3, e)
     if r.sha256 != m.sha256 or r.stored_bytes != m.stored_bytes:

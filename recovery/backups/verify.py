@@ -103,7 +103,7 @@ def scan_backup(s3: Any, m: Manifest, *, sink: Callable[[bytes], None] | None = 
     h = hashlib.sha256()
     counts = {"stored": 0, "raw": 0}
     feed, close = decompressor(m.format)
-    state: dict[str, Any] = {"error": None, "tail": b""}
+    state: dict[str, Any] = {"error": None, "tail": b"", "lines": 0}
 
     def raw_chunks() -> Iterator[bytes]:
         for chunk in chunks:
@@ -121,6 +121,7 @@ def scan_backup(s3: Any, m: Manifest, *, sink: Callable[[bytes], None] | None = 
             counts["raw"] += len(out)
             if out:
                 state["tail"] = (state["tail"] + out)[-256:]
+                state["lines"] += out.count(b"\n")
                 yield out
         if not state["error"]:
             try:
@@ -154,6 +155,12 @@ def scan_backup(s3: Any, m: Manifest, *, sink: Callable[[bytes], None] | None = 
             structure = f"tar is unreadable ({exc})"
         for _ in gen:  # drain: hash everything, detect truncation after the tar end marker
             pass
+    elif m.content == "copy":  # a COPY part of a parallel backup (parallel_format.py): a line per row
+        for _ in gen:
+            pass
+        lines, tail = state["lines"], state["tail"]
+        structure_ok = lines == m.db_rows and (not tail or tail.endswith(b"\n"))
+        structure = f"COPY stream of {lines} complete row(s)" + ("" if structure_ok else f", manifest says {m.db_rows}")
     else:
         for _ in gen:
             pass
@@ -162,6 +169,13 @@ def scan_backup(s3: Any, m: Manifest, *, sink: Callable[[bytes], None] | None = 
             "the SQL dump does not end with pg_dump's completion marker"
     return StreamResult(h.hexdigest(), counts["stored"], counts["raw"], state["error"], structure,
                         structure_ok and not state["error"], dict(resp))
+
+
+def _scan_parallel(s3: Any, m: Manifest) -> StreamResult:
+    """A parallel backup's parts, each scanned as a backup of its own (parallel_format.py), as one result."""
+    from recovery.backups.parallel_format import scan_backup_parts, summarize
+
+    return StreamResult(**summarize(m, scan_backup_parts(s3, m)))
 
 
 def _check_chain_db(tar: tarfile.TarFile, member: tarfile.TarInfo, tmp: Path) -> str:
@@ -189,7 +203,7 @@ def _check_backup(s3: Any, outputs: StackOutputs, kind: str, e: Entry, max_age: 
     m = e.manifest
     checks: list[Check] = []
     try:
-        r = scan_backup(s3, m)
+        r = scan_backup(s3, m) if m.format != "parallel" else _scan_parallel(s3, m)
     except RecoveryError as exc:
         return [Check(kind, "object", False, f"{m.name}: {exc.problem}")]
     if r.sha256 == m.sha256 and r.stored_bytes == m.stored_bytes:
@@ -197,7 +211,7 @@ def _check_backup(s3: Any, outputs: StackOutputs, kind: str, e: Entry, max_age: 
     else:
         checks.append(Check(kind, "sha256", False, f"{m.name}: sha256 {r.sha256[:12]} ({r.stored_bytes} bytes) "
                                                    f"!= manifest {m.sha256[:12]} ({m.stored_bytes} bytes)"))
-    tool = "gunzip -t" if m.format == "gzip" else "zstd -t"
+    tool = "gunzip -t" if m.format == "gzip" else "zstd -t" + (f", {len(m.parts or [])} parts" if m.parts else "")
     if r.error:
         checks.append(Check(kind, "decompress", False, f"{m.name}: {r.error}"))
     else:
@@ -239,9 +253,12 @@ def _check_replication(s3: Any, outputs: StackOutputs, kind: str, m: Manifest, r
         return [Check(kind, "replication", False, f"{m.name}: replication {status} to {', '.join(dests)}")]
     # No ReplicationStatus reported (the emulator never sets one): look in the destination.
     missing = []
+    from recovery.backups.parallel_format import object_keys
+
     for d in dests:
         try:
-            s3.head_object(Bucket=d, Key=m.key)
+            for key in object_keys(m):  # every part of a parallel backup
+                s3.head_object(Bucket=d, Key=key)
         except ClientError:
             missing.append(d)
     if not dests:
