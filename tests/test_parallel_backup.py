@@ -30,7 +30,13 @@ def prich(moto_server: Any, pg: PostgresCluster, tmp_path: Path, monkeypatch: py
         c.execute("CREATE TABLE s2.notes (id int PRIMARY KEY, thing int NOT NULL REFERENCES s2.things (id), "
                   "at_height bigint REFERENCES public.blockchain (height));"
                   "INSERT INTO s2.notes SELECT i, i, i * 10 FROM generate_series(1, 300) i;"
-                  "CREATE INDEX notes_thing ON s2.notes (thing)")
+                  "CREATE INDEX notes_thing ON s2.notes (thing);"
+                  # a partitioned table's key: built on the parent ONLY, then each partition's attached
+                  "CREATE TABLE s2.logs (id int, at date, msg text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);"
+                  "CREATE TABLE s2.logs_a PARTITION OF s2.logs FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');"
+                  "CREATE TABLE s2.logs_b PARTITION OF s2.logs FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');"
+                  "CREATE INDEX logs_msg ON s2.logs (msg);"
+                  "INSERT INTO s2.logs SELECT i, date '2025-03-01' + i, 'm' || i FROM generate_series(1, 400) i")
     yield s
     drop_test_databases(pg, s.db)
     drop_roles(pg)

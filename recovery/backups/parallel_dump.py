@@ -75,7 +75,7 @@ def plan_parts(conn: psycopg.Connection[Any], stats: SnapshotStats) -> tuple[lis
         cols = f" ({columns})" if columns else ""
         base = {"section": "data", "table": table, "columns": columns or "", "copy": f"COPY {table}{cols} FROM STDIN",
                 "encoding": encoding}
-        ranges = [("", None)]
+        ranges: list[tuple[str, dict[str, Any] | None]] = [("", None)]
         if is_chain and stats.max_height is not None and size and size >= SPLIT_FROM_BYTES:
             low = int(conn.execute("SELECT min(height) FROM public.blockchain").fetchone()[0])  # type: ignore[index]
             n = max(MIN_BLOCKCHAIN_PARTS, min(MAX_BLOCKCHAIN_PARTS, math.ceil(size / PART_TARGET_BYTES)))
@@ -152,11 +152,89 @@ def _copy_cmd(cp: ConnParams, snapshot: str, select: str, encoding: str) -> list
             "-c", select, "-c", "COMMIT"]
 
 
+def part_specs(cp: ConnParams, stats: SnapshotStats, copies: list[dict[str, Any]], patterns: list[str]) -> list[dict[str, Any]]:
+    """What each part is and the command that writes it, in the order the manifest lists them."""
+    dump = pg_dump_cmd(cp, stats.snapshot)
+    other = [a for p in patterns for a in ("--exclude-table-data", p)]
+    specs: list[dict[str, Any]] = [{"name": "pre-data.sql.zst", "section": "pre-data", "cmd": dump + ["--section=pre-data"]}]
+    specs += [{**{k: v for k, v in c.items() if k != "select"}, "name": f"data-{i:04d}.copy.zst",
+               "cmd": _copy_cmd(cp, stats.snapshot, c["select"], c["encoding"])} for i, c in enumerate(copies, 1)]
+    specs += [{"name": "data-other.sql.zst", "section": "data", "cmd": dump + ["--section=data", *other]},
+              {"name": "post-data.sql.zst", "section": "post-data", "cmd": dump + ["--section=post-data"]}]
+    return specs
+
+
+def stream_parts(opts: Any, outputs: StackOutputs, cp: ConnParams, key: str, specs: list[dict[str, Any]],
+                 jobs: int) -> list[dict[str, Any]]:
+    """Each spec's source -> zstd -> s3://bucket/<key>/<name>, `jobs` at once; the parts' manifest
+    entries. The first failure kills the other producers and aborts every upload under <key>/."""
+    s3, bucket, kms = opts.s3, outputs.backup_bucket_name, outputs.backup_kms_key_arn
+    stop = threading.Event()
+    procs: list[subprocess.Popen[bytes]] = []
+    workers = max(1, opts.workers // jobs) if opts.workers else 1
+
+    def one(spec: dict[str, Any]) -> dict[str, Any]:
+        if stop.is_set():
+            raise BackupFailedError("stopped", None)
+        part_key = f"{key}/{spec['name']}"
+        proc, finish = _start(spec["cmd"], cp, f"dumping {spec['name']} ({spec.get('table') or spec['section']})")
+        procs.append(proc)
+        assert proc.stdout is not None
+        counter = _LineCounter(proc.stdout)
+        reader = CompressedReader(counter, "zstd", opts.level, workers, finish=finish, on_raw=opts.on_bytes)  # type: ignore[arg-type]
+        try:
+            head = upload_stream(s3, bucket, part_key, reader, kms_key_id=kms, content_type="application/zstd",
+                                 metadata={"recovery-kind": "db", "recovery-version": __version__})
+        except BaseException:
+            reader.abort()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            raise
+        if int(head.get("ContentLength", -1)) != reader.stats.stored_bytes:
+            raise BackupFailedError(f"S3 holds {head.get('ContentLength')} bytes for {part_key} but "
+                                    f"{reader.stats.stored_bytes} were sent", "retry the backup")
+        out = {k: v for k, v in spec.items() if k != "cmd"}
+        out.update(key=part_key, version_id=head.get("VersionId"), sha256=reader.stats.sha256,
+                   stored_bytes=reader.stats.stored_bytes, raw_bytes=reader.stats.raw_bytes)
+        if spec.get("table"):
+            out["rows"] = counter.rows
+        return out
+
+    def kill_all() -> None:
+        stop.set()
+        for p in list(procs):
+            if p.poll() is None:
+                p.kill()
+
+    failed: Future[dict[str, Any]] | None = None
+    try:
+        with ThreadPoolExecutor(jobs, thread_name_prefix="dump-part") as pool:
+            futures = [pool.submit(one, s) for s in specs]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in done if f.exception() is not None), None)
+            if failed is not None:
+                for f in futures:
+                    f.cancel()
+                kill_all()  # the parts still streaming end now: their uploads abort
+    except BaseException:  # Ctrl-C, SIGTERM
+        kill_all()
+        abort_uploads(s3, bucket, key + "/")
+        raise
+    if failed is not None:
+        abort_uploads(s3, bucket, key + "/")
+        exc = failed.exception()
+        if isinstance(exc, RecoveryError):
+            raise exc
+        raise BackupFailedError(f"the parallel backup failed ({type(exc).__name__}: {exc}); its uploads were "
+                                "aborted and nothing was catalogued", "retry; if it persists check S3 health") from exc
+    return [f.result() for f in futures]
+
+
 def backup_parallel(outputs: StackOutputs, opts: Any, cp: ConnParams, conn: psycopg.Connection[Any],
                     stats: SnapshotStats, *, source_desc: str, db_globals: dict[str, Any]) -> Manifest:
     """The backup, under the db backup lock; `conn` holds the exported snapshot open throughout."""
     s3, bucket, kms = opts.s3, outputs.backup_bucket_name, outputs.backup_kms_key_arn
-    jobs = opts.jobs or DEFAULT_JOBS
     cat = Catalog(s3, bucket)
     copies, patterns = plan_parts(conn, stats)
     lock = S3Lock(s3, bucket, "locks/backup-db.lock", ttl_seconds=opts.lock_ttl,
@@ -166,76 +244,7 @@ def backup_parallel(outputs: StackOutputs, opts: Any, cp: ConnParams, conn: psyc
             opts.extra["aborted_uploads"] = swept
         key = cat.new_key("db", FORMAT)
         started, t0 = utc_now(), time.monotonic()
-        dump = pg_dump_cmd(cp, stats.snapshot)
-        other = [a for p in patterns for a in ("--exclude-table-data", p)]
-        specs: list[dict[str, Any]] = [{"name": "pre-data.sql.zst", "section": "pre-data", "cmd": dump + ["--section=pre-data"]}]
-        specs += [{**c, "name": f"data-{i:04d}.copy.zst", "cmd": _copy_cmd(cp, stats.snapshot, c.pop("select"), c["encoding"])}
-                  for i, c in enumerate(copies, 1)]
-        specs += [{"name": "data-other.sql.zst", "section": "data", "cmd": dump + ["--section=data", *other]},
-                  {"name": "post-data.sql.zst", "section": "post-data", "cmd": dump + ["--section=post-data"]}]
-        stop = threading.Event()
-        procs: list[subprocess.Popen[bytes]] = []
-        workers = max(1, (opts.workers or 2) // jobs) if opts.workers else 1
-
-        def one(spec: dict[str, Any]) -> dict[str, Any]:
-            if stop.is_set():
-                raise BackupFailedError("stopped", None)
-            part_key = f"{key}/{spec['name']}"
-            proc, finish = _start(spec["cmd"], cp, f"dumping {spec['name']} ({spec.get('table') or spec['section']})")
-            procs.append(proc)
-            assert proc.stdout is not None
-            counter = _LineCounter(proc.stdout)
-            reader = CompressedReader(counter, "zstd", opts.level, workers, finish=finish, on_raw=opts.on_bytes)  # type: ignore[arg-type]
-            try:
-                head = upload_stream(s3, bucket, part_key, reader, kms_key_id=kms, content_type="application/zstd",
-                                     metadata={"recovery-kind": "db", "recovery-version": __version__})
-            except BaseException:
-                reader.abort()
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
-                raise
-            if int(head.get("ContentLength", -1)) != reader.stats.stored_bytes:
-                raise BackupFailedError(f"S3 holds {head.get('ContentLength')} bytes for {part_key} but "
-                                        f"{reader.stats.stored_bytes} were sent", "retry the backup")
-            out = {k: v for k, v in spec.items() if k != "cmd"}
-            out.update(key=part_key, version_id=head.get("VersionId"), sha256=reader.stats.sha256,
-                       stored_bytes=reader.stats.stored_bytes, raw_bytes=reader.stats.raw_bytes)
-            if spec.get("table"):
-                out["rows"] = counter.rows
-            return out
-
-        def kill_all() -> None:
-            stop.set()
-            for p in list(procs):
-                if p.poll() is None:
-                    p.kill()
-
-        failed: Future[dict[str, Any]] | None = None
-        try:
-            with ThreadPoolExecutor(jobs, thread_name_prefix="dump-part") as pool:
-                futures: dict[Future[dict[str, Any]], str] = {pool.submit(one, s): s["name"] for s in specs}
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                failed = next((f for f in done if f.exception() is not None), None)
-                if failed is not None:
-                    for f in futures:
-                        f.cancel()
-                    kill_all()  # the parts still streaming end now: their uploads abort
-        except BaseException:  # Ctrl-C, SIGTERM
-            kill_all()
-            abort_uploads(s3, bucket, key + "/")
-            raise
-        if failed is not None:
-            abort_uploads(s3, bucket, key + "/")
-            exc = failed.exception()
-            if isinstance(exc, RecoveryError):
-                raise exc
-            raise BackupFailedError(f"the parallel backup failed ({type(exc).__name__}: {exc}); its uploads were "
-                                    "aborted and nothing was catalogued", "retry; if it persists check S3 health") from exc
-        results: dict[str, dict[str, Any]] = {}
-        for f, name in futures.items():
-            results[name] = f.result()
-        parts = [results[s["name"]] for s in specs]
+        parts = stream_parts(opts, outputs, cp, key, part_specs(cp, stats, copies, patterns), opts.jobs or DEFAULT_JOBS)
         lock.check()
         chain_rows = sum(p.get("rows", 0) for p in parts if p.get("table") == "public.blockchain")
         if stats.rows is not None and chain_rows != stats.rows:

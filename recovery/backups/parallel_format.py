@@ -30,12 +30,11 @@ import hashlib
 import json
 import time
 from dataclasses import replace
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from recovery.aws import aws_error
-from recovery.backups.read import BackupStream
 from recovery.catalog import Manifest
 from recovery.errors import InputError, IntegrityError
 
@@ -89,35 +88,6 @@ def part_manifest(m: Manifest, part: dict[str, Any]) -> Manifest:
                    stored_bytes=part["stored_bytes"], raw_bytes=part["raw_bytes"], parts=None)
 
 
-def part_stream(s3: Any, m: Manifest, part: dict[str, Any],
-                counted: Callable[[str, float, float], None] | None = None) -> tuple[Any, Iterator[bytes]]:
-    """(stream, decompressed chunks) of one part, pinned to its version. The chunks raise IntegrityError
-    at the end when the sha256, the stored size or the raw size differ from the manifest's."""
-    stream = PartStream(s3, part_manifest(m, part), counted=counted)
-    stream.backup_name, stream.part = m.name, part
-    return stream, stream.chunks()
-
-
-class PartStream(BackupStream):
-    """One part's decompressed bytes, checked at the end against the part's manifest entry."""
-
-    backup_name: str = ""
-    part: dict[str, Any] = {}
-
-    def chunks(self) -> Iterator[bytes]:
-        part, name = self.part, self.backup_name
-        try:
-            yield from super().chunks()
-        except IntegrityError as exc:
-            raise IntegrityError(f"bad checksum or corrupt data in part {part['name']} of {name}: {exc.problem}",
-                                 "the live database was not touched; restore another backup with --backup KEY") from None
-        except ClientError as exc:
-            raise aws_error(exc, f"reading {part['key']}", bucket=self.manifest.bucket) from None
-        if self.phases.raw_bytes != part["raw_bytes"]:
-            raise IntegrityError(f"part {part['name']} of {name} decompresses to {self.phases.raw_bytes} bytes, "
-                                 f"the manifest says {part['raw_bytes']}", "restore another backup with --backup KEY")
-
-
 def check_parts_present(s3: Any, m: Manifest) -> dict[str, Any]:
     """The cheap pre-check: every part is there, at its version, with its size. No data is read."""
     t0 = time.monotonic()
@@ -136,19 +106,12 @@ def check_parts_present(s3: Any, m: Manifest) -> dict[str, Any]:
             "note": "parts present at their versions and sizes; sha256 and rows are checked while loading"}
 
 
-def scan_backup_parts(s3: Any, m: Manifest, sink_for: Callable[[dict[str, Any]], Callable[[bytes], None] | None]
-                      | None = None) -> list[tuple[dict[str, Any], Any]]:
-    """Every part read whole by verify's own scan (sha256, zstd, structure: pg_dump's completion
-    marker, or a COPY part's row count as its line count): [(part, verify.StreamResult)].
-    `sink_for(part)` may give a sink for that part's stored bytes (offsite writes its file from them)."""
-    from recovery.backups.verify import scan_backup
-
-    out = []
-    for p in parts_of(m):
-        pm = part_manifest(m, p)
-        pm.content, pm.db_rows = ("copy", p.get("rows")) if p.get("table") else ("sql", None)
-        out.append((p, scan_backup(s3, pm, sink=sink_for(p) if sink_for else None)))
-    return out
+def scan_manifest(m: Manifest, part: dict[str, Any]) -> Manifest:
+    """A part as verify.scan_backup reads it: a zstd object whose structure is pg_dump's completion
+    marker (content "sql") or, for a COPY part, as many lines as the part's rows (content "copy")."""
+    pm = part_manifest(m, part)
+    pm.content, pm.db_rows = ("copy", part.get("rows")) if part.get("table") else ("sql", None)
+    return pm
 
 
 def summarize(m: Manifest, scanned: list[tuple[dict[str, Any], Any]]) -> dict[str, Any]:

@@ -15,7 +15,8 @@ import shutil
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from recovery.backups.parallel_format import parts_of, scan_backup_parts, summarize
+from recovery.backups.parallel_format import parts_of
+from recovery.backups.verify import scan_backup
 from recovery.catalog import Entry
 from recovery.errors import IntegrityError
 
@@ -52,17 +53,16 @@ def copy_parallel(s3: Any, e: Entry, dest: Path, write_manifest: Callable[[Path]
 
     try:
         try:
-            scanned = scan_backup_parts(s3, m, sink_for)
+            r = scan_backup(s3, m, part_sink=sink_for)
         finally:
             for f in files.values():
                 f.flush()
                 os.fsync(f.fileno())
                 f.close()
-        r = summarize(m, scanned)
-        if r["sha256"] != m.sha256:
-            raise IntegrityError(f"{m.name}: {r['structure']}", "the stored parts changed since backup; run `recovery verify`")
-        if not r["structure_ok"]:
-            raise IntegrityError(f"{m.name}: {r['error'] or r['structure']}", "run `recovery verify`")
+        if r.sha256 != m.sha256:
+            raise IntegrityError(f"{m.name}: {r.structure}", "the stored parts changed since backup; run `recovery verify`")
+        if not r.structure_ok:
+            raise IntegrityError(f"{m.name}: {r.error or r.structure}", "run `recovery verify`")
         ts = m.time.timestamp()
         for p in parts_of(m):
             os.utime(tmp / p["name"], (ts, ts))
@@ -76,7 +76,7 @@ def copy_parallel(s3: Any, e: Entry, dest: Path, write_manifest: Callable[[Path]
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return r["stored_bytes"], f"{len(scanned)} parts, sha256 {m.sha256[:12]} ok"
+    return r.stored_bytes, f"{len(files)} parts, sha256 {m.sha256[:12]} ok"
 
 
 def prune_dir(p: Path) -> None:

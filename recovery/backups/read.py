@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from recovery.catalog import KINDS, Catalog, Entry, Manifest
+from recovery.backups.parallel_format import check_parts_present
 from recovery.backups.verify import check_backup_entry
 from recovery.errors import InputError, IntegrityError
 from recovery.units import human_bytes
@@ -135,8 +136,6 @@ def verify_backup(s3: Any, e: Entry) -> dict[str, Any]:
     """Stream the backup once (no disk): sha256, size, decompression and structure vs the manifest."""
     m = e.manifest
     if m.format == "parallel":  # its parts are checked while they load (runbooks/parallel_load.py)
-        from recovery.backups.parallel_format import check_parts_present
-
         return check_parts_present(s3, m)
     t0 = time.monotonic()
     r = check_backup_entry(s3, e)

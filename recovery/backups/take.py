@@ -60,7 +60,7 @@ class BackupOptions:
     def __post_init__(self) -> None:
         # before the lock and the snapshot
         if self.fmt == "parallel":  # its parts are zstd frames: zstd's levels and workers
-            from recovery.backups.parallel_format import DEFAULT_JOBS, check_jobs  # it imports read -> verify -> take
+            from recovery.backups.parallel_format import DEFAULT_JOBS, check_jobs
 
             check_options("zstd", self.level, self.workers)
             check_jobs(self.jobs if self.jobs is not None else DEFAULT_JOBS)

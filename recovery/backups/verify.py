@@ -28,6 +28,7 @@ from recovery.backups.take import check_bucket
 from recovery.aws import aws_error, client, error_code
 from recovery.catalog import KINDS, Catalog, Entry, Manifest, iso, utc_now
 from recovery.backups.age import age_limit_seconds, within_limit
+from recovery.backups.parallel_format import object_keys, parts_of, scan_manifest, summarize
 from recovery.errors import IntegrityError, RecoveryError
 from recovery.stack import StackOutputs
 from recovery.stream import FeedReader, decompressor
@@ -94,11 +95,16 @@ class StreamResult:
     response: dict[str, Any]
 
 
-def scan_backup(s3: Any, m: Manifest, *, sink: Callable[[bytes], None] | None = None) -> StreamResult:
+def scan_backup(s3: Any, m: Manifest, *, sink: Callable[[bytes], None] | None = None,
+                part_sink: Callable[[dict[str, Any]], Callable[[bytes], None] | None] | None = None) -> StreamResult:
     """Stream the object once: hash the stored bytes, decompress, check structure.
 
-    `sink` receives every stored chunk (offsite sync writes the file from the same stream).
+    `sink` receives every stored chunk (offsite sync writes the file from the same stream); for a
+    parallel backup, each part is scanned so, `part_sink(part)` giving that part's sink.
     """
+    if m.format == "parallel":  # recovery/backups/parallel_format.py
+        return StreamResult(**summarize(m, [(p, scan_backup(s3, scan_manifest(m, p), sink=part_sink(p) if part_sink else None))
+                                            for p in parts_of(m)]))
     resp, chunks = iter_object(s3, m.bucket, m.key)
     h = hashlib.sha256()
     counts = {"stored": 0, "raw": 0}
@@ -171,13 +177,6 @@ def scan_backup(s3: Any, m: Manifest, *, sink: Callable[[bytes], None] | None = 
                         structure_ok and not state["error"], dict(resp))
 
 
-def _scan_parallel(s3: Any, m: Manifest) -> StreamResult:
-    """A parallel backup's parts, each scanned as a backup of its own (parallel_format.py), as one result."""
-    from recovery.backups.parallel_format import scan_backup_parts, summarize
-
-    return StreamResult(**summarize(m, scan_backup_parts(s3, m)))
-
-
 def _check_chain_db(tar: tarfile.TarFile, member: tarfile.TarInfo, tmp: Path) -> str:
     """Copy the archive's chain.db out of the stream and run the restore's own integrity check on it."""
     f = tar.extractfile(member)
@@ -203,7 +202,7 @@ def _check_backup(s3: Any, outputs: StackOutputs, kind: str, e: Entry, max_age: 
     m = e.manifest
     checks: list[Check] = []
     try:
-        r = scan_backup(s3, m) if m.format != "parallel" else _scan_parallel(s3, m)
+        r = scan_backup(s3, m)
     except RecoveryError as exc:
         return [Check(kind, "object", False, f"{m.name}: {exc.problem}")]
     if r.sha256 == m.sha256 and r.stored_bytes == m.stored_bytes:
@@ -253,8 +252,6 @@ def _check_replication(s3: Any, outputs: StackOutputs, kind: str, m: Manifest, r
         return [Check(kind, "replication", False, f"{m.name}: replication {status} to {', '.join(dests)}")]
     # No ReplicationStatus reported (the emulator never sets one): look in the destination.
     missing = []
-    from recovery.backups.parallel_format import object_keys
-
     for d in dests:
         try:
             for key in object_keys(m):  # every part of a parallel backup

@@ -6,7 +6,7 @@ for `--format parallel` backups; the format: recovery/backups/parallel_format.py
 2. data: ``jobs`` connections, each loading one part at a time with psycopg's
    ``COPY ... FROM STDIN`` in its own transaction, biggest first; the data-other part (sequence
    values, large objects) goes through psql as one of them. Download, sha256 and zstd run a few
-   chunks ahead on a thread per part (restore_db._prefetch; zstandard and libpq release the GIL).
+   chunks ahead on a thread per part (restore_db._prefetch, handed in; zstandard and libpq release the GIL).
 3. post-data, split into pg_dump's entries and run on ``jobs`` connections in coarse phases, as
    ``pg_restore -j`` orders them: indexes and primary key / unique / check constraints at once;
    then index attachments (partitioned indexes); then foreign keys at once (they need the keys
@@ -27,17 +27,32 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Generator, Iterable, Iterator, Protocol, TypeVar
+
+from botocore.exceptions import ClientError
 
 import psycopg
+from psycopg._encodings import pg2pyenc  # psycopg's own map of PostgreSQL encodings to Python codecs
 
 from recovery import redact
-from recovery.backups.parallel_format import parts_of, part_stream
+from recovery.aws import aws_error
+from recovery.backups.parallel_format import part_manifest, parts_of
+from recovery.backups.read import BackupStream
 from recovery.catalog import Manifest
 from recovery.errors import DatabaseError, IntegrityError, RecoveryError
-from recovery.runbooks.restore_db import Server, _prefetch, psql_into
 
 T = TypeVar("T")
+
+
+class Server(Protocol):
+    """restore_db.Server, as far as the loader uses it (restore_db imports this module, so the loader
+    is handed restore_db's Server, psql_into and _prefetch instead of importing them)."""
+
+    def connect(self, dbname: str | None = None, **kw: Any) -> psycopg.Connection[Any]: ...
+
+
+Psql = Callable[[Any, str, BackupStream], dict[str, Any]]
+Prefetch = Callable[[Iterator[bytes]], Generator[bytes, None, None]]
 
 # As pg_dump's own preamble has it, plus synchronous_commit: the scratch database is dropped, not
 # recovered, if the server stops before the swap.
@@ -114,7 +129,7 @@ def post_data_phases(entries: list[Entry], partitioned: set[str]) -> list[tuple[
 
 
 def run_parallel(server: Server, dbname: str, items: Iterable[T], jobs: int,
-                 work: Callable[[psycopg.Connection[Any], T, threading.Event], None]) -> None:
+                 work: Callable[[psycopg.Connection[Any], T, threading.Event], None], session: str = SESSION) -> None:
     """`work(conn, item, stop)` for every item on `jobs` connections of their own. The first error
     stops the others (each checks `stop` between chunks) and is raised here."""
     q: queue.Queue[T] = queue.Queue()
@@ -126,7 +141,7 @@ def run_parallel(server: Server, dbname: str, items: Iterable[T], jobs: int,
     def worker() -> None:
         try:
             with server.connect(dbname) as conn:
-                conn.execute(SESSION)
+                conn.execute(session)
                 while not stop.is_set():
                     try:
                         item = q.get_nowait()
@@ -158,6 +173,35 @@ def run_parallel(server: Server, dbname: str, items: Iterable[T], jobs: int,
 def _sqlerr(server: Server, dbname: str, doing: str, exc: psycopg.Error) -> DatabaseError:
     first = redact.scrub((str(exc).strip().splitlines() or [type(exc).__name__])[0])
     return DatabaseError(f"{doing} failed on {dbname}: {first}", "the live database was not touched; check the error and rerun")
+
+
+def part_stream(s3: Any, m: Manifest, part: dict[str, Any],
+                counted: Callable[[str, float, float], None] | None = None) -> tuple[PartStream, Iterator[bytes]]:
+    """(stream, decompressed chunks) of one part, pinned to its version. The chunks raise IntegrityError
+    at the end when the sha256, the stored size or the raw size differ from the manifest's."""
+    stream = PartStream(s3, part_manifest(m, part), counted=counted)
+    stream.backup_name, stream.part = m.name, part
+    return stream, stream.chunks()
+
+
+class PartStream(BackupStream):
+    """One part's decompressed bytes, checked at the end against the part's manifest entry."""
+
+    backup_name: str = ""
+    part: dict[str, Any] = {}
+
+    def chunks(self) -> Iterator[bytes]:
+        part, name = self.part, self.backup_name
+        try:
+            yield from super().chunks()
+        except IntegrityError as exc:
+            raise IntegrityError(f"bad checksum or corrupt data in part {part['name']} of {name}: {exc.problem}",
+                                 "the live database was not touched; restore another backup with --backup KEY") from None
+        except ClientError as exc:
+            raise aws_error(exc, f"reading {part['key']}", bucket=self.manifest.bucket) from None
+        if self.phases.raw_bytes != part["raw_bytes"]:
+            raise IntegrityError(f"part {part['name']} of {name} decompresses to {self.phases.raw_bytes} bytes, "
+                                 f"the manifest says {part['raw_bytes']}", "restore another backup with --backup KEY")
 
 
 class _Stopped(Exception):
@@ -194,11 +238,14 @@ class _Totals:
 
 
 def load_parallel(server: Server, dbname: str, s3: Any, m: Manifest, jobs: int,
-                  progress: Callable[[str, float | None, float | None], None] | None = None) -> dict[str, Any]:
+                  progress: Callable[[str, float | None, float | None], None] | None = None, *,
+                  psql_into: Psql, prefetch: Prefetch) -> dict[str, Any]:
     parts = parts_of(m)
     totals = _Totals()
     timings: dict[str, float] = {}
-    say = progress or (lambda text, done=None, total=None: None)
+    def say(text: str, done: float | None = None, total: float | None = None) -> None:
+        if progress is not None:
+            progress(text, done, total)
 
     def sql_part(p: dict[str, Any]) -> None:
         stream, _ = part_stream(s3, m, p)
@@ -221,7 +268,7 @@ def load_parallel(server: Server, dbname: str, s3: Any, m: Manifest, jobs: int,
             conn.execute(f"SET client_encoding = '{p['encoding']}'")  # the dump's: COPY bytes are not converted
         with conn.transaction(), conn.cursor() as cur:
             with cur.copy(p["copy"]) as cp:
-                fed = _prefetch(chunks)
+                fed = prefetch(chunks)
                 try:
                     for data in fed:
                         if stop.is_set():
@@ -252,13 +299,19 @@ def load_parallel(server: Server, dbname: str, s3: Any, m: Manifest, jobs: int,
         partitioned = {r[0] for r in c.execute(
             "SELECT format('\"%s\".\"%s\"', replace(n.nspname, '\"', '\"\"'), replace(c.relname, '\"', '\"\"')) "
             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'p'").fetchall()}
-    entries = split_entries(text.decode())
+    # pg_dump wrote the text in the database's encoding and says which: the connections speak it too,
+    # set before any entry is sent (psycopg encodes each query with the connection's encoding)
+    enc = (re.search(rb"^SET client_encoding = '([A-Za-z0-9_]+)';$", text, re.M) or [b"", b"UTF8"])[1]
+    entries = split_entries(text.decode(pg2pyenc(enc)))
+    for e in entries:
+        e.settings.pop("client_encoding", None)
+    session = f"{SESSION}; SET client_encoding = '{enc.decode()}'"
     for name, parallel, sqls in post_data_phases(entries, partitioned):
         if not sqls:
             continue
         say(f"{m.name}: post-data, {name} ({len(sqls)}) on {jobs if parallel else 1} connection(s)", None, None)
         run_parallel(server, dbname, sqls, jobs if parallel else 1,
-                     lambda conn, sql, stop: _execute(conn, sql))
+                     lambda conn, sql, stop: _execute(conn, sql), session=session)
     timings["post_data_s"] = round(time.monotonic() - t, 3)
     return {"format": m.format, "jobs": jobs, "parts": len(parts), "rows_loaded": totals.rows,
             "post_data_entries": len(entries), **timings, "download_s": round(totals.download, 3),

@@ -61,6 +61,7 @@ from recovery.engine.journal import Journal, JournalStore, default_journal_dir, 
 from recovery.reports import rto_budget
 from recovery.engine.runbook import Runbook
 from recovery.engine.steps import Step, StepContext, Target
+from recovery.backups.parallel_format import check_jobs
 from recovery.backups.read import BackupStream, resolve_backup, verify_backup
 from recovery.engine.locks import HostLock
 from recovery.engine.runbook import execute
@@ -84,8 +85,6 @@ class DbRestoreOptions:
     jobs: int = 2  # connections loading a parallel-format backup at once (runbooks/parallel_load.py)
 
     def __post_init__(self) -> None:
-        from recovery.backups.parallel_format import check_jobs
-
         check_jobs(self.jobs)
         if self.target_db is not None:  # before anything is read or resolved
             postgres.check_name(self.target_db, "--target-db")
@@ -430,7 +429,8 @@ class DbRestore:
         if e.manifest.format == "parallel":
             from recovery.runbooks.parallel_load import load_parallel
 
-            detail = load_parallel(self.server, s, self.s3, e.manifest, self.opts.jobs, ctx.progress)
+            detail = load_parallel(self.server, s, self.s3, e.manifest, self.opts.jobs, ctx.progress,
+                                   psql_into=psql_into, prefetch=_prefetch)
         else:
             detail = psql_into(self.server, s, BackupStream(self.s3, e.manifest, counted=ctx.progress))
         self.server.set_comment(s, marker(ctx.run_id, e.manifest.key))
