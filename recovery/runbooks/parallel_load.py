@@ -237,12 +237,35 @@ class _Totals:
             self.rows += rows
 
 
+def _post_data(server: Server, dbname: str, text: bytes, jobs: int, say: Callable[[str], None]) -> int:
+    """Run the post-data text in its phases (post_data_phases); how many entries it held."""
+    with server.connect(dbname) as c:
+        partitioned = {r[0] for r in c.execute(
+            "SELECT format('\"%s\".\"%s\"', replace(n.nspname, '\"', '\"\"'), replace(c.relname, '\"', '\"\"')) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'p'").fetchall()}
+    # pg_dump wrote the text in the database's encoding and says which: the connections speak it too,
+    # set before any entry is sent (psycopg encodes each query with the connection's encoding)
+    enc = (re.search(rb"^SET client_encoding = '([A-Za-z0-9_]+)';$", text, re.M) or [b"", b"UTF8"])[1]
+    entries = split_entries(text.decode(pg2pyenc(enc)))
+    for e in entries:
+        e.settings.pop("client_encoding", None)
+    session = f"{SESSION}; SET client_encoding = '{enc.decode()}'"
+    for name, parallel, sqls in post_data_phases(entries, partitioned):
+        if not sqls:
+            continue
+        say(f"post-data, {name} ({len(sqls)}) on {jobs if parallel else 1} connection(s)")
+        run_parallel(server, dbname, sqls, jobs if parallel else 1,
+                     lambda conn, sql, stop: _execute(conn, sql), session=session)
+    return len(entries)
+
+
 def load_parallel(server: Server, dbname: str, s3: Any, m: Manifest, jobs: int,
                   progress: Callable[[str, float | None, float | None], None] | None = None, *,
                   psql_into: Psql, prefetch: Prefetch) -> dict[str, Any]:
     parts = parts_of(m)
     totals = _Totals()
     timings: dict[str, float] = {}
+
     def say(text: str, done: float | None = None, total: float | None = None) -> None:
         if progress is not None:
             progress(text, done, total)
@@ -295,26 +318,10 @@ def load_parallel(server: Server, dbname: str, s3: Any, m: Manifest, jobs: int,
             stream, chunks = part_stream(s3, m, p)
             text += b"".join(chunks)
             totals.add(stream.phases)
-    with server.connect(dbname) as c:
-        partitioned = {r[0] for r in c.execute(
-            "SELECT format('\"%s\".\"%s\"', replace(n.nspname, '\"', '\"\"'), replace(c.relname, '\"', '\"\"')) "
-            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'p'").fetchall()}
-    # pg_dump wrote the text in the database's encoding and says which: the connections speak it too,
-    # set before any entry is sent (psycopg encodes each query with the connection's encoding)
-    enc = (re.search(rb"^SET client_encoding = '([A-Za-z0-9_]+)';$", text, re.M) or [b"", b"UTF8"])[1]
-    entries = split_entries(text.decode(pg2pyenc(enc)))
-    for e in entries:
-        e.settings.pop("client_encoding", None)
-    session = f"{SESSION}; SET client_encoding = '{enc.decode()}'"
-    for name, parallel, sqls in post_data_phases(entries, partitioned):
-        if not sqls:
-            continue
-        say(f"{m.name}: post-data, {name} ({len(sqls)}) on {jobs if parallel else 1} connection(s)", None, None)
-        run_parallel(server, dbname, sqls, jobs if parallel else 1,
-                     lambda conn, sql, stop: _execute(conn, sql), session=session)
+    n_entries = _post_data(server, dbname, text, jobs, lambda line: say(f"{m.name}: {line}"))
     timings["post_data_s"] = round(time.monotonic() - t, 3)
     return {"format": m.format, "jobs": jobs, "parts": len(parts), "rows_loaded": totals.rows,
-            "post_data_entries": len(entries), **timings, "download_s": round(totals.download, 3),
+            "post_data_entries": n_entries, **timings, "download_s": round(totals.download, 3),
             "decompress_s": round(totals.decompress, 3), "sql_s": round(timings["data_s"] + timings["pre_data_s"]
                                                                         + timings["post_data_s"], 3),
             "stored_bytes": totals.stored, "raw_bytes": totals.raw}
