@@ -20,7 +20,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from botocore.exceptions import ClientError
 
@@ -34,7 +34,8 @@ MANIFEST_VERSION = 1
 KINDS = ("db", "chain", "config")
 BASENAME = {"db": "database", "chain": "blockchain", "config": "config"}
 TS_FORMAT = "%Y%m%dT%H%M%SZ"
-_NAME_RE = re.compile(r"^(database|blockchain|config)-(\d{8}T\d{6}Z)\.(sql|tar|dump)\.(gz|zst)$")
+# `.parallel`: a db backup of several objects under `<name>/` (recovery/backups/parallel_format.py)
+_NAME_RE = re.compile(r"^(database|blockchain|config)-(\d{8}T\d{6}Z)\.((sql|tar|dump)\.(gz|zst)|parallel)$")
 
 
 def utc_now() -> datetime:
@@ -56,6 +57,8 @@ def parse_iso(s: str) -> datetime:
 
 def object_name(kind: str, when: datetime, fmt: str) -> str:
     """The plan's file name: database-YYYYMMDDTHHMMSSZ.sql.gz, blockchain-....tar.gz, ..."""
+    if fmt == "parallel":
+        return f"{BASENAME[kind]}-{when.strftime(TS_FORMAT)}.parallel"
     inner = "sql" if kind == "db" else "tar"
     ext = {"gzip": "gz", "zstd": "zst"}[fmt]
     return f"{BASENAME[kind]}-{when.strftime(TS_FORMAT)}.{inner}.{ext}"
@@ -72,6 +75,14 @@ def parse_name(name: str) -> tuple[str, datetime] | None:
 
 def prefix(kind: str) -> str:
     return f"backups/{kind}/"
+
+
+def with_dirs(keys: Iterable[str]) -> set[str]:
+    """The keys and the "directory" of each key one level below a kind's prefix: a parallel backup's
+    object is the prefix its parts share (backups/db/database-...parallel/pre-data.sql.zst)."""
+    out = set(keys)
+    out.update(k.rsplit("/", 1)[0] for k in list(out) if k.count("/") > 2)
+    return out
 
 
 @dataclass
@@ -105,6 +116,8 @@ class Manifest:
     manifest_version: int = MANIFEST_VERSION
     # Set when read from a replica: the bucket the backup was originally written to.
     source_bucket: str | None = None
+    # The parallel format's objects (recovery/backups/parallel_format.py); None for single-object backups.
+    parts: list[dict[str, Any]] | None = None
 
     @property
     def name(self) -> str:
@@ -178,7 +191,7 @@ class Catalog:
     def recent(self, kind: str, since: datetime) -> list[Entry]:
         """Catalogued backups of `kind` that ended at or after `since`, plus the newest good one before
         it (for the age), oldest first. Reads only the manifests it needs, newest first."""
-        keys = set(self._keys(prefix(kind)))
+        keys = with_dirs(self._keys(prefix(kind)))
         manifests = []
         for mkey in keys:
             if not mkey.endswith(MANIFEST_SUFFIX):
@@ -213,7 +226,7 @@ class Catalog:
         kinds = [kind] if kind else list(KINDS)
         out: list[Entry] = []
         for k in kinds:
-            keys = set(self._keys(prefix(k)))
+            keys = with_dirs(self._keys(prefix(k)))
             for mkey in sorted(x for x in keys if x.endswith(MANIFEST_SUFFIX)):
                 obj_key = mkey[: -len(MANIFEST_SUFFIX)]
                 if obj_key not in keys:
@@ -253,7 +266,7 @@ class Catalog:
     def new_key(self, kind: str, fmt: str, when: datetime | None = None) -> str:
         """A fresh object key; never one that already holds an object or manifest."""
         t = (when or utc_now()).replace(microsecond=0)
-        existing = set(self._keys(prefix(kind) + BASENAME[kind] + "-" + t.strftime("%Y%m%d")))
+        existing = with_dirs(self._keys(prefix(kind) + BASENAME[kind] + "-" + t.strftime("%Y%m%d")))
         while True:
             key = prefix(kind) + object_name(kind, t, fmt)
             if key not in existing and key + MANIFEST_SUFFIX not in existing:

@@ -26,6 +26,7 @@ from recovery.errors import InputError, IntegrityError, RecoveryError
 from recovery.stack import StackOutputs
 from recovery.backups.take import check_bucket
 from recovery.backups.verify import scan_backup
+from recovery.backups.parallel_offsite import TMP_SUFFIX, copy_parallel, present, prune_dir
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,20 @@ def _prepare_dest(dest: Path) -> None:
         raise InputError(f"{dest} is not writable", "pass a writable --dest or run as its owner")
 
 
+def _write_manifest(e: Entry, dest: Path) -> None:
+    m = e.manifest
+    ts = m.time.timestamp()
+    man_tmp = dest / f".{m.name}.manifest.json.part"
+    man_tmp.write_text(json.dumps(m.to_json(), indent=2, sort_keys=True))
+    os.utime(man_tmp, (ts, ts))
+    os.replace(man_tmp, dest / (m.name + ".manifest.json"))
+
+
 def _copy_one(s3: Any, e: Entry, dest: Path) -> SyncItem:
     m = e.manifest
+    if m.format == "parallel":  # a directory of parts (parallel_offsite.py)
+        size, detail = copy_parallel(s3, e, dest, lambda d: _write_manifest(e, d))
+        return SyncItem(m.name, "copied", size, detail)
     final = dest / m.name
     fd, tmp = tempfile.mkstemp(prefix=f".{m.name}.", suffix=".part", dir=dest)
     f: IO[bytes] = os.fdopen(fd, "wb")
@@ -87,10 +100,7 @@ def _copy_one(s3: Any, e: Entry, dest: Path) -> SyncItem:
         ts = m.time.timestamp()
         os.utime(tmp, (ts, ts))
         os.replace(tmp, final)
-        man_tmp = dest / f".{m.name}.manifest.json.part"
-        man_tmp.write_text(json.dumps(m.to_json(), indent=2, sort_keys=True))
-        os.utime(man_tmp, (ts, ts))
-        os.replace(man_tmp, dest / (m.name + ".manifest.json"))
+        _write_manifest(e, dest)
         dir_fd = os.open(dest, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -107,14 +117,16 @@ def prune(dest: Path, retention_days: int, report: SyncReport) -> None:
     for p in sorted(dest.iterdir()):
         base = p.name.removesuffix(".manifest.json")
         parsed = parse_name(base)
-        if not parsed or not p.is_file():
+        if not parsed or not (p.is_file() or (p.is_dir() and p.name.endswith(".parallel"))):
             continue  # never touch anything that is not ours
         if parsed[1] < cutoff:
-            p.unlink()
+            prune_dir(p) if p.is_dir() else p.unlink()
             if p.name == base:
                 report.items.append(SyncItem(base, "pruned", detail=f"older than {retention_days} days"))
     for p in dest.glob(".*.part"):  # leftovers of an interrupted run
         p.unlink(missing_ok=True)
+    for p in dest.glob(f".*.parallel{TMP_SUFFIX}"):
+        prune_dir(p)
 
 
 def offsite_sync(outputs: StackOutputs, dest: str | Path, *, retention_days: int | None = None,
@@ -136,7 +148,8 @@ def offsite_sync(outputs: StackOutputs, dest: str | Path, *, retention_days: int
             if e.manifest.time < cutoff:
                 continue
             target = dest / name
-            if target.exists() and target.stat().st_size == e.manifest.stored_bytes:
+            if present(e, dest) if e.manifest.format == "parallel" else \
+                    (target.exists() and target.stat().st_size == e.manifest.stored_bytes):
                 item = SyncItem(name, "present", e.manifest.stored_bytes)
             elif e.verified is False:
                 item = SyncItem(name, "skipped-failed-verification", detail="its last verification failed")

@@ -29,6 +29,7 @@ from typing import Any, Callable, Generator, Iterator
 from botocore.exceptions import ClientError
 
 from recovery.catalog import KINDS, Catalog, Entry, Manifest
+from recovery.backups.parallel_format import check_parts_present
 from recovery.backups.verify import check_backup_entry
 from recovery.aws import aws_error, error_code
 from recovery.errors import InputError, IntegrityError
@@ -144,6 +145,8 @@ class BackupStream:
 def verify_backup(s3: Any, e: Entry) -> dict[str, Any]:
     """Stream the backup once (no disk): sha256, size, decompression and structure vs the manifest."""
     m = e.manifest
+    if m.format == "parallel":  # its parts are checked while they load (runbooks/parallel_load.py)
+        return check_parts_present(s3, m)
     t0 = time.monotonic()
     r = check_backup_entry(s3, e)
     if r.sha256 != m.sha256 or r.stored_bytes != m.stored_bytes:
@@ -216,6 +219,8 @@ def check_backup(s3: Any, e: Entry, content: str, what: str) -> dict[str, Any]:
     """The restores' pre-check (no body read): the manifest (read already, into `e`), HEAD of the
     object, the format. The step adds its own free-space check (recovery/backups/space.py)."""
     m = e.manifest
+    if m.format == "parallel" and content == "sql":  # many objects: each part's HEAD; sha256s while loading
+        return check_parts_present(s3, m)
     check_format(m, content, what)
     head_backup(s3, m)
     return {"key": m.key, "format": m.format, "sha256": m.sha256, "stored_bytes": m.stored_bytes,

@@ -55,9 +55,20 @@ class BackupOptions:
     on_total: Callable[[int], None] | None = None  # an estimate of the raw bytes to come (a bar's total and ETA)
     s3: Any = None  # a boto3 S3 client; default: recovery.aws.client("s3", region)
     extra: dict[str, Any] = field(default_factory=dict)
+    jobs: int | None = None  # parts streamed at once; the parallel format only
 
     def __post_init__(self) -> None:
-        check_options(self.fmt, self.level, self.workers)  # before the lock and the snapshot
+        # before the lock and the snapshot
+        if self.fmt == "parallel":  # its parts are zstd frames: zstd's levels and workers
+            from recovery.backups.parallel_format import DEFAULT_JOBS, check_jobs
+
+            check_options("zstd", self.level, self.workers)
+            check_jobs(self.jobs if self.jobs is not None else DEFAULT_JOBS)
+            return
+        check_options(self.fmt, self.level, self.workers)
+        if self.jobs is not None:
+            raise InputError(f"--jobs applies to --format parallel only, not {self.fmt}",
+                             "add --format parallel, or leave --jobs out (a single-stream backup is one stream)")
 
 
 def check_bucket(s3: Any, bucket: str) -> None:
@@ -194,10 +205,18 @@ def backup_db(outputs: StackOutputs, opts: BackupOptions | None = None, *, dsn: 
         # it spends its first ~0.4 s connecting and reading the catalog, which then overlaps that
         # work. It only reads (the snapshot just exported); until the upload begins its output waits
         # in the pipe, and any failure before that kills it (`finally` below).
-        stats = postgres.export_snapshot(conn, lambda snap: started.update(p=postgres.start_pg_dump(cp, snap)))
-        proc = started["p"]
+        stats = postgres.export_snapshot(
+            conn, None if opts.fmt == "parallel" else (lambda snap: started.update(p=postgres.start_pg_dump(cp, snap))))
         if opts.on_total is not None and (size := postgres.table_bytes(conn)):
             opts.on_total(size)
+        source_desc = (f"postgresql://{cp.params.get('host')}:{cp.params.get('port')}/{cp.params.get('dbname')}"
+                       f" ({'--dsn' if dsn else endpoint + ' endpoint'})")
+        if opts.fmt == "parallel":  # its parts are dumped by psql COPY sessions in the snapshot, no pg_dump stream
+            from recovery.backups.parallel_dump import backup_parallel
+
+            return backup_parallel(outputs, opts, cp, conn, stats, source_desc=source_desc,
+                                   db_globals=pg_globals.capture(cp))
+        proc = started["p"]
         errlines: collections.deque[str] = collections.deque(maxlen=5)
 
         def drain() -> None:
@@ -234,8 +253,7 @@ def backup_db(outputs: StackOutputs, opts: BackupOptions | None = None, *, dsn: 
         db_globals = _in_background(pg_globals.capture, cp, name="pg-globals")
         m = _stream_backup(
             outputs, "db", opts, content="sql",
-            source_desc=f"postgresql://{cp.params.get('host')}:{cp.params.get('port')}/{cp.params.get('dbname')}"
-                        f" ({'--dsn' if dsn else endpoint + ' endpoint'})",
+            source_desc=source_desc,
             open_source=open_source,
             describe=lambda: {"pg_server_version": stats.server_version, "db_rows": stats.rows,
                               "db_max_height": stats.max_height, "db_globals": db_globals()})
@@ -256,6 +274,8 @@ def backup_db(outputs: StackOutputs, opts: BackupOptions | None = None, *, dsn: 
 
 def _tar_backup(outputs: StackOutputs, kind: str, members: list[Member], source_desc: str,
                 opts: BackupOptions, checked: tuple[Member, ...] = ()) -> Manifest:
+    if opts.fmt == "parallel":
+        raise InputError(f"--format parallel is for database backups, not {kind}", "use --format gzip or zstd")
     s3 = opts.s3 = opts.s3 or client("s3", outputs.region)
     check_bucket(s3, outputs.backup_bucket_name)
     box: dict[str, TarSource] = {}

@@ -28,6 +28,7 @@ from recovery.backups.take import check_bucket
 from recovery.aws import aws_error, client, error_code
 from recovery.catalog import KINDS, Catalog, Entry, Manifest, iso, utc_now
 from recovery.backups.age import age_limit_seconds, within_limit
+from recovery.backups.parallel_format import object_keys, parts_of, scan_manifest, summarize
 from recovery.errors import IntegrityError, RecoveryError
 from recovery.stack import StackOutputs
 from recovery.stream import FeedReader, decompressor
@@ -94,16 +95,21 @@ class StreamResult:
     response: dict[str, Any]
 
 
-def scan_backup(s3: Any, m: Manifest, *, sink: Callable[[bytes], None] | None = None) -> StreamResult:
+def scan_backup(s3: Any, m: Manifest, *, sink: Callable[[bytes], None] | None = None,
+                part_sink: Callable[[dict[str, Any]], Callable[[bytes], None] | None] | None = None) -> StreamResult:
     """Stream the object once: hash the stored bytes, decompress, check structure.
 
-    `sink` receives every stored chunk (offsite sync writes the file from the same stream).
+    `sink` receives every stored chunk (offsite sync writes the file from the same stream); for a
+    parallel backup, each part is scanned so, `part_sink(part)` giving that part's sink.
     """
+    if m.format == "parallel":  # recovery/backups/parallel_format.py
+        return StreamResult(**summarize(m, [(p, scan_backup(s3, scan_manifest(m, p), sink=part_sink(p) if part_sink else None))
+                                            for p in parts_of(m)]))
     resp, chunks = iter_object(s3, m.bucket, m.key)
     h = hashlib.sha256()
     counts = {"stored": 0, "raw": 0}
     feed, close = decompressor(m.format)
-    state: dict[str, Any] = {"error": None, "tail": b""}
+    state: dict[str, Any] = {"error": None, "tail": b"", "lines": 0}
 
     def raw_chunks() -> Iterator[bytes]:
         for chunk in chunks:
@@ -121,6 +127,7 @@ def scan_backup(s3: Any, m: Manifest, *, sink: Callable[[bytes], None] | None = 
             counts["raw"] += len(out)
             if out:
                 state["tail"] = (state["tail"] + out)[-256:]
+                state["lines"] += out.count(b"\n")
                 yield out
         if not state["error"]:
             try:
@@ -154,6 +161,12 @@ def scan_backup(s3: Any, m: Manifest, *, sink: Callable[[bytes], None] | None = 
             structure = f"tar is unreadable ({exc})"
         for _ in gen:  # drain: hash everything, detect truncation after the tar end marker
             pass
+    elif m.content == "copy":  # a COPY part of a parallel backup (parallel_format.py): a line per row
+        for _ in gen:
+            pass
+        lines, tail = state["lines"], state["tail"]
+        structure_ok = lines == m.db_rows and (not tail or tail.endswith(b"\n"))
+        structure = f"COPY stream of {lines} complete row(s)" + ("" if structure_ok else f", manifest says {m.db_rows}")
     else:
         for _ in gen:
             pass
@@ -197,7 +210,7 @@ def _check_backup(s3: Any, outputs: StackOutputs, kind: str, e: Entry, max_age: 
     else:
         checks.append(Check(kind, "sha256", False, f"{m.name}: sha256 {r.sha256[:12]} ({r.stored_bytes} bytes) "
                                                    f"!= manifest {m.sha256[:12]} ({m.stored_bytes} bytes)"))
-    tool = "gunzip -t" if m.format == "gzip" else "zstd -t"
+    tool = "gunzip -t" if m.format == "gzip" else "zstd -t" + (f", {len(m.parts or [])} parts" if m.parts else "")
     if r.error:
         checks.append(Check(kind, "decompress", False, f"{m.name}: {r.error}"))
     else:
@@ -241,7 +254,8 @@ def _check_replication(s3: Any, outputs: StackOutputs, kind: str, m: Manifest, r
     missing = []
     for d in dests:
         try:
-            s3.head_object(Bucket=d, Key=m.key)
+            for key in object_keys(m):  # every part of a parallel backup
+                s3.head_object(Bucket=d, Key=key)
         except ClientError:
             missing.append(d)
     if not dests:

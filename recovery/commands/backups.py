@@ -52,22 +52,24 @@ def _take_over_option(f: Any) -> Any:
 
 @backup.command("db")
 @stack_options
-@click.option("--format", "fmt", type=_FORMAT, default="gzip", show_default=True,
-              help="gzip: plain SQL .sql.gz (the plan's gunzip|psql works); zstd: .sql.zst, faster.")
-@click.option("--level", type=int, help="Compression level: gzip 1..9 (default 1), zstd 1..19 (default 3).")
+@click.option("--format", "fmt", type=click.Choice(["gzip", "zstd", "parallel"]), default="gzip", show_default=True,
+              help="gzip: plain SQL .sql.gz (the plan's gunzip|psql works); zstd: .sql.zst, faster; parallel: "
+                   "per-table zstd COPY parts that `restore db --jobs N` loads at once (README: which to choose).")
+@click.option("--level", type=int, help="Compression level: gzip 1..9 (default 1), zstd and parallel 1..19 (default 3).")
 @click.option("--workers", type=int, help="Compression threads, 1..64 (default: CPU count).")
+@click.option("--jobs", type=int, help="--format parallel: parts dumped at once, 1..16 (default 2).")
 @click.option("--dsn", help="PostgreSQL connection string overriding the stack's (PG* env vars also override).")
 @click.option("--endpoint", type=click.Choice(["reader", "writer"]), default="reader", show_default=True,
               help="Dump from the cluster's reader endpoint (the dump's long snapshot stays off the writer) or the writer's.")
 @_take_over_option
 def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str, level: int | None,
-                  workers: int | None, dsn: str | None, endpoint: str, take_over_stale: bool) -> None:
+                  workers: int | None, jobs: int | None, dsn: str | None, endpoint: str, take_over_stale: bool) -> None:
     """pg_dump of the chain database -> compression -> S3 multipart (SSE-KMS)."""
     from recovery import notify
     from recovery.backups.take import BackupOptions, backup_db
 
     # checked here, before the outputs are read, the lock taken or the snapshot exported
-    opts = BackupOptions(fmt=fmt, level=level, workers=workers, take_over_stale=take_over_stale)
+    opts = BackupOptions(fmt=fmt, level=level, workers=workers, jobs=jobs, take_over_stale=take_over_stale)
     outputs = outputs_for(stack, outputs_file, "backup")
     with progress(interactive(as_json), "pg_dump") as cb, notify.on_failure(outputs, "backup-failed", "postgresql"):
         opts.on_bytes = cb
@@ -154,6 +156,10 @@ def backup_describe_cmd(stack: str, outputs_file: str | None, as_json: bool, key
         rows.append(("rows", f"{m.db_rows}, max height {m.db_max_height}, PostgreSQL {m.pg_server_version}"))
     elif m.file_count is not None:
         rows.append(("files", f"{m.file_count} ({human_bytes(m.file_bytes)})"))
+    if m.parts:  # the parallel format (recovery/backups/parallel_format.py); --json lists each part
+        data = [p for p in m.parts if p["section"] == "data"]
+        rows.append(("parts", f"{len(m.parts)} parts under {m.key}/: pre-data, {len(data)} data "
+                              f"({sum(1 for p in data if p.get('table'))} COPY), post-data"))
     rows += [("source", m.source), ("kms key", m.kms_key_id), ("version", m.version_id or "-")]
     if m.source_bucket:
         rows.append(("written to", f"s3://{m.source_bucket} (this is its replica)"))

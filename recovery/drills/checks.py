@@ -29,7 +29,9 @@ from recovery.drills.base import DrillRun, ScenarioSpec
 from recovery.errors import DeadlineError, InputError, IntegrityError
 from recovery.local.chain import verify_chain_file
 from recovery.runbooks.restore_chain import extract_tar, sqlite_check
-from recovery.runbooks.restore_db import Server, psql_into
+from recovery.backups.parallel_format import DEFAULT_JOBS
+from recovery.runbooks.parallel_load import load_parallel
+from recovery.runbooks.restore_db import Server, _prefetch, psql_into
 
 T = TypeVar("T")
 
@@ -153,7 +155,11 @@ def drill_db(d: DrillRun) -> None:
         d.record_created("database", scratch)  # before it exists: a SIGKILL leaves it to the sweep
         d.cleanup(lambda: server.drop(scratch))
         server.create(scratch)
-        st.detail.update(scratch=scratch, **psql_into(server, scratch, BackupStream(s3, m, progress=d.say)))
+        if m.format == "parallel":  # parts loaded on DEFAULT_JOBS connections, verified while they load
+            loaded = load_parallel(server, scratch, s3, m, DEFAULT_JOBS, psql_into=psql_into, prefetch=_prefetch)
+        else:
+            loaded = psql_into(server, scratch, BackupStream(s3, m, progress=d.say))
+        st.detail.update(scratch=scratch, **loaded)
     with d.step("verify-scratch") as st:
         rows, height = server.blockchain_stats(scratch)
         st.detail.update(rows=rows, max_height=height)

@@ -65,6 +65,7 @@ from recovery.engine.journal import Journal, JournalStore, default_journal_dir, 
 from recovery.reports import rto_budget
 from recovery.engine.runbook import Runbook
 from recovery.engine.steps import Step, StepContext, Target
+from recovery.backups.parallel_format import check_jobs
 from recovery.backups.read import BackupStream, check_backup, prefetch, resolve_backup
 from recovery.backups.space import server_free_space
 from recovery.backups.verify import PG_DUMP_END
@@ -88,8 +89,10 @@ class DbRestoreOptions:
     force: bool = False
     dsn: str | None = None
     reindex: bool = False
+    jobs: int = 2  # connections loading a parallel-format backup at once (runbooks/parallel_load.py)
 
     def __post_init__(self) -> None:
+        check_jobs(self.jobs)
         if self.target_db is not None:  # before anything is read or resolved
             postgres.check_name(self.target_db, "--target-db")
 
@@ -399,8 +402,13 @@ class DbRestore:
             with self.server.connect() as c:
                 pg_globals.apply_database(c, e.manifest.db_globals, s, owner_only=True)
         ctx.progress(f"restoring {e.manifest.name} ({e.manifest.format}) into scratch database {s}")
-        stream = BackupStream(self.s3, e.manifest, counted=ctx.progress)
-        detail = psql_into(self.server, s, stream)
+        if e.manifest.format == "parallel":
+            from recovery.runbooks.parallel_load import load_parallel
+
+            detail = load_parallel(self.server, s, self.s3, e.manifest, self.opts.jobs, ctx.progress,
+                                   psql_into=psql_into, prefetch=prefetch)
+        else:
+            detail = psql_into(self.server, s, BackupStream(self.s3, e.manifest, counted=ctx.progress))
         self.server.set_comment(s, marker(ctx.run_id, e.manifest.key))
         return {"scratch": s, "oid": self.server.oid(s), **detail}
 
@@ -496,7 +504,7 @@ class DbRestore:
                        params={"stack": self.outputs.stack, "backup": self.opts.backup, "backup_key": self.backup_key,
                                "server": self.server.admin.target.rsplit("/", 1)[0], "target_db": t,
                                "keep_old": self.opts.keep_old, "force": self.opts.force,
-                               "reindex": self.opts.reindex})
+                               "reindex": self.opts.reindex, "jobs": self.opts.jobs})
 
 
 def build(outputs: StackOutputs, opts: DbRestoreOptions, *, s3: Any = None,
