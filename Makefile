@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml $(EVALUATOR)/package-lock.json
 
 venv: $(STAMP)
 
+# One worker per core. --dist loadfile keeps a test file on one worker, so its module fixtures
+# (a whole local environment for some) start once, not once per worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 	$(MAKE) --no-print-directory typecheck
 
 # infra/ and policy/ each have a __main__.py (Pulumi entry points), so they are checked

@@ -100,7 +100,9 @@ def site(moto_server: MotoServer, pg: PostgresCluster, tmp_path: Path, monkeypat
     f = tmp_path / "outputs.json"
     f.write_text(json.dumps(outputs))
     # The CLI starts from the on-call identity the stack trusts and assumes each job's role.
-    env = {**moto_server.env(), **oncall.env(), "RECOVERY_AWS_MAX_ATTEMPTS": "2"}
+    # Journals and host locks in the test's own dir: the workers of a parallel run never share them.
+    env = {**moto_server.env(), **oncall.env(), "RECOVERY_AWS_MAX_ATTEMPTS": "2",
+           "RECOVERY_JOURNAL_DIR": str(tmp_path / "journal")}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     for k in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PULUMI_BACKEND_URL"):

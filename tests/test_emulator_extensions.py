@@ -20,6 +20,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from recovery.adapters import aurora
 from recovery.local import emulator as ext
 from recovery.local.moto_server import MotoServer
 
@@ -265,6 +266,31 @@ def test_rds_global_failover_and_switchover(server: MotoServer, mode: str, tmp_p
     # failing back to the old primary works the same way
     east.switchover_global_cluster(GlobalClusterIdentifier=gid, TargetDbClusterIdentifier=primary_arn)
     assert _writer(east, gid) == primary
+
+
+def test_a_retried_promotion_finds_its_own_in_flight_and_goes_on(server: MotoServer) -> None:
+    """A lost reply: the first call started the switchover, botocore's retry is refused (the global
+    cluster is switching over). start_promotion takes that for its own promotion; a promotion to
+    the other cluster meanwhile is still refused."""
+    east, west, gid, primary, secondary = _global_cluster(server)
+    secondary_arn = west.describe_db_clusters(DBClusterIdentifier=secondary)["DBClusters"][0]["DBClusterArn"]
+    primary_arn = east.describe_db_clusters(DBClusterIdentifier=primary)["DBClusters"][0]["DBClusterArn"]
+    seen: list[str] = []
+
+    def hook(cid: str) -> None:  # while RDS is switching over to `secondary`
+        aurora.start_promotion(west, "switchover", gid, secondary_arn, secondary_arn)
+        seen.append("retry accepted as ours")
+        with pytest.raises(Exception) as other:
+            aurora.start_promotion(east, "switchover", gid, primary_arn, primary_arn)
+        seen.append(str(getattr(other.value, "response", {}).get("Error", {}).get("Code")))
+
+    ext.set_promotion_hook(hook)
+    try:
+        west.switchover_global_cluster(GlobalClusterIdentifier=gid, TargetDbClusterIdentifier=secondary_arn)
+    finally:
+        ext.set_promotion_hook(None)
+    assert seen == ["retry accepted as ours", "InvalidGlobalClusterStateFault"]
+    assert _writer(east, gid) == secondary
 
 
 def test_rds_failover_refusals_are_journaled_and_change_nothing(server: MotoServer) -> None:

@@ -26,10 +26,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Any:
     e = isolated_env()
     e["RECOVERY_LOCAL_DIR"] = str(d)
     e["RECOVERY_JOURNAL_DIR"] = str(d.parent / "journal")
-    up = cli(e, "local", "up", "--mine-interval", "0.5")
-    assert up.returncode == 0, up.stderr
-    e["_NODE"] = json.loads((d / "state.json").read_text())["node"]["url"]
-    try:
+    try:  # inside: a `local up` that fails or hangs halfway must not leave its servers running
+        up = cli(e, "local", "up", "--mine-interval", "0.5", timeout=300)  # a hang guard: slow on a loaded machine
+        assert up.returncode == 0, up.stderr
+        e["_NODE"] = json.loads((d / "state.json").read_text())["node"]["url"]
         yield e
     finally:
         assert cli(e, "local", "down").returncode == 0

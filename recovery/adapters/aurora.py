@@ -99,11 +99,7 @@ def promote(target: StackOutputs, mode: str, *, detach_fallback: bool,
     api = rds(target)
     gid, cluster = target.global_cluster_id, target.db_cluster_id
     try:
-        if mode == "switchover":
-            api.switchover_global_cluster(GlobalClusterIdentifier=gid, TargetDbClusterIdentifier=cluster)
-        else:
-            api.failover_global_cluster(GlobalClusterIdentifier=gid, TargetDbClusterIdentifier=cluster,
-                                        AllowDataLoss=True)
+        start_promotion(api, mode, gid, cluster, target.db_cluster_arn)
         return f"{mode}_global_cluster"
     except Exception as exc:  # noqa: BLE001
         if not (_unavailable(exc) and mode == "failover"):
@@ -115,6 +111,33 @@ def promote(target: StackOutputs, mode: str, *, detach_fallback: bool,
     on_detach()
     api.remove_from_global_cluster(GlobalClusterIdentifier=gid, DbClusterIdentifier=target.db_cluster_arn)
     return DETACH_CALL
+
+
+def start_promotion(api: Any, mode: str, gid: str, cluster: str, cluster_arn: str) -> None:
+    """``switchover_global_cluster`` / ``failover_global_cluster(AllowDataLoss)`` to ``cluster``.
+
+    A reply lost after RDS accepted the call (a read timeout while the region is in trouble) makes
+    botocore retry, and RDS refuses the retry because the global cluster is now failing or switching
+    over - to this very cluster. That refusal is the promotion we asked for, in progress: the caller
+    goes on to wait for the writer. A promotion in flight to any other cluster is still an error."""
+    try:
+        if mode == "switchover":
+            api.switchover_global_cluster(GlobalClusterIdentifier=gid, TargetDbClusterIdentifier=cluster)
+        else:
+            api.failover_global_cluster(GlobalClusterIdentifier=gid, TargetDbClusterIdentifier=cluster,
+                                        AllowDataLoss=True)
+    except Exception as exc:  # noqa: BLE001
+        if error_code(exc) != "InvalidGlobalClusterStateFault" or not _promoting_to(api, gid, cluster_arn):
+            raise
+
+
+def _promoting_to(api: Any, gid: str, cluster_arn: str) -> bool:
+    try:
+        gc = api.describe_global_clusters(GlobalClusterIdentifier=gid)["GlobalClusters"][0]
+    except Exception:  # noqa: BLE001 - the refusal is then reported as it came
+        return False
+    state = gc.get("FailoverState") or {}
+    return state.get("ToDbClusterArn") == cluster_arn and state.get("Status") != "cancelling"
 
 
 def wait_for_writer(target: StackOutputs, is_promoted: Callable[[], object], *, timeout_s: float = 600,
@@ -143,4 +166,4 @@ def cloudwatch_lag_s(target: StackOutputs) -> float | None:
 
 
 __all__ = ["rds", "describe_cluster", "describe_instance", "cluster_status", "global_members", "is_writer",
-           "is_detached_writer", "promote", "wait_for_writer", "cloudwatch_lag_s", "DETACH_CALL"]
+           "is_detached_writer", "promote", "start_promotion", "wait_for_writer", "cloudwatch_lag_s", "DETACH_CALL"]
