@@ -38,10 +38,12 @@ DOWNLOAD_CHUNK = 1 * MB
 UPLOAD_TOKEN = "recovery-upload"
 
 
-def transfer_config() -> TransferConfig:
-    """The knobs as they are now (recovery/knobs.py validates their ranges)."""
+def transfer_config(streams: int = 1) -> TransferConfig:
+    """The knobs as they are now (recovery/knobs.py validates their ranges). ``streams`` uploads
+    running at once (a parallel backup's parts) share the concurrency: each buffered part is
+    RECOVERY_PART_SIZE_MB of memory, and N uploads with the full concurrency each buffered N times it."""
     part_size = knobs.int_value("RECOVERY_PART_SIZE_MB") * MB
-    concurrency = knobs.int_value("RECOVERY_UPLOAD_CONCURRENCY")
+    concurrency = max(1, knobs.int_value("RECOVERY_UPLOAD_CONCURRENCY") // max(1, streams))
     cfg = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size,
                          max_concurrency=concurrency, use_threads=True)
     # s3transfer's bound on buffered parts for non-seekable streams (default 10).
@@ -55,7 +57,7 @@ def sse_args(kms_key_id: str) -> dict[str, str]:
 
 def upload_stream(s3: Any, bucket: str, key: str, stream: IO[bytes] | io.RawIOBase, *, kms_key_id: str,
                   content_type: str, metadata: dict[str, str] | None = None,
-                  on_bytes: Callable[[int], None] | None = None) -> dict[str, Any]:
+                  on_bytes: Callable[[int], None] | None = None, streams: int = 1) -> dict[str, Any]:
     """Upload `stream` to s3://bucket/key with SSE-KMS; return head_object of the result.
 
     The object carries a fresh token (metadata ``recovery-upload``): when the reply to the final
@@ -65,7 +67,7 @@ def upload_stream(s3: Any, bucket: str, key: str, stream: IO[bytes] | io.RawIOBa
     token = uuid.uuid4().hex
     extra = {**sse_args(kms_key_id), "ContentType": content_type, "Metadata": {**(metadata or {}), UPLOAD_TOKEN: token}}
     try:
-        s3.upload_fileobj(stream, bucket, key, ExtraArgs=extra, Config=transfer_config(), Callback=on_bytes)
+        s3.upload_fileobj(stream, bucket, key, ExtraArgs=extra, Config=transfer_config(streams), Callback=on_bytes)
     except Exception:  # noqa: BLE001 - re-raised; first see whether the upload landed anyway
         landed = _landed(s3, bucket, key, token)
         if landed is not None:

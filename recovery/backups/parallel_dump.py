@@ -184,7 +184,7 @@ def stream_parts(opts: Any, outputs: StackOutputs, cp: ConnParams, key: str, spe
         reader = CompressedReader(counter, "zstd", opts.level, workers, finish=finish, on_raw=opts.on_bytes)  # type: ignore[arg-type]
         try:
             head = upload_stream(s3, bucket, part_key, reader, kms_key_id=kms, content_type="application/zstd",
-                                 metadata={"recovery-kind": "db", "recovery-version": __version__})
+                                 metadata={"recovery-kind": "db", "recovery-version": __version__}, streams=jobs)
         except BaseException:
             reader.abort()
             if proc.poll() is None:
