@@ -172,7 +172,10 @@ class CompressedReader(io.RawIOBase):
             self._put(member(b""))  # an empty but valid gzip file
 
     def _produce_zstd(self) -> None:
-        cctx = zstandard.ZstdCompressor(level=self.level, threads=self.workers, write_checksum=True)
+        # One worker compresses on this thread (threads=0): zstd's multi-threaded mode, even with one
+        # thread, buffers whole jobs of several MiB each, which a parallel backup pays once per part.
+        threads = self.workers if self.workers > 1 else 0
+        cctx = zstandard.ZstdCompressor(level=self.level, threads=threads, write_checksum=True)
         cobj = cctx.compressobj(size=-1)
         for block in self._blocks():
             out = cobj.compress(block)
