@@ -22,7 +22,7 @@ from typing import Any, Callable, TypeVar
 
 from recovery import postgres
 from recovery.aws import acting_as, client
-from recovery.backups.read import BackupStream, resolve_backup, verify_backup
+from recovery.backups.read import BackupStream, prefetch, resolve_backup, verify_backup
 from recovery.backups.take import backup_chain, backup_db
 from recovery.catalog import Catalog, parse_iso
 from recovery.drills.base import DrillRun, ScenarioSpec
@@ -31,7 +31,7 @@ from recovery.local.chain import verify_chain_file
 from recovery.runbooks.restore_chain import extract_tar, sqlite_check
 from recovery.backups.parallel_format import DEFAULT_JOBS
 from recovery.runbooks.parallel_load import load_parallel
-from recovery.runbooks.restore_db import Server, _prefetch, psql_into
+from recovery.runbooks.restore_db import Server, psql_into
 
 T = TypeVar("T")
 
@@ -156,7 +156,7 @@ def drill_db(d: DrillRun) -> None:
         d.cleanup(lambda: server.drop(scratch))
         server.create(scratch)
         if m.format == "parallel":  # parts loaded on DEFAULT_JOBS connections, verified while they load
-            loaded = load_parallel(server, scratch, s3, m, DEFAULT_JOBS, psql_into=psql_into, prefetch=_prefetch)
+            loaded = load_parallel(server, scratch, s3, m, DEFAULT_JOBS, psql_into=psql_into, prefetch=prefetch)
         else:
             loaded = psql_into(server, scratch, BackupStream(s3, m, progress=d.say))
         st.detail.update(scratch=scratch, **loaded)

@@ -6,7 +6,7 @@ for `--format parallel` backups; the format: recovery/backups/parallel_format.py
 2. data: ``jobs`` connections, each loading one part at a time with psycopg's
    ``COPY ... FROM STDIN`` in its own transaction, biggest first; the data-other part (sequence
    values, large objects) goes through psql as one of them. Download, sha256 and zstd run a few
-   chunks ahead on a thread per part (restore_db._prefetch, handed in; zstandard and libpq release the GIL).
+   chunks ahead on a thread per part (recovery.backups.read.prefetch, handed in; zstandard and libpq release the GIL).
 3. post-data, split into pg_dump's entries and run on ``jobs`` connections in coarse phases, as
    ``pg_restore -j`` orders them: indexes and primary key / unique / check constraints at once;
    then index attachments (partitioned indexes); then foreign keys at once (they need the keys
@@ -46,7 +46,7 @@ T = TypeVar("T")
 
 class Server(Protocol):
     """restore_db.Server, as far as the loader uses it (restore_db imports this module, so the loader
-    is handed restore_db's Server, psql_into and _prefetch instead of importing them)."""
+    is handed restore_db's Server, psql_into and prefetch instead of importing them)."""
 
     def connect(self, dbname: str | None = None, **kw: Any) -> psycopg.Connection[Any]: ...
 
