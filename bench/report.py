@@ -188,7 +188,7 @@ def render(doc: dict[str, Any]) -> str:
           f"- **Load average (1, 5, 15 min):** {', '.join(map(str, m['load_average_start']))} at the start, "
           f"{', '.join(map(str, m['load_average_end']))} at the end.",
           "- **Load average (1 min) just before each run:** " + _load_line(doc),
-          f"- **Versions:** " + "; ".join(f"{k} `{v}`" for k, v in m.get("versions", {}).items()),
+          "- **Versions:** " + "; ".join(f"{k} `{v}`" for k, v in m.get("versions", {}).items()),
           f"- **Runs:** {doc['runs_per_competitor']} per competitor, in alternating order (forwards, backwards, ...). "
           "Times are the median, with min–max in brackets.",
           "- **Emulated AWS:** moto 5.2 in server mode as a separate process (the local environment's daemon); "
