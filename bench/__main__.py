@@ -400,12 +400,14 @@ def _role_profile_env(env: dict[str, str], work: Path, oncall: Any, role_arn: st
 def run_size(ds: Dataset, pg: CachedCluster, moto: DaemonMoto, runs: int, work: Path, have_aws: bool,
              node_url: str, groups: set[str] | None = None, features: set[str] | None = None,
              emulator: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    from recovery.local.deploy import site_for_tests
+    from recovery.local.deploy import PRIMARY
+    from recovery.local.deploy_bound import deploy_with_database
 
     features = features or set()
-    moto.reset()
-    outputs, oncall = site_for_tests(moto.endpoint, moto.ca_bundle, db_port=pg.port, db_name=ds.db, db_user=pg.user,
-                                     db_password=PG_PASSWORD)
+    moto.reset()  # the bench's emulator runs in a daemon of its own, so this deploys afresh each time
+    deployed = deploy_with_database(moto.endpoint, moto.ca_bundle, stacks=(PRIMARY,), db_port=pg.port,
+                                    db_name=ds.db, db_user=pg.user, db_password=PG_PASSWORD)
+    outputs, oncall = deployed.outputs[PRIMARY], deployed.oncall
     outputs_file = work / "outputs.json"
     outputs_file.write_text(json.dumps(outputs))
     services = work / "services.json"

@@ -4,7 +4,6 @@ real `recovery` process (the console script, as an operator runs it)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 from recovery import aws
-from recovery.local.deploy import site_for_tests
+from recovery.local.deploy_bound import site_for_tests
 from recovery.local.moto_server import MotoServer
 from recovery.local.postgres_cluster import PostgresCluster
 from recovery.stack import StackOutputs, parse_outputs
@@ -26,7 +25,6 @@ from recovery.stack import StackOutputs, parse_outputs
 from conftest import DB_PASSWORD, ROOT, STACK, Result
 
 RECOVERY = str(Path(sys.executable).parent / "recovery")
-_counter = itertools.count()
 
 
 @dataclass
@@ -126,7 +124,11 @@ class RSite:
 
 
 def new_db(pg: PostgresCluster, rows: int) -> str:
-    name = f"rt_{os.getpid()}_{next(_counter)}"
+    # One name per worker, reused by each test (dropped first in case a test's teardown did not run): the
+    # name is part of the deployment, which then restores from the worker's captured state (reset_to).
+    # The "_x" ends it so no other worker's name (rt_<pid>...) starts with it (teardown drops by prefix).
+    name = f"rt_{os.getpid()}_x"
+    drop_test_databases(pg, name)
     pg.create_database(name)
     if rows:
         pg.seed_blockchain(rows, dbname=name)
@@ -135,9 +137,8 @@ def new_db(pg: PostgresCluster, rows: int) -> str:
 
 def make_rsite(moto_server: MotoServer, pg: PostgresCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                rows: int = 3000, fail_stop: str | None = None) -> RSite:
-    moto_server.reset()
     db = new_db(pg, rows)
-    outputs, oncall = site_for_tests(moto_server.endpoint, moto_server.ca_bundle, db_port=pg.port, db_name=db,
+    outputs, oncall = site_for_tests(moto_server, db_port=pg.port, db_name=db,
                                      db_password=DB_PASSWORD)
     f = tmp_path / "outputs.json"
     f.write_text(json.dumps(outputs))

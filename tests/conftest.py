@@ -19,7 +19,7 @@ import pytest
 
 from recovery import aws
 from recovery.local import iam
-from recovery.local.deploy import site_for_tests
+from recovery.local.deploy_bound import site_for_tests
 from recovery.local.moto_server import MotoServer
 from recovery.local.postgres_cluster import PostgresCluster
 
@@ -95,8 +95,7 @@ class Site:
 @pytest.fixture()
 def site(moto_server: MotoServer, pg: PostgresCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Site:
     """A freshly provisioned primary site in moto, its outputs file, and env pointing at both."""
-    moto_server.reset()
-    outputs, oncall = site_for_tests(moto_server.endpoint, moto_server.ca_bundle, db_port=pg.port, db_password=DB_PASSWORD)
+    outputs, oncall = site_for_tests(moto_server, db_port=pg.port, db_password=DB_PASSWORD)
     f = tmp_path / "outputs.json"
     f.write_text(json.dumps(outputs))
     # The CLI starts from the on-call identity the stack trusts and assumes each job's role.

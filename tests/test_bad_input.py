@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import pytest
 
 from cli_env import ROOT, isolated_env
-from recovery.local.deploy import site_for_tests
+from recovery.local.deploy_bound import site_for_tests
 from recovery.local.moto_server import MotoServer
 from recovery.local.postgres_cluster import PostgresCluster
 
@@ -128,8 +128,7 @@ def blackhole() -> Iterator[int]:
 def stage(moto_server: MotoServer, pg: PostgresCluster, tmp_path_factory: pytest.TempPathFactory,
           blackhole: int) -> Stage:
     """One deployed site for the whole battery: no case may change it, and each case proves it did not."""
-    moto_server.reset()
-    outputs, oncall = site_for_tests(moto_server.endpoint, moto_server.ca_bundle, db_port=pg.port,
+    outputs, oncall = site_for_tests(moto_server, db_port=pg.port,
                                      db_password=DB_PASSWORD)
     work = tmp_path_factory.mktemp("bad-input")
     good = work / "outputs.json"

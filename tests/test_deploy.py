@@ -4,12 +4,13 @@ recovery/local/deploy.py fails here, and `local up` refuses it with one line nam
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
 
 from recovery.errors import LocalEnvError
-from recovery.local import deploy
+from recovery.local import deploy, deploy_bound
 
 import infra_runs
 
@@ -80,3 +81,50 @@ def test_the_flag_check_is_sent_with_its_alarm() -> None:
     assert deploy.HANDLERS[flag.type](d, flag, flag.inputs) == {flag.id: "hc-1"}
     assert sent == [{"Type": "CLOUDWATCH_METRIC", "InsufficientDataHealthStatus": "LastKnownStatus",
                      "AlarmIdentifier": {"Region": "us-west-2", "Name": "xai-local-global-traffic-on-dr"}}]
+
+
+def _account_view(moto_server: Any, outputs: dict[str, Any]) -> dict[str, Any]:
+    """What a runbook would see of the deployed site: buckets with policy and versions, roles, the secret."""
+    s3 = moto_server.client("s3", outputs["region"])
+    buckets = sorted(b["Name"] for b in s3.list_buckets()["Buckets"])
+    vault = outputs["backup_bucket_name"]
+    roles = sorted(r["RoleName"] for r in moto_server.client("iam").list_roles()["Roles"])
+    secret = moto_server.client("secretsmanager", outputs["region"]).get_secret_value(SecretId=outputs["db_secret_arn"])
+    return {"buckets": buckets, "vault_policy": s3.get_bucket_policy(Bucket=vault)["Policy"],
+            "vault_objects": [o["Key"] for o in s3.list_object_versions(Bucket=vault).get("Versions", [])],
+            "roles": roles, "secret": secret["SecretString"]}
+
+
+def test_a_restored_deployment_is_the_deployed_one_and_forgets_what_a_test_changed(moto_server: Any) -> None:
+    """deploy_for_tests replays the program once per process and arguments, then restores its captured state:
+    the next test must get exactly that state back, none of what the last one did, with working KMS keys."""
+    outputs, oncall = deploy_bound.site_for_tests(moto_server, db_password="first-test-password")
+    fresh = _account_view(moto_server, outputs)
+    s3 = moto_server.client("s3", outputs["region"])
+    vault = outputs["backup_bucket_name"]
+    # a test's changes: an object written with the vault's key, the bucket policy removed, a role deleted
+    s3.put_object(Bucket=vault, Key="backups/db/x.sql.gz", Body=b"x", ServerSideEncryption="aws:kms",
+                  SSEKMSKeyId=outputs["backup_kms_key_arn"])
+    s3.delete_bucket_policy(Bucket=vault)
+    iam = moto_server.client("iam")
+    victim = fresh["roles"][0]
+    for p in iam.list_role_policies(RoleName=victim)["PolicyNames"]:
+        iam.delete_role_policy(RoleName=victim, PolicyName=p)
+    for p in iam.list_attached_role_policies(RoleName=victim)["AttachedPolicies"]:
+        iam.detach_role_policy(RoleName=victim, PolicyArn=p["PolicyArn"])
+    iam.delete_role(RoleName=victim)
+
+    again, oncall_again = deploy_bound.site_for_tests(moto_server, db_password="first-test-password")
+    assert again == outputs and oncall_again.env() == oncall.env()
+    assert _account_view(moto_server, again) == fresh
+    # the restored KMS key encrypts and decrypts, and the restored vault takes a write under it again
+    kms = moto_server.client("kms", outputs["region"])
+    blob = kms.encrypt(KeyId=outputs["backup_kms_key_arn"], Plaintext=b"payload")["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"payload"
+    s3.put_object(Bucket=vault, Key="backups/db/y.sql.gz", Body=b"y", ServerSideEncryption="aws:kms",
+                  SSEKMSKeyId=outputs["backup_kms_key_arn"])
+    assert s3.get_object(Bucket=vault, Key="backups/db/y.sql.gz")["Body"].read() == b"y"
+    # other arguments are another deployment, replayed and bound to them
+    other, _ = deploy_bound.site_for_tests(moto_server, db_password="other", db_name="another_db")
+    assert other["db_name"] == "another_db" and outputs["db_name"] == "xai_blockchain"
+    assert json.loads(_account_view(moto_server, other)["secret"])["password"] == "other"

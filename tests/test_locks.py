@@ -208,13 +208,13 @@ def test_the_primarys_backup_lock_does_not_follow_it_to_the_dr_site(moto_server:
     """The primary dies holding its backup lock. Replication (filtered to backups/ by the program,
     honoured by the emulator) must not have copied the lock: the DR site's first backup runs."""
     from recovery.local import emulator as ext
-    from recovery.local.deploy import DR, PRIMARY, deploy_for_tests
+    from recovery.local.deploy import DR, PRIMARY
+    from recovery.local.deploy_bound import deploy_for_tests
 
     if not ext.installed():  # S3 replication, as the local environment's emulator has it
         ext.install()
         request.addfinalizer(ext.uninstall)
-    moto_server.reset()
-    deployed = deploy_for_tests(moto_server.endpoint, moto_server.ca_bundle, db_port=pg.port, db_password=DB_PASSWORD)
+    deployed = deploy_for_tests(moto_server, db_port=pg.port, db_password=DB_PASSWORD)
     env = {**moto_server.env(), **deployed.oncall.env(), "RECOVERY_AWS_MAX_ATTEMPTS": "2"}
     files = {}
     for stack in (PRIMARY, DR):

@@ -20,7 +20,7 @@ import pytest
 
 from recovery import aws
 from recovery.catalog import MANIFEST_SUFFIX, TS_FORMAT, VERIFY_SUFFIX, Manifest, iso, object_name, prefix
-from recovery.local.deploy import site_for_tests
+from recovery.local.deploy_bound import site_for_tests
 from recovery.local.moto_server import MotoServer
 from recovery.engine.journal import Journal, S3JournalStore
 from recovery.reports.metrics import METRICS, collect, p95, render_prometheus, write_textfile
@@ -86,8 +86,7 @@ def val(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 @pytest.fixture()
 def known(moto_server: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    moto_server.reset()
-    raw, oncall = site_for_tests(moto_server.endpoint, moto_server.ca_bundle, db_password=DB_PASSWORD)
+    raw, oncall = site_for_tests(moto_server, db_password=DB_PASSWORD)
     f = tmp_path / "outputs.json"
     f.write_text(json.dumps(raw))
     for k, v in moto_server.env().items():

@@ -122,13 +122,12 @@ def test_replication_status_is_checked_where_configured(moto_server: Any, site: 
     """Both sites as the program deploys them: the primary replicates into the DR vault, and the
     primary's verify (as its backup role) reads each backup's replication status."""
     from recovery.local import emulator as ext
-    from recovery.local.deploy import deploy_for_tests
+    from recovery.local.deploy_bound import deploy_for_tests
 
     if not ext.installed():  # S3 replication, as the local environment's emulator has it
         ext.install()
         request.addfinalizer(ext.uninstall)
-    moto_server.reset()
-    deployed = deploy_for_tests(moto_server.endpoint, moto_server.ca_bundle, db_port=site.outputs["db_port"],
+    deployed = deploy_for_tests(moto_server, db_port=site.outputs["db_port"],
                                 db_password=DB_PASSWORD)
     primary, dr = deployed.outputs["local"], deployed.outputs["local-dr"]
     f = tmp_path / "primary.json"
@@ -219,10 +218,9 @@ def test_unwritable_dest_is_an_input_error(cli: Any, backed_up: dict[str, Any], 
 
 
 def test_dr_stack_checks_that_the_primary_replicates_into_it(moto_server: Any, site: Site, tmp_path: Path) -> None:
-    from recovery.local.deploy import site_for_tests
+    from recovery.local.deploy_bound import site_for_tests
 
-    moto_server.reset()  # both sites, deployed together as the program does
-    dr, oncall = site_for_tests(moto_server.endpoint, moto_server.ca_bundle, role="dr")
+    dr, oncall = site_for_tests(moto_server, role="dr")  # both sites, deployed together as the program does
     f = tmp_path / "dr.json"
     f.write_text(json.dumps(dr))
     primary = dr["replication_source_bucket_name"]

@@ -571,29 +571,3 @@ def generated_secret(arn: str, endpoint: str, ca_bundle: str | None) -> str:
     """A secret's current value as the program generated it (read once, by `local up`, as the admin)."""
     sm = admin_client("secretsmanager", arn.split(":")[3], endpoint, ca_bundle)
     return str(sm.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"])
-
-
-def site_for_tests(endpoint: str, ca_bundle: str | None, *, role: str = "primary",
-                   **database: Any) -> tuple[dict[str, Any], Oncall]:
-    """One local site's outputs (a DR site comes with its primary) and the on-call identity (`deploy_for_tests`)."""
-    stacks = (PRIMARY,) if role == "primary" else (PRIMARY, DR)
-    deployed = deploy_for_tests(endpoint, ca_bundle, stacks=stacks, **database)
-    return deployed.outputs[stacks[-1]], deployed.oncall
-
-
-def deploy_for_tests(endpoint: str, ca_bundle: str | None, *, stacks: tuple[str, ...] = (PRIMARY, DR),
-                     db_host: str = "127.0.0.1", db_port: int = 5432, db_name: str = "xai_blockchain",
-                     db_user: str = "xaiadmin", db_password: str | None = None) -> Deployed:
-    """The local stacks deployed from the program, bound to a database a test (or bench) already runs. The
-    DB secret is the program's; its value is set to that database's real credential, as an operator
-    adopting an existing cluster would (the DR site's copy is its replica)."""
-    database = {"port": db_port, "databaseName": db_name, "masterUsername": db_user}
-    deployed = deploy(endpoint, ca_bundle=ca_bundle, databases={PRIMARY: database, DR: database},
-                      bindings={s: {"db_endpoint": db_host} for s in (PRIMARY, DR)}, stacks=stacks)
-    if db_password is not None:
-        arn = deployed.outputs[PRIMARY]["db_secret_arn"]
-        doc = json.loads(generated_secret(arn, endpoint, ca_bundle))
-        doc["password"] = db_password
-        sm = admin_client("secretsmanager", arn.split(":")[3], endpoint, ca_bundle)
-        sm.put_secret_value(SecretId=arn, SecretString=json.dumps(doc, sort_keys=True))
-    return deployed

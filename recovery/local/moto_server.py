@@ -7,6 +7,7 @@ What runs inside it comes from the Pulumi program (`deploy.py`); who may do what
 
 from __future__ import annotations
 
+import copy
 import datetime
 import ipaddress
 import logging
@@ -16,9 +17,11 @@ import ssl
 import tempfile
 import threading
 import urllib.request
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import boto3
+
+_T = TypeVar("_T")
 
 DUMMY_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -82,6 +85,7 @@ class MotoServer:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._cert_dir = ""
+        self._states: dict[str, tuple[Any, Any]] = {}  # reset_to's captured states
 
     def start(self) -> "MotoServer":
         # moto's ThreadedMotoServer._server_entry, plus the ssl_context (it takes none itself).
@@ -131,6 +135,22 @@ class MotoServer:
         req = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
         context = ssl.create_default_context(cafile=self.ca_bundle)
         urllib.request.urlopen(req, timeout=10, context=context).read()
+
+    def reset_to(self, key: str, build: Callable[[], _T]) -> _T:
+        """Reset the emulator to the state ``build()`` leaves an empty one in, and return a copy of
+        build's result. The first call with a ``key`` runs ``build`` and captures that state; later
+        ones restore it (emulator/snapshot.py), ~0.1 s instead of a 4-6 s deployment. ``key`` must
+        name everything ``build`` depends on."""
+        from recovery.local.emulator import snapshot
+
+        self.reset()
+        if key not in self._states:
+            result = build()
+            self._states[key] = (snapshot.capture(), copy.deepcopy(result))
+        else:
+            state, _ = self._states[key]
+            snapshot.restore(state)
+        return copy.deepcopy(self._states[key][1])
 
     def env(self) -> dict[str, str]:
         """Environment that points boto3 (and awscli) at this server with dummy credentials."""
