@@ -72,6 +72,21 @@ def test_round_trip_after_rows_are_deleted(rs: RSite, fmt: str) -> None:
     assert rs.keys(f"runs/{RB}/") == [f"runs/{RB}/{j['run_id']}.json"]
 
 
+def test_jobs_on_a_single_stream_backup_is_said_to_not_apply_before_anything_stops(rs: RSite) -> None:
+    backup(rs, "zstd")
+    r = rs.cli("db", "--yes", "--force", "--jobs", "4", "--json")
+    assert r.code == 0, r.err
+    note = "--jobs 4 does not apply: a zstd backup loads on one connection"
+    assert r.err.count(note) == 1
+    assert r.err.index(note) < r.err.index("stop-services")
+    steps = {s["name"]: s for s in r.json()["steps"]}
+    assert steps["check-backup"]["detail"]["jobs"] == "ignored (zstd loads on one connection)"
+    # without --jobs, nothing is said
+    r = rs.cli("db", "--yes", "--force", "--json")
+    assert r.code == 0, r.err
+    assert "--jobs" not in r.err and "jobs" not in {s["name"]: s for s in r.json()["steps"]}["check-backup"]["detail"]
+
+
 def test_reindex_is_an_opt_in_step_after_the_swap(rs: RSite) -> None:
     before = rs.summary()
     backup(rs)

@@ -29,12 +29,12 @@ def restore() -> None:
 @click.option("--dsn", help="PostgreSQL connection string overriding the stack's (PG* env vars also override).")
 @click.option("--reindex", is_flag=True, help="REINDEX DATABASE the restored database before the services start "
                                               "(the plan's step when corruption was detected).")
-@click.option("--jobs", type=int, default=2, show_default=True,
-              help="Connections loading a --format parallel backup at once, 1..16 (about one per core of the "
-                   "database server); other formats load on one.")
+@click.option("--jobs", type=int, default=None,
+              help="Connections loading a --format parallel backup at once, 1..16, default 2 (about one per core "
+                   "of the database server); other formats load on one.")
 def restore_db_cmd(stack: str, outputs_file: str | None, as_json: bool, yes: bool, dry_run: bool, backup: str,
                    target_db: str | None, no_keep_old: bool, force: bool, dsn: str | None, reindex: bool,
-                   jobs: int) -> None:
+                   jobs: int | None) -> None:
     """Restore a database dump into a scratch database, verify it, swap it in by rename."""
     from recovery.runbooks.restore_db import DbRestoreOptions, restore_db
 

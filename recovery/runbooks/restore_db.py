@@ -65,7 +65,7 @@ from recovery.engine.journal import Journal, JournalStore, default_journal_dir, 
 from recovery.reports import rto_budget
 from recovery.engine.runbook import Runbook
 from recovery.engine.steps import Step, StepContext, Target
-from recovery.backups.parallel_format import check_jobs
+from recovery.backups.parallel_format import DEFAULT_JOBS, check_jobs
 from recovery.backups.read import BackupStream, check_backup, prefetch, resolve_backup
 from recovery.backups.space import server_free_space
 from recovery.backups.verify import PG_DUMP_END
@@ -89,10 +89,13 @@ class DbRestoreOptions:
     force: bool = False
     dsn: str | None = None
     reindex: bool = False
-    jobs: int = 2  # connections loading a parallel-format backup at once (runbooks/parallel_load.py)
+    # connections loading a parallel-format backup at once (runbooks/parallel_load.py); None: DEFAULT_JOBS,
+    # and no note that a gzip/zstd backup ignores it
+    jobs: int | None = None
 
     def __post_init__(self) -> None:
-        check_jobs(self.jobs)
+        if self.jobs is not None:
+            check_jobs(self.jobs)
         if self.target_db is not None:  # before anything is read or resolved
             postgres.check_name(self.target_db, "--target-db")
 
@@ -384,6 +387,10 @@ class DbRestore:
         detail = check_backup(self.s3, e, "sql", "a database backup")
         detail.update(rows=e.manifest.db_rows, max_height=e.manifest.db_max_height)
         detail.update(server_free_space(self.server.connect, self.target, e.manifest.raw_bytes))
+        if self.opts.jobs is not None and e.manifest.format != "parallel":
+            # said before anything stops: the operator asked for a parallel load this backup cannot give
+            ctx.progress(f"--jobs {self.opts.jobs} does not apply: a {e.manifest.format} backup loads on one connection")
+            detail["jobs"] = f"ignored ({e.manifest.format} loads on one connection)"
         return detail
 
     def stop_services(self, ctx: StepContext) -> dict[str, Any]:
@@ -405,7 +412,7 @@ class DbRestore:
         if e.manifest.format == "parallel":
             from recovery.runbooks.parallel_load import load_parallel
 
-            detail = load_parallel(self.server, s, self.s3, e.manifest, self.opts.jobs, ctx.progress,
+            detail = load_parallel(self.server, s, self.s3, e.manifest, self.opts.jobs or DEFAULT_JOBS, ctx.progress,
                                    psql_into=psql_into, prefetch=prefetch)
         else:
             detail = psql_into(self.server, s, BackupStream(self.s3, e.manifest, counted=ctx.progress))
