@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -80,6 +81,9 @@ def main() -> int:
     ap.add_argument("--fail-at")
     ap.add_argument("--production", action="store_true")
     args = ap.parse_args()
+    # Ctrl-C as on a foreground terminal even when the suite itself runs as a background job: a
+    # shell's `cmd &` starts it with SIGINT ignored, and every child inherits that across exec.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rb = build(args.dir, args.block_at, args.fail_at, args.production)
     if args.bucket:
         store = S3JournalStore(boto3.client("s3", region_name="us-east-1"), args.bucket)

@@ -12,13 +12,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
 from recovery import aws
 from recovery.local.deploy_bound import site_for_tests
 from recovery.local.moto_server import MotoServer
+from recovery.local.node_api_stub import NodeApiStub
 from recovery.local.postgres_cluster import PostgresCluster
 from recovery.stack import StackOutputs, parse_outputs
 
@@ -152,6 +153,13 @@ def make_rsite(moto_server: MotoServer, pg: PostgresCluster, tmp_path: Path, mon
         monkeypatch.delenv(k, raising=False)
     aws.forget_sessions()  # this test's on-call identity, not the last one's
     return RSite(STACK, outputs, f, env, moto_server, pg, db, services, journal_dir)
+
+
+@pytest.fixture()
+def node() -> Iterator[NodeApiStub]:
+    """A synced node API at height 500, for the chain restores' wait-sync and verify-node steps."""
+    with NodeApiStub(block_height=500, is_synced=True) as n:
+        yield n
 
 
 def drop_test_databases(pg: PostgresCluster, prefix: str) -> None:

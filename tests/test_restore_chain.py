@@ -14,7 +14,8 @@ import pytest
 from recovery.local.node_api_stub import NodeApiStub
 from recovery.backups.take import BackupOptions, backup_chain
 
-from _restore_fixtures import RSite, drop_test_databases, listing, make_chain_dir, make_rsite, make_services, tree
+from _restore_fixtures import (RSite, drop_test_databases, listing, make_chain_dir, make_rsite, make_services,  # noqa: F401
+                               node, tree)  # node: a fixture
 
 RB = "restore-chain"
 STEPS = ["preflight", "check-backup", "extract-staging", "check-chain-db", "chown-staging", "stop-services",
@@ -28,12 +29,6 @@ def rs(moto_server: Any, pg: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     s.extra_env["RECOVERY_SYNC_POLL_SECONDS"] = "0.2"
     yield s
     drop_test_databases(pg, s.db)
-
-
-@pytest.fixture()
-def node() -> Iterator[NodeApiStub]:
-    with NodeApiStub(block_height=500, is_synced=True) as n:
-        yield n
 
 
 @pytest.fixture()

@@ -25,7 +25,7 @@ from recovery.postgres import ConnParams
 from recovery.runbooks.restore_db import Server, psql_into
 from recovery.local.node_api_stub import NodeApiStub
 
-from _restore_fixtures import RSite, drop_test_databases, listing, make_chain_dir, make_rsite
+from _restore_fixtures import RSite, drop_test_databases, listing, make_chain_dir, make_rsite, node  # noqa: F401 - node: a fixture
 from conftest import DB_PASSWORD
 
 OWNER = "nobody:nogroup"
@@ -36,12 +36,6 @@ def rs(moto_server: Any, pg: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     s = make_rsite(moto_server, pg, tmp_path, monkeypatch, rows=3000)
     yield s
     drop_test_databases(pg, s.db)
-
-
-@pytest.fixture()
-def node() -> Iterator[NodeApiStub]:
-    with NodeApiStub(block_height=500, is_synced=True) as n:
-        yield n
 
 
 def _last(r: Any) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Callable, TypeVar
 
 from recovery import postgres
 from recovery.aws import acting_as, client
-from recovery.backups.read import BackupStream, prefetch, resolve_backup, verify_backup
+from recovery.backups.read import BackupStream, resolve_backup, verify_backup
 from recovery.backups.take import backup_chain, backup_db
 from recovery.catalog import Catalog, parse_iso
 from recovery.drills.base import DrillRun, ScenarioSpec
@@ -156,7 +156,7 @@ def drill_db(d: DrillRun) -> None:
         d.cleanup(lambda: server.drop(scratch))
         server.create(scratch)
         if m.format == "parallel":  # parts loaded on DEFAULT_JOBS connections, verified while they load
-            loaded = load_parallel(server, scratch, s3, m, DEFAULT_JOBS, psql_into=psql_into, prefetch=prefetch)
+            loaded = load_parallel(server, scratch, s3, m, DEFAULT_JOBS, psql_into=psql_into)
         else:
             loaded = psql_into(server, scratch, BackupStream(s3, m, progress=d.say))
         st.detail.update(scratch=scratch, **loaded)

@@ -6,7 +6,7 @@ for `--format parallel` backups; the format: recovery/backups/parallel_format.py
 2. data: ``jobs`` connections, each loading one part at a time with psycopg's
    ``COPY ... FROM STDIN`` in its own transaction, biggest first; the data-other part (sequence
    values, large objects) goes through psql as one of them. Download, sha256 and zstd run a few
-   chunks ahead on a thread per part (recovery.backups.read.prefetch, handed in; zstandard and libpq release the GIL).
+   chunks ahead on a thread per part (recovery.backups.read.prefetch; zstandard and libpq release the GIL).
 3. post-data, split into pg_dump's entries and run on ``jobs`` connections in coarse phases, as
    ``pg_restore -j`` orders them: indexes and primary key / unique / check constraints at once;
    then index attachments (partitioned indexes); then foreign keys at once (they need the keys
@@ -27,7 +27,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generator, Iterable, Iterator, Protocol, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -37,7 +37,7 @@ from psycopg._encodings import pg2pyenc  # psycopg's own map of PostgreSQL encod
 from recovery import redact
 from recovery.aws import aws_error
 from recovery.backups.parallel_format import part_manifest, parts_of
-from recovery.backups.read import BackupStream
+from recovery.backups.read import BackupStream, prefetch
 from recovery.catalog import Manifest
 from recovery.errors import DatabaseError, IntegrityError, RecoveryError
 
@@ -46,13 +46,12 @@ T = TypeVar("T")
 
 class Server(Protocol):
     """restore_db.Server, as far as the loader uses it (restore_db imports this module, so the loader
-    is handed restore_db's Server, psql_into and prefetch instead of importing them)."""
+    is handed restore_db's Server and psql_into instead of importing them)."""
 
     def connect(self, dbname: str | None = None, **kw: Any) -> psycopg.Connection[Any]: ...
 
 
 Psql = Callable[[Any, str, BackupStream], dict[str, Any]]
-Prefetch = Callable[[Iterator[bytes]], Generator[bytes, None, None]]
 
 # As pg_dump's own preamble has it, plus synchronous_commit: the scratch database is dropped, not
 # recovered, if the server stops before the swap.
@@ -261,7 +260,7 @@ def _post_data(server: Server, dbname: str, text: bytes, jobs: int, say: Callabl
 
 def load_parallel(server: Server, dbname: str, s3: Any, m: Manifest, jobs: int,
                   progress: Callable[[str, float | None, float | None], None] | None = None, *,
-                  psql_into: Psql, prefetch: Prefetch) -> dict[str, Any]:
+                  psql_into: Psql) -> dict[str, Any]:
     parts = parts_of(m)
     totals = _Totals()
     timings: dict[str, float] = {}

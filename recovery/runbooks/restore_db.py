@@ -413,7 +413,7 @@ class DbRestore:
             from recovery.runbooks.parallel_load import load_parallel
 
             detail = load_parallel(self.server, s, self.s3, e.manifest, self.opts.jobs or DEFAULT_JOBS, ctx.progress,
-                                   psql_into=psql_into, prefetch=prefetch)
+                                   psql_into=psql_into)
         else:
             detail = psql_into(self.server, s, BackupStream(self.s3, e.manifest, counted=ctx.progress))
         self.server.set_comment(s, marker(ctx.run_id, e.manifest.key))
