@@ -55,7 +55,7 @@ def _take_over_option(f: Any) -> Any:
 @click.option("--format", "fmt", type=click.Choice(["gzip", "zstd", "parallel"]), default="gzip", show_default=True,
               help="gzip: plain SQL .sql.gz (the plan's gunzip|psql works); zstd: .sql.zst, faster; parallel: "
                    "per-table zstd COPY parts that `restore db --jobs N` loads at once (README: which to choose).")
-@click.option("--level", type=int, help="Compression level: gzip 1..9 (default 1), zstd and parallel 1..19 (default 3).")
+@click.option("--level", type=int, help="Compression level: gzip 1..9 (default 1), zstd and parallel 1..19 (default 1).")
 @click.option("--workers", type=int, help="Compression threads, 1..64 (default: CPU count).")
 @click.option("--jobs", type=int, help="--format parallel: parts dumped at once, 1..16 (default 2).")
 @click.option("--dsn", help="PostgreSQL connection string overriding the stack's (PG* env vars also override).")
@@ -84,7 +84,7 @@ def backup_db_cmd(stack: str, outputs_file: str | None, as_json: bool, fmt: str,
               help="The node's data directory, e.g. /var/lib/xai/blockchain (default for local stacks: the local node's).")
 @click.option("--member-prefix", help="Path inside the archive (default: the data dir's absolute path without '/').")
 @click.option("--format", "fmt", type=_FORMAT, default="gzip", show_default=True)
-@click.option("--level", type=int, help="Compression level: gzip 1..9 (default 1), zstd 1..19 (default 3).")
+@click.option("--level", type=int, help="Compression level: gzip 1..9 (default 1), zstd 1..19 (default 1).")
 @_take_over_option
 def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_dir: str | None,
                      member_prefix: str | None, fmt: str, level: int | None, take_over_stale: bool) -> None:
