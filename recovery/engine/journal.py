@@ -1,7 +1,7 @@
 """The run journal: what happened in one run, step by step, and where it is kept.
 
-A journal is saved after every step transition, so a crash at any point leaves a record a rerun
-can resume from. Stores: the stack's bucket under ``runs/`` (S3), a local directory, and the usual
+A journal is saved when each step starts (carrying the previous step's result), when one fails and
+when the run ends, so a crash at any point leaves a record a rerun can resume from. Stores: the stack's bucket under ``runs/`` (S3), a local directory, and the usual
 pairing of both (S3 first, the local directory when S3 is unreachable, which it may be in a
 disaster).
 """
@@ -197,7 +197,7 @@ def journal_key(prefix: str, runbook: str, run_id: str) -> str:
 
 
 class JournalStore(ABC):
-    """Where journals live. ``save`` is called after every step change."""
+    """Where journals live. ``save`` is called at each step's start, at a failure and at the run's end."""
 
     @abstractmethod
     def save(self, journal: Journal) -> None: ...
