@@ -1,9 +1,9 @@
 """The run journal: what happened in one run, step by step, and where it is kept.
 
 A journal is saved when each step starts (carrying the previous step's result), when one fails and
-when the run ends, so a crash at any point leaves a record a rerun can resume from. Stores: the stack's bucket under ``runs/`` (S3), a local directory, and the usual
-pairing of both (S3 first, the local directory when S3 is unreachable, which it may be in a
-disaster).
+when the run ends, so a crash at any point leaves a record a rerun can resume from. Stores: the
+stack's bucket under ``runs/`` (S3), a local directory, and the usual pairing of both (S3 first,
+the local directory when S3 is unreachable, which it may be in a disaster).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def deploy_for_tests(server: "MotoServer", **kwargs: Any) -> Deployed:
     """`server` reset, then `deploy_with_database(**kwargs)` into it.
 
     The deployment is replayed once per process and arguments, and restored from its captured state after
-    that (`MotoServer.reset_to`): the same resources, ~40x faster. The key holds every argument and whether
+    that (`MotoServer.reset_to`): the same resources, 10-50x faster. The key holds every argument and whether
     the emulator's extensions are installed (they take part in what a deployment leaves behind)."""
     from recovery.local import emulator
 

@@ -139,7 +139,7 @@ class MotoServer:
     def reset_to(self, key: str, build: Callable[[], _T]) -> _T:
         """Reset the emulator to the state ``build()`` leaves an empty one in, and return a copy of
         build's result. The first call with a ``key`` runs ``build`` and captures that state; later
-        ones restore it (emulator/snapshot.py), ~0.1 s instead of a 4-6 s deployment. ``key`` must
+        ones restore it (emulator/snapshot.py), 0.2-0.6 s instead of a 4-9 s deployment. ``key`` must
         name everything ``build`` depends on."""
         from recovery.local.emulator import snapshot
 

@@ -388,8 +388,9 @@ class DbRestore:
         detail.update(rows=e.manifest.db_rows, max_height=e.manifest.db_max_height)
         detail.update(server_free_space(self.server.connect, self.target, e.manifest.raw_bytes))
         if self.opts.jobs is not None and e.manifest.format != "parallel":
-            # said before anything stops: the operator asked for a parallel load this backup cannot give
-            ctx.progress(f"--jobs {self.opts.jobs} does not apply: a {e.manifest.format} backup loads on one connection")
+            # said before anything stops, as a kept line (a terminal rewrites progress in place): the
+            # operator asked for a parallel load this backup cannot give
+            ctx.info(f"--jobs {self.opts.jobs} does not apply: a {e.manifest.format} backup loads on one connection")
             detail["jobs"] = f"ignored ({e.manifest.format} loads on one connection)"
         return detail
 

@@ -3,7 +3,7 @@
 Why: every test starts from the program's resources freshly deployed into an empty emulator
 (recovery/local/deploy.py replays the program: ~90 API calls, 4-6 s here). What that replay
 creates is the same every time for the same arguments, so a process captures it once and later
-tests get it back in ~0.1 s. The capture is of moto's own backends (every account and region a
+tests get it back in 0.2-0.6 s (the reset included). The capture is of moto's own backends (every account and region a
 service was used in, plus the service-wide maps such as S3's bucket-name registry) and of the
 extensions' records (CloudTrail events of the deploy, cached auth tokens); hooks, probes and
 configuration are not state of the emulated account and stay as they are.
