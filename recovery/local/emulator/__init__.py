@@ -1,6 +1,6 @@
 """Make moto 5.2.5 change state the way AWS does, where the local DR environment needs it.
 
-moto's ThreadedMotoServer serves requests from the *same* in-process backends that
+The emulator's server (moto_server.py) serves requests from the *same* in-process backends that
 ``moto.backends.get_backend`` returns, so patching moto's backend and response classes in this
 process changes what every client of the server observes through plain HTTP/boto3 calls.
 

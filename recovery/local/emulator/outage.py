@@ -9,8 +9,8 @@ moto 5.2.5: one server answers every region; nothing can take a region away.
 
 This extension: while an outage of region R holds, a request whose SigV4 credential scope names R
 (the ``Credential=AKID/DATE/R/SERVICE/aws4_request`` of its Authorization header, or a presigned
-URL's ``X-Amz-Credential``) gets no response at all: its connection is shut down and werkzeug,
-seeing a ``ConnectionError``, writes nothing, so a client sees what it sees in a real outage, a
+URL's ``X-Amz-Credential``) gets no response at all: its connection is shut down and the server
+(moto_server.py), seeing an ECONNRESET, writes nothing, so a client sees what it sees in a real outage, a
 connection that ends without an answer, and its retries meet the same. Unsigned
 requests (``/moto-api/...``, this control) are served; the emulator's DNS server
 (route53_dns.py) is not an HTTP request and keeps answering.
@@ -27,6 +27,7 @@ with ``configure(record_file=...)``, in the record file as kind ``outage-refused
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import socket
@@ -34,7 +35,7 @@ import time
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
-from recovery.local.emulator.records import LOCK, persist, wrap
+from recovery.local.emulator.records import LOCK, SOCKET_KEY, persist, wrap
 
 CONTROL_PATH = "/xai-local/outage"
 _SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
@@ -98,15 +99,15 @@ def _call(original: Callable[..., Any], app: Any, environ: dict[str, Any], start
             with LOCK:
                 _REFUSED.append(entry)
             persist("outage-refused", entry)
-            # Close the connection under the request, then let werkzeug's handler treat the
-            # ConnectionError as a dropped client: nothing is written, no status, no body.
-            sock = environ.get("werkzeug.socket")
+            # Close the connection under the request, then let the server treat the ECONNRESET
+            # as a dropped client: nothing is written, no status, no body.
+            sock = environ.get(SOCKET_KEY)
             if sock is not None:
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-            raise ConnectionResetError(f"region {signed[1]} is in outage")
+            raise ConnectionResetError(errno.ECONNRESET, f"region {signed[1]} is in outage")
     return original(app, environ, start_response)
 
 

@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 LOCK = threading.RLock()
+# Where a request's WSGI environ carries its client connection's socket (moto_server.py puts it
+# there): the outage extension shuts it to answer with no response at all, as a dead region does.
+SOCKET_KEY = "recovery.socket"
 _PATCHES: list[tuple[Any, str, Any, bool]] = []  # (owner, attribute, original, existed)
 
 
