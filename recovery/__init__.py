@@ -1,8 +1,4 @@
 """XAI disaster recovery: runbooks that carry out the DR plan against a Pulumi stack's outputs."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("xai-recovery")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+# The package's version (pyproject.toml reads it from here); written into every manifest and report.
+__version__ = "0.1.0"

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator
 from botocore.exceptions import ClientError
 
 from recovery.aws import aws_error, error_code
-from recovery.errors import InputError, IntegrityError
+from recovery.errors import AwsAccessError, InputError, IntegrityError
 from recovery.transfer import read_object
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -321,3 +321,15 @@ class Catalog:
     def verification_runs(self) -> list[dict[str, Any]]:
         """Every recorded verify run, oldest first (for metrics: success rate)."""
         return [d for k in sorted(self._keys("verifications/")) if (d := self._get_json(k)) is not None]
+
+
+def check_bucket(s3: Any, bucket: str) -> None:
+    """The stack's backup bucket answers, before a command reads or writes the catalog in it."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception as exc:  # noqa: BLE001 - mapped to a one-line error (aws_error)
+        code = error_code(exc)
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise AwsAccessError(f"bucket '{bucket}' does not exist",
+                                 "check the stack's backup_bucket_name output, the region and AWS_ENDPOINT_URL") from None
+        raise aws_error(exc, f"checking bucket {bucket}", bucket=bucket) from None

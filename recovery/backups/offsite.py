@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from recovery.aws import client
-from recovery.catalog import KINDS, Catalog, Entry, parse_name, utc_now
+from recovery.catalog import Catalog, Entry, KINDS, check_bucket, parse_name, utc_now
 from recovery.errors import InputError, IntegrityError, RecoveryError
 from recovery.stack import StackOutputs
-from recovery.backups.take import check_bucket
 from recovery.backups.verify import scan_backup
 from recovery.backups.parallel_offsite import TMP_SUFFIX, copy_parallel, present, prune_dir
 

@@ -31,9 +31,9 @@ from typing import IO, Any, Callable
 from recovery import __version__, redact
 from recovery import pg_globals, postgres
 from recovery.archive import Member, TarSource, chain_db_member, plan_tree
-from recovery.aws import aws_error, client, error_code
-from recovery.catalog import Catalog, Manifest, iso, prefix, utc_now
-from recovery.errors import AwsAccessError, BackupFailedError, InputError, RecoveryError
+from recovery.aws import aws_error, client
+from recovery.catalog import Catalog, Manifest, check_bucket, iso, prefix, utc_now
+from recovery.errors import BackupFailedError, InputError, RecoveryError
 from recovery.engine.locks import S3Lock
 from recovery.stack import StackOutputs
 from recovery.stream import CompressedReader, check_options, gzip_backend_name
@@ -69,17 +69,6 @@ class BackupOptions:
         if self.jobs is not None:
             raise InputError(f"--jobs applies to --format parallel only, not {self.fmt}",
                              "add --format parallel, or leave --jobs out (a single-stream backup is one stream)")
-
-
-def check_bucket(s3: Any, bucket: str) -> None:
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except Exception as exc:  # noqa: BLE001 - mapped to a one-line error (aws_error)
-        code = error_code(exc)
-        if code in ("404", "NoSuchBucket", "NotFound"):
-            raise AwsAccessError(f"bucket '{bucket}' does not exist",
-                                 "check the stack's backup_bucket_name output, the region and AWS_ENDPOINT_URL") from None
-        raise aws_error(exc, f"checking bucket {bucket}", bucket=bucket) from None
 
 
 def _content_type(fmt: str) -> str:
