@@ -50,6 +50,11 @@ from recovery.local.redis_cache import apply_auth_token
 
 AWS_FILE = "aws.json"
 AUTHORIZATION_FILE = "authorization.jsonl"
+# The services the program's resources and the runbooks call. moto parses each one's botocore model
+# (a large JSON) at its first request; parsed here at start, on the other core, while `local up`
+# starts PostgreSQL and the nodes, the deployment does not wait for them (~3 s of a `local up`).
+WARM_SERVICES = ("sts", "iam", "s3", "kms", "secretsmanager", "ssm", "rds", "elasticache", "route53", "sns",
+                 "cloudwatch", "cloudtrail", "backup", "ec2", "logs", "events")
 LAG_PUBLISH_SECONDS = 2.0  # RDS publishes each minute; more often here, so the newest minute is current
 
 
@@ -117,6 +122,18 @@ def _cache_group_hooks(state_dir: Path) -> None:
     ef.set_cache_nodes_hook(lambda group: redis_group.node_endpoints(state_dir, group))
 
 
+def _warm_models() -> None:
+    from moto.core.routing import get_service_router
+    from moto.core.utils import get_service_model
+
+    for service in WARM_SERVICES:
+        try:  # both are functools caches: a request that needs one first computes the same value
+            get_service_model(service)
+            get_service_router(service)
+        except Exception:  # noqa: BLE001 - warming is an optimisation; the request would fail the same way
+            pass
+
+
 def serve(state_dir: Path) -> None:
     # The authoriser imports werkzeug (moto[server], a development dependency): imported here, in
     # the daemon, so `local down|status` and the commands never need it.
@@ -137,6 +154,7 @@ def serve(state_dir: Path) -> None:
     emulator.set_restore_backing_hook(lambda src, new, when: restored_clusters.materialise(state_dir, src, new, when))
     emulator.start_lag_publisher(LAG_PUBLISH_SECONDS)
     server = MotoServer().start()
+    threading.Thread(target=_warm_models, name="warm-models", daemon=True).start()
     # Route 53's data plane: DNS answers from the zones above, through any outage of the HTTP API
     from recovery.local.emulator.route53_dns import DnsServer
 
