@@ -22,7 +22,9 @@ venv: $(STAMP)
 
 # One worker per core. --dist loadfile keeps a test file on one worker, so its module fixtures
 # (a whole local environment for some) start once, not once per worker.
+# The suite backs the local cache group with a real redis-server: installed first if missing.
 test: $(STAMP)
+	scripts/ensure-redis-server
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
 	$(MAKE) --no-print-directory typecheck
 
