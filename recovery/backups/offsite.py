@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from recovery.aws import client
-from recovery.catalog import Catalog, Entry, KINDS, check_bucket, parse_name, utc_now
+from recovery.catalog import KINDS, Catalog, Entry, check_bucket, parse_name, utc_now
 from recovery.errors import InputError, IntegrityError, RecoveryError
 from recovery.stack import StackOutputs
 from recovery.backups.verify import scan_backup

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from recovery import __version__
 from recovery.archive import CHAIN_DB, check_sqlite
 from recovery.aws import aws_error, client, error_code
-from recovery.catalog import Catalog, Entry, KINDS, Manifest, check_bucket, iso, utc_now
+from recovery.catalog import KINDS, Catalog, Entry, Manifest, check_bucket, iso, utc_now
 from recovery.backups.age import age_limit_seconds, within_limit
 from recovery.backups.parallel_format import object_keys, parts_of, scan_manifest, summarize
 from recovery.errors import IntegrityError, RecoveryError

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from recovery.aws import client
-from recovery.catalog import Catalog, KINDS, check_bucket, utc_now
+from recovery.catalog import KINDS, Catalog, check_bucket, utc_now
 from recovery.stack import StackOutputs
 
 
