@@ -173,9 +173,12 @@ def test_indexer_survives_database_swapped_underneath(node_pg: PostgresCluster, 
     assert client.block_height() > h_during, "the node keeps mining while its database is away"
 
     # The restored database comes back under the live name, older than the chain (rows above 5 lost).
-    swap_database(node_pg, 'CREATE DATABASE "xai_swap" TEMPLATE "xai_swap_quarantine"', "xai_swap_quarantine")
-    with node_pg.connect("xai_swap") as conn:
+    # It is finished before the rename, as a restore's scratch database is: a node that reconnected
+    # to a half-made copy would read its max(height) too early and never back-fill the gap.
+    swap_database(node_pg, 'CREATE DATABASE "xai_swap_restored" TEMPLATE "xai_swap_quarantine"', "xai_swap_quarantine")
+    with node_pg.connect("xai_swap_restored") as conn:
         conn.execute("DELETE FROM blockchain WHERE height > 5")
+    swap_database(node_pg, 'ALTER DATABASE "xai_swap_restored" RENAME TO "xai_swap"', "xai_swap_restored")
     wait_until(lambda: node.get("/api/v1/node/status")["indexer"]["state"] == "ok", what="indexer to recover")
     node.post("/admin/mining", {"enabled": False})
     n, top = chain_summary(chain_file(node))
