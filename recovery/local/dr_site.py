@@ -41,11 +41,10 @@ import psycopg
 
 from recovery.local.node_process import NodeProcess, start_node
 from recovery.local.paths import local_dir, read_hooks
-from recovery.local.postgres_cluster import free_port, pg_bin
+from recovery.local.postgres_cluster import FAST_OPTS, free_port, pg_bin
 from recovery.processes import pid_alive
 
-PG_OPTS = ("-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-           "-c max_wal_size=2GB -c hot_standby=on -c wal_keep_size=256MB")
+PG_OPTS = f"-c listen_addresses=127.0.0.1 {FAST_OPTS} -c hot_standby=on -c wal_keep_size=256MB"
 
 
 class PromotionError(Exception):

@@ -39,11 +39,10 @@ from typing import Any
 
 from recovery.local import dr_site
 from recovery.local.paths import HOOKS_FILE, read_hooks, write_json
-from recovery.local.postgres_cluster import pg_bin
+from recovery.local.postgres_cluster import FAST_OPTS, pg_bin
 
 ARCHIVE, BASE, RESTORED = "wal-archive", "pitr-base", "restored"
 RESTORED_FILE = "restored-clusters.json"  # in the state directory: what `local down` stops
-_OPTS = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_wal_size=2GB"
 
 
 def _chown(path: Path, run_as: str | None) -> None:
@@ -189,7 +188,7 @@ def materialise(state_dir: Path, source_id: str, new_id: str, target: datetime) 
     sock.mkdir(exist_ok=True)
     _chown(sock, source.get("run_as"))
     dr_site._run(site, pg_bin("pg_ctl"), "-D", str(datadir), "-l", str(base / "log"), "-w", "-t", "60", "-o",
-                 f"-p {port} -k {sock} -c listen_addresses={host} {_OPTS}", "start")
+                 f"-p {port} -k {sock} -c listen_addresses={host} {FAST_OPTS}", "start")
     _wait_promoted(site)
     return host, port
 
