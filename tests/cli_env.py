@@ -10,9 +10,10 @@ import os
 import pty
 import select
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+import prewarmed_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 _INHERITED = ("AWS_", "RECOVERY_", "PULUMI_", "PG")
@@ -25,8 +26,7 @@ def isolated_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "recovery", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=ROOT)
+    return prewarmed_cli.run("recovery", args, env=env, timeout=timeout, cwd=ROOT)
 
 
 def run_on_a_terminal(cmd: list[str], typed: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str]:

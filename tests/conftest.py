@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,6 +20,8 @@ from recovery.local import iam
 from recovery.local.deploy_bound import site_for_tests
 from recovery.local.moto_server import MotoServer
 from recovery.local.postgres_cluster import PostgresCluster
+
+import prewarmed_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_PASSWORD = "Xq9-s3cr3t-PaSSw0rd-do-not-print"
@@ -124,8 +124,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
     """Run `recovery ARGS` as a real subprocess; every output is also checked for the DB password."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     full_env.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "recovery.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, cwd=ROOT, **kw)
+    proc = prewarmed_cli.run("recovery.cli", args, env=full_env, timeout=timeout, cwd=ROOT, **kw)
     assert DB_PASSWORD not in proc.stdout and DB_PASSWORD not in proc.stderr, "the DB password leaked"
     return Result(proc.returncode, proc.stdout, proc.stderr)
 

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 import pytest
 
+import prewarmed_cli
 from cli_env import ROOT, isolated_env
 from recovery.local.deploy_bound import site_for_tests
 from recovery.local.moto_server import MotoServer
@@ -157,8 +158,8 @@ def run(stage: Stage, case: Case) -> tuple[subprocess.CompletedProcess[str], flo
         args += stage.site_args if word == "{site}" else [stage.expand(word)]
     extra = dict(stage.expand(kv).split("=", 1) for kv in shlex.split(case.environment))
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "recovery", *args], capture_output=True, text=True,
-                          env={**stage.env, **extra}, cwd=ROOT, timeout=HANG_GUARD_S, stdin=subprocess.DEVNULL)
+    proc = prewarmed_cli.run("recovery", args, env={**stage.env, **extra}, cwd=ROOT, timeout=HANG_GUARD_S,
+                             input="")  # stdin at EOF, as from /dev/null
     return proc, time.monotonic() - t0
 
 

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import boto3
 import pytest
 
+import prewarmed_cli
 from cli_env import isolated_env
 
 _SUBNET = [10]
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "recovery", *args], capture_output=True, text=True, env=env,
-                          timeout=180)
+    return prewarmed_cli.run("recovery", args, env=env, timeout=180)
 
 
 class Emu:

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from recovery.local.deploy import admin_client
+import prewarmed_cli
 from cli_env import isolated_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,8 +31,7 @@ STEPS = ["preflight", "restore-chain", "quiesce-writers", "measure-lag", "promot
 
 def cli(env: dict[str, str], *args: str, extra: dict[str, str] | None = None,
         timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "recovery", *args], capture_output=True, text=True,
-                          env={**env, **(extra or {})}, timeout=timeout, cwd=ROOT)
+    return prewarmed_cli.run("recovery", args, env={**env, **(extra or {})}, timeout=timeout, cwd=ROOT)
 
 
 class Env:
