@@ -186,6 +186,8 @@ def _child(request: dict[str, Any], fds: list[int], listener: socket.socket, con
     sys.argv = [request["module"], *request["args"]]  # runpy replaces argv[0] with the module's file
     code: int = 0
     try:
+        # `python -m recovery.cli` has not imported recovery.cli when it runs it; runpy warns if it has.
+        sys.modules.pop(request["module"], None)
         runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
     except SystemExit as exc:
         if exc.code is None:
