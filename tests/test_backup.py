@@ -355,8 +355,8 @@ def test_the_password_never_appears_anywhere(cli: Any, site: Site) -> None:
             assert DB_PASSWORD.encode() not in body
 
 
-def test_progress_bar_on_a_terminal(site: Site) -> None:
-    """On a TTY the operator sees bytes, rate and elapsed time on stderr while pg_dump streams."""
+def _on_a_terminal(site: Site, *args: str) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as its stdio (what the operator's terminal shows)."""
     import pty
 
     out = bytearray()
@@ -369,16 +369,33 @@ def test_progress_bar_on_a_terminal(site: Site) -> None:
     env_before = dict(os.environ)
     os.environ.update({**site.env, "COLUMNS": "120", "TERM": "xterm"})
     try:
-        status = pty.spawn([sys.executable, "-m", "recovery.cli", "backup", "db", "--stack", "production",
+        status = pty.spawn([sys.executable, "-m", "recovery.cli", *args, "--stack", "production",
                             "--outputs", str(site.outputs_file)], read)
     finally:
         os.environ.clear()
         os.environ.update(env_before)
-    text = out.decode(errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 0, text
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal(site: Site) -> None:
+    """On a TTY the operator sees bytes, rate and elapsed time on stderr while pg_dump streams."""
+    code, text = _on_a_terminal(site, "backup", "db")
+    assert code == 0, text
     assert "pg_dump" in text and "MB/s" in text and re.search(r"\d+:\d\d:\d\d", text)
     assert "✓ db backup s3://" in text and DB_PASSWORD not in text
 
+
+def test_chain_backup_bar_has_a_total_on_a_terminal(site: Site, tmp_path: Path) -> None:
+    """The tar bar knows how much is coming (the planned files' sizes), so it shows done/total and an ETA."""
+    d = make_chain_dir(tmp_path, blocks=20_000)
+    total = sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
+    code, text = _on_a_terminal(site, "backup", "chain", "--data-dir", str(d))
+    assert code == 0, text
+    # rich's DownloadColumn: "<done>/<total> MB" once the total is known
+    shown = re.findall(r"([0-9.]+)/([0-9.]+) MB", text)
+    assert shown, text
+    assert abs(float(shown[-1][1]) - total / 1e6) < 0.15, (shown[-1], total)
+    assert "✓ chain backup s3://" in text
 
 def test_sigterm_mid_upload_aborts_cleanly(site: Site) -> None:
     """systemd stopping the unit mid-stream: exit 14, upload aborted, lock released, nothing catalogued."""

@@ -267,6 +267,8 @@ def _tar_backup(outputs: StackOutputs, kind: str, members: list[Member], source_
         raise InputError(f"--format parallel is for database backups, not {kind}", "use --format gzip or zstd")
     s3 = opts.s3 = opts.s3 or client("s3", outputs.region)
     check_bucket(s3, outputs.backup_bucket_name)
+    if opts.on_total is not None:  # the planned files' sizes: tar's headers and padding add little
+        opts.on_total(sum(m.size for m in members))
     box: dict[str, TarSource] = {}
 
     def open_source() -> tuple[IO[bytes], Callable[[], None], Callable[[], None]]:

@@ -97,6 +97,7 @@ def backup_chain_cmd(stack: str, outputs_file: str | None, as_json: bool, data_d
     data_dir = node_data_dir(outputs, data_dir)
     with progress(interactive(as_json), "tar") as cb, notify.on_failure(outputs, "backup-failed", "node"):
         opts.on_bytes = cb
+        opts.on_total = cb.total if cb is not None else None
         m = backup_chain(outputs, data_dir, opts, member_prefix=member_prefix)
     _render_manifest(m, as_json, opts.extra)
 
