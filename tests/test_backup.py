@@ -24,6 +24,7 @@ from recovery.errors import BackupFailedError
 from recovery.local.postgres_cluster import PostgresCluster
 from recovery.backups.take import BackupOptions, backup_db
 
+from cli_env import run_on_a_terminal
 from conftest import DB_PASSWORD, Site, run_cli
 
 
@@ -357,24 +358,9 @@ def test_the_password_never_appears_anywhere(cli: Any, site: Site) -> None:
 
 def _on_a_terminal(site: Site, *args: str) -> tuple[int, str]:
     """Run the CLI with a pseudo-terminal as its stdio (what the operator's terminal shows)."""
-    import pty
-
-    out = bytearray()
-
-    def read(fd: int) -> bytes:
-        data = os.read(fd, 65536)
-        out.extend(data)
-        return data
-
-    env_before = dict(os.environ)
-    os.environ.update({**site.env, "COLUMNS": "120", "TERM": "xterm"})
-    try:
-        status = pty.spawn([sys.executable, "-m", "recovery.cli", *args, "--stack", "production",
-                            "--outputs", str(site.outputs_file)], read)
-    finally:
-        os.environ.clear()
-        os.environ.update(env_before)
-    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+    return run_on_a_terminal([sys.executable, "-m", "recovery.cli", *args, "--stack", "production",
+                              "--outputs", str(site.outputs_file)], "",
+                             {**os.environ, **site.env, "COLUMNS": "120", "TERM": "xterm"})
 
 
 def test_progress_bar_on_a_terminal(site: Site) -> None:
